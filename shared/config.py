@@ -1,0 +1,95 @@
+"""One Settings class for every layer, read from ``HYBRIDREC_*`` environment variables (or a .env file).
+
+Build it with :func:`get_settings` at the edge (CLI command, app factory, DAG task) and pass it down;
+nothing else reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HYBRIDREC_", env_file=".env", env_file_encoding="utf-8", extra="forbid"
+    )
+
+    # --- storage -----------------------------------------------------------------------------
+    redis_url: str | None = Field(
+        default=None,
+        description="External Redis/Valkey URL. Unset: `hybridrec demo` starts an embedded redis-server.",
+    )
+    key_prefix: str = Field(default="hr", pattern=r"^[A-Za-z0-9_-]{1,32}$", description="Namespace of all keys.")
+    data_dir: Path = Field(default=Path("var"), description="Root of raw data, partitions, runs, quarantine.")
+    store_timeout_ms: int = Field(default=50, ge=1, le=60_000, description="Per-call Redis socket timeout online.")
+    publish_batch_size: int = Field(default=2_000, ge=1, description="Keys per pipelined batch when publishing.")
+    keep_versions: int = Field(default=2, ge=1, le=20, description="Published versions kept (current + rollback).")
+
+    # --- training (implicit ALS) ---------------------------------------------------------------
+    als_factors: int = Field(default=64, ge=1, le=1024)
+    als_regularization: float = Field(default=0.05, ge=0.0)
+    als_alpha: float = Field(default=4.0, gt=0.0, description="Confidence scale: C = 1 + alpha * weight'.")
+    als_iterations: int = Field(default=15, ge=1, le=200)
+    confidence: Literal["log", "bm25"] = Field(default="log", description="Weighting of raw interaction strength.")
+    bm25_k1: float = Field(default=1.2, gt=0.0)
+    bm25_b: float = Field(default=0.75, ge=0.0, le=1.0)
+    seed: int = 42
+    training_window_days: int = Field(default=90, ge=1, description="Days of interactions up to the run date.")
+
+    # --- evaluation --------------------------------------------------------------------------
+    eval_k: int = Field(default=10, ge=1, le=1000)
+    holdout_per_user: int = Field(default=1, ge=1, description="Each user's last N distinct items are held out.")
+    eval_max_users: int = Field(default=10_000, ge=100, description="Seeded sample of users evaluated.")
+
+    # --- candidates and popularity -------------------------------------------------------------
+    n_candidates: int = Field(default=100, ge=1, le=2_000, description="Precomputed candidates per user.")
+    n_neighbours: int = Field(default=30, ge=1, le=500, description="Precomputed neighbours per item.")
+    popular_n: int = Field(default=500, ge=1, description="Length of the global and per-category popular lists.")
+    popularity_half_life_days: float = Field(default=7.0, gt=0.0)
+
+    # --- online ------------------------------------------------------------------------------
+    session_max_events: int = Field(default=50, ge=1, le=10_000)
+    session_ttl_seconds: int = Field(default=1_800, ge=1)
+    session_half_life_events: float = Field(default=3.0, gt=0.0, description="Recency decay of session items.")
+    session_seed_items: int = Field(default=5, ge=1, le=50, description="Recent session items whose neighbours join.")
+    weight_user: float = Field(default=1.0, ge=0.0, description="Blend weight of user-vector similarity.")
+    weight_session: float = Field(default=1.0, ge=0.0, description="Blend weight of session-vector similarity.")
+    weight_popularity: float = Field(default=0.2, ge=0.0, description="Blend weight of log popularity.")
+    max_k: int = Field(default=100, ge=1, le=1_000)
+    reload_interval_s: float = Field(default=2.0, gt=0.0, description="How often the API checks the version pointer.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.n_candidates < self.eval_k:
+            raise ValueError(f"n_candidates ({self.n_candidates}) must be >= eval_k ({self.eval_k})")
+        return self
+
+    # Derived paths: one place that knows the data layout.
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+    @property
+    def interactions_dir(self) -> Path:
+        return self.data_dir / "interactions"
+
+    @property
+    def items_path(self) -> Path:
+        return self.data_dir / "items" / "items.parquet"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_dir / "quarantine"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (CLI flags, tests) winning."""
+    return Settings(**overrides)  # type: ignore[arg-type]

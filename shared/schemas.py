@@ -1,0 +1,36 @@
+"""Data contracts shared by batch and online.
+
+Interactions (one row per event)::
+
+    user_id: str, item_id: str, event_type: str, ts: timestamp[us, UTC], weight: float64
+
+``event_type`` is one of ``EVENT_WEIGHTS`` (``play`` carries a play count in ``weight``). When ``weight``
+is absent it defaults to the event type's weight below, so a purchase counts more than a view.
+
+Items (one row per item)::
+
+    item_id: str, category: str, title: str, available: bool  (+ optional attribute columns)
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Default implicit-feedback strength per event type. ``play`` is a count: its weight is the count.
+EVENT_WEIGHTS: Final[dict[str, float]] = {
+    "view": 1.0,
+    "click": 2.0,
+    "add_to_cart": 4.0,
+    "purchase": 8.0,
+    "play": 1.0,
+}
+EVENT_TYPES: Final[tuple[str, ...]] = tuple(EVENT_WEIGHTS)
+
+INTERACTION_COLUMNS: Final[tuple[str, ...]] = ("user_id", "item_id", "event_type", "ts", "weight")
+ITEM_COLUMNS: Final[tuple[str, ...]] = ("item_id", "category", "title", "available")
+
+# Partition column of the interaction dataset: ``interactions/date=YYYY-MM-DD/part-*.parquet``.
+PARTITION_COLUMN: Final[str] = "date"
+DATE_FORMAT: Final[str] = "%Y-%m-%d"
+
+MAX_ID_LENGTH: Final[int] = 128
