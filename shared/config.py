@@ -59,7 +59,6 @@ class Settings(BaseSettings):
     weight_user: float = Field(default=1.0, ge=0.0, description="Blend weight of user-vector similarity.")
     weight_session: float = Field(default=1.0, ge=0.0, description="Blend weight of session-vector similarity.")
     weight_popularity: float = Field(default=0.2, ge=0.0, description="Blend weight of log popularity.")
-    max_k: int = Field(default=100, ge=1, le=1_000)
     reload_interval_s: float = Field(default=2.0, gt=0.0, description="How often the API checks the version pointer.")
 
     @model_validator(mode="after")

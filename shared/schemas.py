@@ -4,7 +4,9 @@ Interactions (one row per event)::
 
     user_id: str, item_id: str, event_type: str, ts: timestamp[us, UTC], weight: float64
 
-``event_type`` is one of ``EVENT_WEIGHTS`` (``play`` carries a play count in ``weight``). When ``weight``
+Optional columns: ``session_id: str`` (events of one visit) and ``event_id: str`` (unique id, for
+de-duplication of live events). ``event_type`` is one of ``EVENT_WEIGHTS`` (``play`` carries a play
+count and ``rating`` an explicit rating in ``weight``). When ``weight``
 is absent it defaults to the event type's weight below, so a purchase counts more than a view.
 
 Items (one row per item)::
@@ -23,10 +25,12 @@ EVENT_WEIGHTS: Final[dict[str, float]] = {
     "add_to_cart": 4.0,
     "purchase": 8.0,
     "play": 1.0,
+    "rating": 1.0,
 }
 EVENT_TYPES: Final[tuple[str, ...]] = tuple(EVENT_WEIGHTS)
 
 INTERACTION_COLUMNS: Final[tuple[str, ...]] = ("user_id", "item_id", "event_type", "ts", "weight")
+OPTIONAL_INTERACTION_COLUMNS: Final[tuple[str, ...]] = ("session_id", "event_id")
 ITEM_COLUMNS: Final[tuple[str, ...]] = ("item_id", "category", "title", "available")
 
 # Partition column of the interaction dataset: ``interactions/date=YYYY-MM-DD/part-*.parquet``.

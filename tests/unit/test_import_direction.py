@@ -1,0 +1,62 @@
+"""The layers import one way (STYLE.md). Parsed statically, so a lazy import inside a function counts too."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+OURS = {"shared", "feature_store", "batch", "online", "dags"}
+ALLOWED = {
+    "shared": set(),
+    "feature_store": {"shared"},
+    "batch": {"shared", "feature_store"},
+    "online": {"shared", "feature_store"},
+    "dags": {"shared", "batch"},
+}
+# Heavy or training-only libraries the online request path must never load.
+ONLINE_FORBIDDEN = {"implicit", "sklearn", "pandas", "airflow", "scipy", "pyarrow"}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def _modules(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("package", sorted(OURS))
+def test_layers_import_one_way(package: str) -> None:
+    crossings = {
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in _modules(package)
+        for name in _imports(path) & OURS
+        if name != package and name not in ALLOWED[package]
+    }
+    assert not crossings, "imports that cross the layer lines:\n" + "\n".join(sorted(crossings))
+
+
+@pytest.mark.parametrize("package", ["online", "feature_store", "shared"])
+def test_serving_path_never_imports_training_libraries(package: str) -> None:
+    bad = {
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in _modules(package)
+        for name in _imports(path) & ONLINE_FORBIDDEN
+    }
+    assert not bad, "\n".join(sorted(bad))
+
+
+def test_the_checker_sees_a_crossing(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text("def f():\n    from online.app import create_app\n")
+    assert _imports(probe) == {"online"}

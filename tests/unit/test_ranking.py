@@ -1,0 +1,74 @@
+import numpy as np
+
+from feature_store.base import RequestFeatures, SessionEvent
+from feature_store.codecs import UserRecord
+from online.model import LoadedModel
+from online.ranking import BlendParams, rank, session_vector, similar_items
+from tests.support import tiny
+
+PARAMS = BlendParams(weight_user=1.0, weight_session=1.0, weight_popularity=0.2)
+
+
+def _model(**kw) -> LoadedModel:
+    return LoadedModel.from_bundle(tiny.bundle(**kw))
+
+
+def _events(*items: str) -> list[SessionEvent]:
+    return [SessionEvent(item_id=i, event_type="view", ts=float(n), event_id=f"e{n}") for n, i in enumerate(items)]
+
+
+USER_A = UserRecord(vector=np.array([2.0, 0.0], dtype=np.float32), candidates=np.array([0, 1, 2, 5], dtype=np.int32))
+
+
+def test_known_user_without_session_gets_their_taste_first() -> None:
+    r = rank(_model(), RequestFeatures(user=USER_A, session=[]), 3, None, PARAMS)
+    assert r.strategy == "precomputed"
+    assert r.item_ids == ["a0", "a1", "a2"]
+    assert r.reasons == ["for_you"] * 3
+
+
+def test_session_pulls_an_a_user_towards_b_and_excludes_seen_items() -> None:
+    features = RequestFeatures(user=USER_A, session=_events("b0", "b1"))
+    r = rank(_model(), features, 3, None, PARAMS.__class__(weight_user=0.2, weight_session=2.0))
+    assert r.strategy == "hybrid"
+    assert "b0" not in r.item_ids and "b1" not in r.item_ids
+    assert r.item_ids[0] == "b2"
+
+
+def test_unknown_user_with_session_is_served_by_the_session() -> None:
+    r = rank(_model(), RequestFeatures(user=None, session=_events("a2")), 2, None, PARAMS)
+    assert r.strategy == "session"
+    assert r.item_ids == ["a1", "a0"]  # a1 is closer to a2 than a0 is, and more popular
+    assert all(reason == "similar_to:a2" for reason in r.reasons)
+
+
+def test_cold_start_is_popular_and_store_failure_is_flagged() -> None:
+    r = rank(_model(), RequestFeatures(user=None, session=[]), 2, None, PARAMS)
+    assert (r.strategy, r.item_ids) == ("popular", ["b0", "b1"])
+    degraded = rank(_model(), None, 2, None, PARAMS)
+    assert degraded.item_ids == ["b0", "b1"] and "store_unavailable" in degraded.flags
+
+
+def test_category_filter_is_never_broken_to_fill() -> None:
+    r = rank(_model(), RequestFeatures(user=USER_A, session=[]), 5, "B", PARAMS)
+    assert set(r.item_ids) <= {"b0", "b1", "b2"}
+    assert len(r.item_ids) == 3 and "short" in r.flags
+
+
+def test_unavailable_items_are_never_served() -> None:
+    r = rank(_model(available=[False, True, True, True, True, True]), RequestFeatures(USER_A, []), 6, None, PARAMS)
+    assert "a0" not in r.item_ids
+    assert len(r.item_ids) == 5
+
+
+def test_session_vector_weights_recent_items_more() -> None:
+    m = _model()
+    vec = session_vector(m, _events("a0", "a0", "b0"), half_life=1.0)
+    assert vec is not None and vec[1] > vec[0]  # the newest item (b0, axis 1) dominates
+    assert session_vector(m, _events("unknown"), half_life=1.0) is None
+
+
+def test_similar_items_reads_precomputed_neighbours() -> None:
+    ids, scores = similar_items(_model(), "b0", 5)
+    assert ids == ["b1", "b2"]
+    assert scores == [0.9, 0.9]
