@@ -1,0 +1,56 @@
+"""Request and response bodies of the HTTP API (pydantic: validation errors become field-level 422s)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from shared.schemas import EVENT_TYPES, MAX_ID_LENGTH
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\s]+$")]
+EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    session_id: Id
+    item_id: Id
+    event_type: EventType = "view"
+    user_id: Id | None = None
+    ts: datetime | None = Field(default=None, description="Event time; default: when the API received it.")
+    weight: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    event_id: Id | None = Field(default=None, description="Client id for de-duplication; default: a new UUID.")
+
+
+class EventsAccepted(BaseModel):
+    accepted: int
+    event_ids: list[str]
+
+
+class ScoredItem(BaseModel):
+    item_id: str
+    score: float
+    reason: str = Field(description="for_you | similar_to:<item_id> | popular | popular_in_category")
+
+
+class Recommendations(BaseModel):
+    items: list[ScoredItem]
+    model_version: str
+    strategy: str = Field(description="hybrid | precomputed | session | popular")
+    flags: list[str] = Field(description="e.g. unknown_user, store_unavailable, store_timeout, short")
+    took_ms: float
+
+
+class SimilarItems(BaseModel):
+    item_id: str
+    items: list[ScoredItem]
+    model_version: str
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+    fields: list[dict[str, str]] | None = None

@@ -1,0 +1,56 @@
+"""The FastAPI application factory. Nothing happens at import time.
+
+``create_app(settings)`` wires the store, the model holder and the recommender in a lifespan;
+``app_from_env()`` is the zero-argument factory uvicorn calls (``--factory online.app:app_from_env``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from feature_store.redis_store import RedisStore
+from online.errors import install_error_handlers
+from online.model import ModelHolder
+from online.routes import router
+from online.service import Recommender
+from shared.config import Settings, get_settings
+
+log = logging.getLogger("hybridrec.online")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = RedisStore.from_settings(settings, online=True)
+        holder = ModelHolder(store, settings.reload_interval_s)
+        holder.refresh()  # best effort: the app starts (and /ready says why) even if Redis is down
+        holder.start()
+        app.state.settings = settings
+        app.state.store = store
+        app.state.holder = holder
+        app.state.recommender = Recommender(store, holder, settings)
+        try:
+            yield
+        finally:
+            holder.stop()
+            store.close()
+
+    app = FastAPI(
+        title="hybridrec",
+        version="0.1.0",
+        summary="Hybrid batch + real-time recommendations: precomputed ALS features re-ranked by the live session.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(router)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn: settings from HYBRIDREC_* environment variables."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return create_app(get_settings())

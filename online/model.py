@@ -1,0 +1,102 @@
+"""The model the API serves: one version's item data in memory, swapped atomically on publish.
+
+A request takes ONE reference to a :class:`LoadedModel` at its start and uses it to the end, so a
+version switch in the middle of a request cannot mix item data of two versions; the user record is
+read under the same version id.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from feature_store.base import FeatureStore, ItemBundle
+from feature_store.keys import ALL_CATEGORIES
+from shared.errors import StoreError
+
+log = logging.getLogger("hybridrec.online")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """An ItemBundle plus arrays derived once per version (not per request)."""
+
+    bundle: ItemBundle
+    unit_factors: np.ndarray  # float32 (n_items, f), rows L2-normalised (zero rows stay zero)
+    log_popularity: np.ndarray  # float32 (n_items,), log1p(decayed popularity)
+    loaded_at: float
+
+    @classmethod
+    def from_bundle(cls, bundle: ItemBundle) -> LoadedModel:
+        f = bundle.item_factors.astype(np.float32, copy=False)
+        norms = np.linalg.norm(f, axis=1, keepdims=True)
+        unit = np.divide(f, norms, out=np.zeros_like(f), where=norms > 0)
+        return cls(
+            bundle=bundle,
+            unit_factors=unit,
+            log_popularity=np.log1p(np.maximum(bundle.popularity, 0)).astype(np.float32),
+            loaded_at=time.time(),
+        )
+
+    @property
+    def version(self) -> str:
+        return self.bundle.version
+
+    def popular(self, category: str | None) -> np.ndarray:
+        """Popular list for ``category`` (global list when None); empty for an unknown category."""
+        return self.bundle.popular.get(category or ALL_CATEGORIES, np.empty(0, dtype=np.int32))
+
+
+class ModelHolder:
+    """Holds the current LoadedModel and keeps it in step with the store's version pointer.
+
+    ``refresh()`` is cheap when nothing changed (one GET); a background thread calls it every
+    ``interval_s``. Loading happens off the request path and the swap is a single reference
+    assignment, so requests are never blocked or dropped by a reload.
+    """
+
+    def __init__(self, store: FeatureStore, interval_s: float) -> None:
+        self.store = store
+        self.interval_s = interval_s
+        self.model: LoadedModel | None = None
+        self.last_error: str | None = None
+        self.reloads = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def refresh(self) -> bool:
+        """Load the pointer's version if it differs from the loaded one. True if a new model was swapped in."""
+        with self._lock:  # one loader at a time; readers never take this lock
+            try:
+                version = self.store.current_version()
+                if version is None or (self.model is not None and self.model.version == version):
+                    self.last_error = None if version else "no version published yet"
+                    return False
+                model = LoadedModel.from_bundle(self.store.read_item_bundle(version))
+            except StoreError as exc:
+                self.last_error = str(exc)
+                log.warning("model refresh failed, keeping %s: %s", self.model and self.model.version, exc)
+                return False
+            self.model = model
+            self.last_error = None
+            self.reloads += 1
+            log.info("serving version %s (%d items)", version, len(model.bundle.item_ids))
+            return True
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="hybridrec-model-reload", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.refresh()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -1,0 +1,93 @@
+"""What the routes call: one function per use case, with the degradation rules in one place.
+
+Store failures never become a 500: a timeout or an unreachable store serves the in-memory popular
+list of the loaded version with a flag; an unknown user is served from the session or popularity.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from feature_store.base import FeatureStore, RequestFeatures, SessionEvent
+from online.api_models import EventIn
+from online.model import LoadedModel, ModelHolder
+from online.ranking import BlendParams, Ranked, rank, similar_items
+from shared.config import Settings
+from shared.errors import NotFound, StoreError, StoreTimeout, VersionNotFound
+
+
+@dataclass(frozen=True)
+class Served:
+    ranked: Ranked
+    version: str
+    took_ms: float
+
+
+class Recommender:
+    def __init__(self, store: FeatureStore, holder: ModelHolder, settings: Settings) -> None:
+        self.store = store
+        self.holder = holder
+        self.params = BlendParams(
+            weight_user=settings.weight_user,
+            weight_session=settings.weight_session,
+            weight_popularity=settings.weight_popularity,
+            session_half_life=settings.session_half_life_events,
+            seed_items=settings.session_seed_items,
+        )
+
+    def _model(self) -> LoadedModel:
+        model = self.holder.model
+        if model is None:
+            raise VersionNotFound(f"no model loaded yet: {self.holder.last_error or 'still starting'}")
+        return model
+
+    def recommend(self, user_id: str, k: int, session_id: str | None, category: str | None) -> Served:
+        start = time.perf_counter()
+        model = self._model()
+        flags: list[str] = []
+        features: RequestFeatures | None
+        try:
+            features = self.store.read_request(model.version, user_id, session_id)
+        except StoreError as exc:
+            features = None
+            flags.append("store_timeout" if isinstance(exc, StoreTimeout) else "store_unavailable")
+        ranked = rank(model, features, k, category, self.params)
+        if features is not None and features.user is None:
+            flags.append("unknown_user")
+        ranked.flags[:0] = [f for f in flags if f not in ranked.flags]
+        return Served(ranked, model.version, (time.perf_counter() - start) * 1000)
+
+    def similar(self, item_id: str, k: int) -> tuple[list[str], list[float], str]:
+        model = self._model()
+        try:
+            ids, scores = similar_items(model, item_id, k)
+        except KeyError:
+            raise NotFound(f"item {item_id!r} is not in model version {model.version}") from None
+        return ids, scores, model.version
+
+    def record_events(self, events: Sequence[EventIn]) -> list[str]:
+        """Append to sessions and the durable stream; raises StoreError (-> 503) if not accepted."""
+        now = time.time()
+        records = [
+            SessionEvent(
+                item_id=e.item_id,
+                event_type=e.event_type,
+                ts=_epoch(e.ts) if e.ts else now,
+                event_id=e.event_id or uuid.uuid4().hex,
+                user_id=e.user_id,
+                session_id=e.session_id,
+                weight=e.weight,
+            )
+            for e in events
+        ]
+        self.store.append_session_events(records)
+        return [r.event_id for r in records]
+
+
+def _epoch(ts: datetime) -> float:
+    """Unix seconds; a timestamp without a zone is taken as UTC (the data contract's zone)."""
+    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).timestamp()
