@@ -23,13 +23,21 @@ def _status_for(exc: HybridrecError) -> int:
     return next((status for kind, status in _STATUS if isinstance(exc, kind)), 500)
 
 
+def _field_name(loc: tuple) -> str:
+    """('query', 'k') -> 'query.k'; ('body', 3, 'event_type') -> '[3].event_type'; ('body',) -> 'body'."""
+    parts = [p for p in loc if p != "body"]
+    if not parts:
+        return "body"
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [
-            {"field": ".".join(str(p) for p in err["loc"] if p != "body") or "body", "message": err["msg"]}
-            for err in exc.errors()
-        ]
+        fields = [{"field": _field_name(err["loc"]), "message": err["msg"]} for err in exc.errors()]
         message = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
         return JSONResponse(
             status_code=422, content={"error": "validation_error", "message": message, "fields": fields}

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from online.api_models import (
     ErrorBody,
@@ -49,21 +50,52 @@ def recommendations(
     )
 
 
-@router.post("/events", status_code=202, response_model=EventsAccepted, responses=_errors)
-def post_events(
-    request: Request,
-    body: Annotated[EventIn | list[EventIn], Body(description="One event or a list of up to 1000.")],
-) -> EventsAccepted:
-    events = body if isinstance(body, list) else [body]
-    if not 1 <= len(events) <= MAX_EVENTS_PER_POST:
-        return JSONResponse(  # type: ignore[return-value]
-            status_code=422,
-            content={
-                "error": "validation_error",
-                "message": f"body: send between 1 and {MAX_EVENTS_PER_POST} events, got {len(events)}",
-                "fields": [{"field": "body", "message": f"between 1 and {MAX_EVENTS_PER_POST} events"}],
-            },
-        )
+async def _events_body(request: Request) -> list[EventIn]:
+    """One event object or a list of them. Parsed here (not as a pydantic union) so that an error names
+    the exact field: ``event_type`` for a single event, ``[3].event_type`` for the 4th of a list."""
+    try:
+        payload = await request.json()
+    except ValueError:
+        raise RequestValidationError(
+            [{"loc": ("body",), "msg": "body is not valid JSON", "type": "json_invalid"}]
+        ) from None
+    single = not isinstance(payload, list)
+    items = [payload] if single else payload
+    if not 1 <= len(items) <= MAX_EVENTS_PER_POST:
+        msg = f"send between 1 and {MAX_EVENTS_PER_POST} events, got {len(items)}"
+        raise RequestValidationError([{"loc": ("body",), "msg": msg, "type": "too_long"}])
+    try:
+        return _EVENT_LIST.validate_python(items)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *(e["loc"][1:] if single else e["loc"]))} for e in exc.errors()]
+        raise RequestValidationError(errors) from None
+
+
+_EVENT_LIST = TypeAdapter(list[EventIn])
+_EVENTS_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "anyOf": [
+                        {"$ref": "#/components/schemas/EventIn"},
+                        {
+                            "type": "array",
+                            "maxItems": MAX_EVENTS_PER_POST,
+                            "items": {"$ref": "#/components/schemas/EventIn"},
+                        },
+                    ]
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("/events", status_code=202, response_model=EventsAccepted, responses=_errors, openapi_extra=_EVENTS_SCHEMA)
+def post_events(request: Request, events: Annotated[list[EventIn], Depends(_events_body)]) -> EventsAccepted:
+    """Accept one event or up to 1000; they shape the very next recommendation of their session."""
     ids = _recommender(request).record_events(events)
     return EventsAccepted(accepted=len(ids), event_ids=ids)
 

@@ -1,0 +1,128 @@
+"""The HTTP API over real HTTP (uvicorn) against a real redis-server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from feature_store.embedded import EmbeddedRedis
+from feature_store.redis_store import RedisStore
+from shared.config import Settings
+from tests.support import tiny
+from tests.support.server import serve
+
+pytestmark = pytest.mark.integration
+V1, V2 = "2026-01-01.00000000a1", "2026-01-02.00000000a2"
+
+
+@pytest.fixture()
+def api(settings: Settings, store: RedisStore) -> Iterator[httpx.Client]:
+    store.write_version(tiny.version_data(V1))
+    store.activate(V1)
+    with serve(settings.model_copy(update={"reload_interval_s": 0.05})) as base, httpx.Client(base_url=base) as client:
+        yield client
+
+
+def test_known_user_gets_precomputed_personal_results(api: httpx.Client) -> None:
+    body = api.get("/recommendations/u0", params={"k": 3}).json()
+    assert body["strategy"] == "precomputed"
+    assert [i["item_id"] for i in body["items"]] == ["a0", "a1", "a2"]
+    assert body["model_version"] == V1 and body["flags"] == [] and body["took_ms"] >= 0
+
+
+def test_a_posted_event_changes_the_very_next_response(api: httpx.Client) -> None:
+    before = api.get("/recommendations/u0", params={"k": 3, "session_id": "s1"}).json()
+    r = api.post("/events", json=[{"session_id": "s1", "item_id": "b0", "event_type": "purchase", "user_id": "u0"}])
+    assert r.status_code == 202 and r.json()["accepted"] == 1
+    after = api.get("/recommendations/u0", params={"k": 3, "session_id": "s1"}).json()
+    assert after["strategy"] == "hybrid"
+    assert after != before
+    assert "b0" not in [i["item_id"] for i in after["items"]]
+    assert any(i["reason"] == "similar_to:b0" for i in after["items"])
+
+
+def test_unknown_user_gets_popular_with_a_flag(api: httpx.Client) -> None:
+    body = api.get("/recommendations/stranger", params={"k": 2}).json()
+    assert body["strategy"] == "popular" and "unknown_user" in body["flags"]
+    assert [i["item_id"] for i in body["items"]] == ["b0", "b1"]
+
+
+@pytest.mark.parametrize("k", [0, 101, "ten"])
+def test_k_out_of_bounds_is_a_field_level_422(api: httpx.Client, k: object) -> None:
+    r = api.get("/recommendations/u0", params={"k": k})
+    assert r.status_code == 422
+    body = r.json()
+    assert body["error"] == "validation_error"
+    assert body["fields"][0]["field"] == "query.k"
+
+
+def test_bad_events_are_refused_with_the_field_named(api: httpx.Client) -> None:
+    r = api.post("/events", json={"session_id": "s1", "item_id": "a0", "event_type": "like"})
+    assert r.status_code == 422
+    assert [f["field"] for f in r.json()["fields"]] == ["event_type"]
+    good = {"session_id": "s1", "item_id": "a0"}
+    r = api.post("/events", json=[good, {"item_id": "a0"}, {**good, "weight": -1}])
+    assert r.status_code == 422
+    assert [f["field"] for f in r.json()["fields"]] == ["[1].session_id", "[2].weight"]
+    assert api.post("/events", json=[]).status_code == 422
+    assert api.post("/events", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+    # nothing of a refused batch was accepted: the session is still empty
+    body = api.get("/recommendations/u0", params={"session_id": "s1"}).json()
+    assert body["strategy"] == "precomputed"
+
+
+def test_similar_items_and_unknown_item(api: httpx.Client) -> None:
+    body = api.get("/items/a0/similar", params={"k": 2}).json()
+    assert [i["item_id"] for i in body["items"]] == ["a1", "a2"]
+    r = api.get("/items/nope/similar")
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+
+
+def test_health_ready_and_docs(api: httpx.Client) -> None:
+    assert api.get("/health").json() == {"status": "ok"}
+    ready = api.get("/ready").json()
+    assert ready["status"] == "ready" and ready["model_version"] == V1
+    assert api.get("/docs").status_code == 200
+    assert "/recommendations/{user_id}" in api.get("/openapi.json").json()["paths"]
+
+
+def test_a_new_publish_is_picked_up_without_restart(api: httpx.Client, store: RedisStore) -> None:
+    store.write_version(tiny.version_data(V2))
+    store.activate(V2)
+    deadline = time.monotonic() + 5
+    while api.get("/recommendations/u0").json()["model_version"] != V2:
+        assert time.monotonic() < deadline, "the API did not switch to the new version"
+        time.sleep(0.05)
+
+
+def test_store_outage_degrades_instead_of_failing(tmp_path) -> None:
+    server = EmbeddedRedis(tmp_path / "r").start()
+    try:
+        settings = Settings(redis_url=server.url, data_dir=tmp_path, reload_interval_s=60, store_timeout_ms=200)
+        store = RedisStore.from_settings(settings)
+        store.write_version(tiny.version_data(V1))
+        store.activate(V1)
+        store.close()
+        with serve(settings) as base, httpx.Client(base_url=base) as api:
+            assert api.get("/ready").status_code == 200
+            server.stop()
+            r = api.get("/recommendations/u0", params={"k": 2})
+            assert r.status_code == 200
+            assert r.json()["flags"][0] == "store_unavailable"
+            assert [i["item_id"] for i in r.json()["items"]] == ["b0", "b1"]
+            ready = api.get("/ready")
+            assert ready.status_code == 503 and ready.json()["status"] == "not_ready"
+            r = api.post("/events", json={"session_id": "s", "item_id": "a0"})
+            assert r.status_code == 503 and r.json()["error"] == "store_unavailable"
+    finally:
+        server.close()
+
+
+def test_no_model_yet_is_a_503_not_a_500(settings: Settings) -> None:
+    with serve(settings) as base, httpx.Client(base_url=base) as api:
+        r = api.get("/recommendations/u0")
+        assert r.status_code == 503 and r.json()["error"] == "version_not_found"
+        assert api.get("/ready").status_code == 503
