@@ -1,0 +1,155 @@
+"""The on-disk interaction dataset and item catalogue: layout, atomic writes, and windowed reads.
+
+Layout (written by :mod:`batch.ingest`, read by every later batch step)::
+
+    <interactions_dir>/date=YYYY-MM-DD/part-<digest>.parquet   INTERACTION_SCHEMA, one file per source
+    <items_path>                                                item_id, category, title, available, ...
+
+A part is written under a hidden temporary name and renamed into place, so a reader never sees half a
+file, and names starting with ``.`` (crash leftovers) are ignored here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from shared.errors import ArtifactNotFound, ConfigError, DataValidationError
+from shared.ids import parse_date
+from shared.schemas import DATE_FORMAT, ITEM_COLUMNS, PARTITION_COLUMN
+
+# What every part file holds. session_id and event_id are always present (nullable) so that all parts
+# share one schema and a dataset scan never has to reconcile them.
+INTERACTION_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.string()),
+        ("item_id", pa.string()),
+        ("event_type", pa.string()),
+        ("ts", pa.timestamp("us", tz="UTC")),
+        ("weight", pa.float64()),
+        ("session_id", pa.string()),
+        ("event_id", pa.string()),
+    ]
+)
+LOADED_COLUMNS = ("user_id", "item_id", "event_type", "ts", "weight", "session_id")
+UNKNOWN_CATEGORY = "unknown"
+
+
+def partition_dir(interactions_dir: Path, day: dt.date) -> Path:
+    """``<interactions_dir>/date=YYYY-MM-DD``: the one place that spells a partition's path."""
+    return interactions_dir / f"{PARTITION_COLUMN}={day.strftime(DATE_FORMAT)}"
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    """Write ``table`` to ``path`` via a hidden temporary sibling and ``os.replace``.
+
+    A crash leaves at most a ``.<name>.tmp-*`` file, which readers skip; identical tables give
+    identical bytes, so rewriting the same data is a no-op for anyone comparing files.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def list_partitions(interactions_dir: Path) -> dict[dt.date, list[Path]]:
+    """Dates that hold at least one part file, each with its part files sorted by name."""
+    found: dict[dt.date, list[Path]] = {}
+    if not interactions_dir.is_dir():
+        return found
+    prefix = f"{PARTITION_COLUMN}="
+    for sub in interactions_dir.iterdir():
+        if not sub.is_dir() or not sub.name.startswith(prefix):
+            continue
+        try:
+            day = parse_date(sub.name[len(prefix) :])
+        except ConfigError:
+            continue  # not one of ours (e.g. date=latest); never guess
+        parts = sorted(p for p in sub.glob("part-*.parquet") if p.is_file())
+        if parts:
+            found[day] = parts
+    return dict(sorted(found.items()))
+
+
+def load_interactions(interactions_dir: Path, end_date: dt.date, window_days: int) -> pd.DataFrame:
+    """Interactions with ``end_date - window_days < date <= end_date``, de-duplicated, sorted by ts.
+
+    Only the part files of partitions inside the window are opened. Rows sharing a non-null
+    ``event_id`` are kept once (the earliest; a live event ingested twice counts once); rows without
+    an event_id are all kept. Returns columns user_id, item_id, event_type (str), ts
+    (datetime64[us, UTC]), weight (float64), session_id (str, may be null), one row per event, in
+    stable ts order.
+    """
+    if window_days < 1:
+        raise ConfigError(f"window_days must be >= 1, got {window_days}")
+    start = end_date - dt.timedelta(days=window_days)
+    partitions = list_partitions(interactions_dir)
+    in_window = [p for day, parts in partitions.items() if start < day <= end_date for p in parts]
+    if not in_window:
+        if partitions:
+            days = list(partitions)
+            have = f"{len(days)} partition(s) from {days[0]} to {days[-1]}"
+        else:
+            have = "no partitions at all"
+        raise ArtifactNotFound(
+            f"no interaction partitions in {interactions_dir} for the {window_days} day(s) ending {end_date} "
+            f"({start + dt.timedelta(days=1)}..{end_date}); found {have}. Ingest data for these dates first, "
+            "or choose an end date inside the data."
+        )
+    try:
+        table = pads.dataset(in_window, schema=INTERACTION_SCHEMA, format="parquet").to_table()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataValidationError(f"cannot read interaction parts under {interactions_dir}: {exc}") from exc
+    df = table.to_pandas()
+    df = df.sort_values("ts", kind="stable", ignore_index=True)
+    dup = df["event_id"].notna() & df["event_id"].duplicated(keep="first")
+    return df.loc[~dup, list(LOADED_COLUMNS)].reset_index(drop=True)
+
+
+def read_items_file(items_path: Path) -> pd.DataFrame:
+    """The catalogue Parquet as written by ``batch.ingest.ingest_items``; DataValidationError if unusable."""
+    try:
+        items = pq.read_table(items_path).to_pandas()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataValidationError(f"cannot read item catalogue {items_path}: {exc}") from exc
+    if "item_id" not in items.columns:
+        found = ", ".join(map(str, items.columns)) or "(none)"
+        raise DataValidationError(f"item catalogue {items_path} has no item_id column; found: {found}")
+    return items
+
+
+def load_items(items_path: Path, item_ids: Iterable[str]) -> pd.DataFrame:
+    """The catalogue rows for ``item_ids``, in that order: row j describes ``item_ids[j]``.
+
+    Items missing from the catalogue (or every item, when ``items_path`` does not exist) get category
+    ``"unknown"``, title = item_id and available = True, so an item seen in interactions is never lost
+    for lack of metadata. Extra attribute columns of the catalogue are kept (null where unknown).
+    Returns item_id, category, title (str), available (bool), then any extra columns.
+    """
+    ids = pd.DataFrame({"item_id": pd.Series(list(item_ids), dtype="str")})
+    if items_path.exists():
+        catalogue = read_items_file(items_path)
+        catalogue = catalogue.assign(item_id=catalogue["item_id"].astype("str"))
+        catalogue = catalogue.drop_duplicates("item_id", keep="first")
+        out = ids.merge(catalogue, on="item_id", how="left", sort=False)
+    else:
+        out = ids
+    for column in ("category", "title", "available"):
+        if column not in out.columns:
+            out[column] = pd.NA
+    out["category"] = out["category"].astype("str").fillna(UNKNOWN_CATEGORY)
+    out["title"] = out["title"].astype("str").fillna(out["item_id"])
+    out["available"] = out["available"].astype("boolean").fillna(True).astype(bool)
+    extras = [c for c in out.columns if c not in ITEM_COLUMNS]
+    return out[[*ITEM_COLUMNS, *extras]].reset_index(drop=True)
