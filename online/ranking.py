@@ -4,7 +4,7 @@ Candidate pool for one request (indices into the loaded version's items):
 
 * the user's precomputed top-N (batch ALS, already excluding what they saw in training);
 * neighbours of the ``seed_items`` most recent distinct session items (precomputed item-item);
-* the head of the popular list (of the requested category, if any).
+* for a user without a record only: the head of the popular list (of the requested category, if any).
 
 Each candidate c is scored by a documented blend of three signals, each standardised over the pool
 (z-score; a constant signal contributes 0) so that the weights are comparable across requests::
@@ -119,7 +119,11 @@ def rank(
     if user is not None:
         for j in user.candidates.tolist():
             reasons.setdefault(j, "for_you")
-    pools.append(model.popular(category)[: params.popular_pool])
+    if user is None:
+        # Without a user record the popular head joins the pool. For a known user it does not: the
+        # precomputed list already holds the best unseen items, and popular items missing from it
+        # are mostly ones the user has already interacted with.
+        pools.append(model.popular(category)[: params.popular_pool])
     pool = np.unique(np.concatenate(pools).astype(np.int64)) if pools else np.empty(0, dtype=np.int64)
 
     excluded = set(seeds) | {bundle.item_index[e.item_id] for e in events if e.item_id in bundle.item_index}
