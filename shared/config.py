@@ -30,18 +30,18 @@ class Settings(BaseSettings):
     keep_versions: int = Field(default=2, ge=1, le=20, description="Published versions kept (current + rollback).")
 
     # --- training (implicit ALS) ---------------------------------------------------------------
-    als_factors: int = Field(default=64, ge=1, le=1024)
-    als_regularization: float = Field(default=0.05, ge=0.0)
+    als_factors: int = Field(default=64, ge=1, le=1024, description="ALS latent factors.")
+    als_regularization: float = Field(default=0.05, ge=0.0, description="ALS L2 regularisation.")
     als_alpha: float = Field(default=4.0, gt=0.0, description="Confidence scale: C = 1 + alpha * weight'.")
-    als_iterations: int = Field(default=15, ge=1, le=200)
+    als_iterations: int = Field(default=15, ge=1, le=200, description="ALS sweeps.")
     confidence: Literal["log", "bm25"] = Field(default="log", description="Weighting of raw interaction strength.")
-    bm25_k1: float = Field(default=1.2, gt=0.0)
-    bm25_b: float = Field(default=0.75, ge=0.0, le=1.0)
-    seed: int = 42
+    bm25_k1: float = Field(default=1.2, gt=0.0, description="BM25 saturation (confidence=bm25).")
+    bm25_b: float = Field(default=0.75, ge=0.0, le=1.0, description="BM25 length normalisation.")
+    seed: int = Field(default=42, description="Seed for training, sampling and evaluation.")
     training_window_days: int = Field(default=90, ge=1, description="Days of interactions up to the run date.")
 
     # --- evaluation --------------------------------------------------------------------------
-    eval_k: int = Field(default=10, ge=1, le=1000)
+    eval_k: int = Field(default=10, ge=1, le=1000, description="k of Recall@k / NDCG@k in metrics.json.")
     holdout_per_user: int = Field(default=1, ge=1, description="Each user's last N distinct items are held out.")
     eval_max_users: int = Field(default=10_000, ge=100, description="Seeded sample of users evaluated.")
 
@@ -49,11 +49,11 @@ class Settings(BaseSettings):
     n_candidates: int = Field(default=100, ge=1, le=2_000, description="Precomputed candidates per user.")
     n_neighbours: int = Field(default=30, ge=1, le=500, description="Precomputed neighbours per item.")
     popular_n: int = Field(default=500, ge=1, description="Length of the global and per-category popular lists.")
-    popularity_half_life_days: float = Field(default=7.0, gt=0.0)
+    popularity_half_life_days: float = Field(default=7.0, gt=0.0, description="Recency decay of popularity.")
 
     # --- online ------------------------------------------------------------------------------
-    session_max_events: int = Field(default=50, ge=1, le=10_000)
-    session_ttl_seconds: int = Field(default=1_800, ge=1)
+    session_max_events: int = Field(default=50, ge=1, le=10_000, description="Events kept per session.")
+    session_ttl_seconds: int = Field(default=1_800, ge=1, description="Idle time before a session expires.")
     session_half_life_events: float = Field(default=3.0, gt=0.0, description="Recency decay of session items.")
     session_seed_items: int = Field(default=5, ge=1, le=50, description="Recent session items whose neighbours join.")
     weight_user: float = Field(default=1.0, ge=0.0, description="Blend weight of user-vector similarity.")
