@@ -1,0 +1,184 @@
+"""Offline evaluation: a leave-last-out temporal split and full-ranking top-k metrics.
+
+Protocol: hold out each eligible user's most recent distinct items, train on the rest, rank *every*
+item the user has not interacted with in train (no sampled negatives, which inflate metrics and can
+reorder models), and compare ALS with a popularity baseline ranked the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import csr_matrix
+
+from batch.candidates import top_k
+from batch.train import AlsModel
+from shared.errors import DataValidationError, ModelError
+
+
+def temporal_split(interactions: pd.DataFrame, holdout_per_user: int) -> tuple[pd.DataFrame, dict[str, set[str]]]:
+    """Split off each user's last ``holdout_per_user`` distinct items: (train interactions, user_id -> item_ids).
+
+    Per user, events are ordered by ``ts`` (input order breaks ties). Walking back from the last event,
+    the first ``holdout_per_user`` distinct items met are the candidates; the holdout point ``T`` is the
+    time of the latest event of the last candidate found. Only users with at least
+    ``holdout_per_user + 2`` distinct items take part, so everyone keeps >= 2 items to learn from.
+
+    Train = all events except those of candidate items at or after ``T``: nothing of a candidate from
+    the holdout point on leaks into training. A candidate the user also interacted with before ``T``
+    is not a fair target (predicting a re-interaction is a different, easier task); it is dropped from
+    the holdout, and its earlier events stay in train. Users left with no fair target are absent from
+    the returned dict. Train keeps the input's row order and columns.
+    """
+    if holdout_per_user < 1:
+        raise DataValidationError(f"holdout_per_user must be >= 1, got {holdout_per_user}")
+    missing = {"user_id", "item_id", "ts"} - set(interactions.columns)
+    if missing:
+        raise DataValidationError(f"interactions is missing columns {sorted(missing)}")
+    if interactions.empty:
+        return interactions.copy(), {}
+
+    if not pd.api.types.is_datetime64_any_dtype(interactions["ts"]):
+        raise DataValidationError(f"interactions.ts must be a datetime column, got {interactions['ts'].dtype}")
+
+    users, user_names = pd.factorize(interactions["user_id"])
+    items, item_names = pd.factorize(interactions["item_id"])
+    if (users < 0).any() or (items < 0).any():
+        raise DataValidationError("interactions has null user_id/item_id values; drop or repair them first")
+    ts = interactions["ts"].astype("int64").to_numpy()
+    order = np.lexsort((np.arange(len(users)), ts, users))  # by user, then time, then input order
+    ev = pd.DataFrame({"u": users[order], "i": items[order], "t": ts[order], "pos": np.arange(len(order))})
+
+    pairs = ev.groupby(["u", "i"], sort=False).agg(last_pos=("pos", "max"), first_t=("t", "min")).reset_index()
+    pairs = pairs.sort_values(["u", "last_pos"], ascending=[True, False], kind="stable")
+    rank = pairs.groupby("u").cumcount().to_numpy()
+    n_distinct = pairs.groupby("u")["i"].transform("size").to_numpy()
+    cand = pairs[(rank < holdout_per_user) & (n_distinct >= holdout_per_user + 2)]
+
+    # T per user: the time of the event at the smallest last_pos among the user's candidates.
+    start_pos = cand.groupby("u")["last_pos"].transform("min").to_numpy()
+    cand = cand.assign(t_hold=ev["t"].to_numpy()[start_pos])
+
+    n_i = len(item_names)
+    hit = pd.Index(cand["u"].to_numpy() * n_i + cand["i"].to_numpy()).get_indexer(ev["u"] * n_i + ev["i"])
+    t_hold = np.full(len(ev), np.iinfo(np.int64).max, dtype=np.int64)
+    t_hold[hit >= 0] = cand["t_hold"].to_numpy()[hit[hit >= 0]]
+    removed = np.zeros(len(order), dtype=bool)
+    removed[order] = ev["t"].to_numpy() >= t_hold
+
+    fair = cand[cand["first_t"] >= cand["t_hold"]]
+    holdout: dict[str, set[str]] = {}
+    for u, i in zip(fair["u"].to_numpy(), fair["i"].to_numpy(), strict=True):
+        holdout.setdefault(str(user_names[u]), set()).add(str(item_names[i]))
+    return interactions[~removed].copy(), holdout
+
+
+def holdout_indices(
+    holdout: Mapping[str, Iterable[str]], user_index: Mapping[str, int], item_index: Mapping[str, int]
+) -> dict[int, np.ndarray]:
+    """``temporal_split``'s user_id -> item_ids as user index -> sorted int32 item indices (``IdMaps`` dicts)."""
+    try:
+        return {
+            user_index[u]: np.array(sorted(item_index[i] for i in its), dtype=np.int32) for u, its in holdout.items()
+        }
+    except KeyError as exc:
+        raise ModelError(f"held-out id {exc} is not in the id maps; build the maps from train + holdout") from exc
+
+
+def recall_at_k(ranked: Sequence[int] | np.ndarray, relevant: set[int], k: int) -> float:
+    """``|top-k(ranked) ∩ relevant| / min(k, |relevant|)``, in [0, 1].
+
+    Normalising by ``min(k, |relevant|)`` instead of ``|relevant|`` lets a perfect ranking score 1 even
+    when more items are relevant than fit in k slots. ``relevant`` must be non-empty.
+    """
+    if not relevant:
+        raise ModelError("recall_at_k needs a non-empty relevant set; evaluate only users with held-out items")
+    hits = len(set(np.asarray(ranked)[:k].tolist()) & relevant)
+    return hits / min(k, len(relevant))
+
+
+def ndcg_at_k(ranked: Sequence[int] | np.ndarray, relevant: set[int], k: int) -> float:
+    """Binary-gain NDCG: ``DCG / IDCG`` with ``DCG = sum_{r=1..k} [item_r in relevant] / log2(r + 1)``.
+
+    ``IDCG`` is the DCG of ``min(k, |relevant|)`` hits in the first ranks. An item repeated in
+    ``ranked`` counts once, at its first rank. ``relevant`` must be non-empty.
+    """
+    if not relevant:
+        raise ModelError("ndcg_at_k needs a non-empty relevant set; evaluate only users with held-out items")
+    seen: set[int] = set()
+    dcg = 0.0
+    for r, item in enumerate(np.asarray(ranked)[:k].tolist(), start=1):
+        if item in relevant and item not in seen:
+            dcg += 1.0 / np.log2(r + 1)
+        seen.add(item)
+    idcg = float(np.sum(1.0 / np.log2(np.arange(2, min(k, len(relevant)) + 2))))
+    return dcg / idcg
+
+
+def coverage(all_recommended_lists: Iterable[Sequence[int] | np.ndarray], n_items: int) -> float:
+    """Catalogue coverage: distinct item ids (>= 0; ``-1`` padding ignored) over all lists / ``n_items``."""
+    if n_items < 1:
+        raise ModelError(f"n_items must be >= 1, got {n_items}")
+    seen: set[int] = set()
+    for lst in all_recommended_lists:
+        seen.update(int(i) for i in np.asarray(lst).ravel() if i >= 0)
+    return len(seen) / n_items
+
+
+def _scores(ranked: np.ndarray, relevant: list[set[int]], k: int, n_items: int) -> dict[str, float]:
+    return {
+        "recall": float(np.mean([recall_at_k(r, rel, k) for r, rel in zip(ranked, relevant, strict=True)])),
+        "ndcg": float(np.mean([ndcg_at_k(r, rel, k) for r, rel in zip(ranked, relevant, strict=True)])),
+        "coverage": coverage(ranked, n_items),
+    }
+
+
+def evaluate(
+    model: AlsModel,
+    train_matrix: csr_matrix,
+    holdout: Mapping[int, np.ndarray],
+    k: int,
+    max_users: int,
+    seed: int,
+    popularity_scores: np.ndarray,
+) -> dict:
+    """Recall@k, NDCG@k and coverage of ALS and of a popularity baseline on held-out items.
+
+    ``train_matrix`` CSR (n_users, n_items): what the model was trained on; each user's train items are
+    excluded from their ranking. ``holdout``: user index -> int item indices (see ``holdout_indices``);
+    users with an empty array are skipped. When more than ``max_users`` users remain, a sample of
+    ``max_users`` drawn with ``seed`` is evaluated. ``popularity_scores`` float (n_items,) ranks the
+    baseline (ties by index). Returns ``{"k", "n_users_evaluated", "als": {...}, "popularity": {...}}``
+    with ``recall``, ``ndcg`` and ``coverage`` (over the evaluated users' top-k lists) in each.
+    """
+    n_users, n_items = model.n_users, model.n_items
+    if not isinstance(train_matrix, csr_matrix) or train_matrix.shape != (n_users, n_items):
+        raise ModelError(
+            f"train_matrix must be CSR of shape {(n_users, n_items)}, got {getattr(train_matrix, 'shape', None)}"
+        )
+    pop = np.asarray(popularity_scores)
+    if pop.shape != (n_items,) or not np.isfinite(pop).all():
+        raise ModelError(f"popularity_scores must be finite with shape {(n_items,)}, got {pop.shape}")
+    if k < 1 or max_users < 1:
+        raise ModelError(f"k ({k}) and max_users ({max_users}) must be >= 1")
+    users = np.array(sorted(u for u, its in holdout.items() if len(its)), dtype=np.int64)
+    if len(users) == 0:
+        raise ModelError("no user has held-out items; the data is too small or holdout_per_user too large")
+    if users.min() < 0 or users.max() >= n_users:
+        raise ModelError(f"holdout user indices must be in [0, {n_users})")
+    if len(users) > max_users:
+        users = np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
+    relevant = [set(np.asarray(holdout[u]).tolist()) for u in users]
+
+    seen = train_matrix[users]
+    als_ids, _ = top_k(model.user_factors[users], model.item_factors, k, exclude=seen)
+    ones = np.ones((len(users), 1), dtype=np.float32)
+    pop_ids, _ = top_k(ones, pop.astype(np.float32)[:, None], k, exclude=seen)
+    return {
+        "k": k,
+        "n_users_evaluated": len(users),
+        "als": _scores(als_ids, relevant, k, n_items),
+        "popularity": _scores(pop_ids, relevant, k, n_items),
+    }
