@@ -125,6 +125,9 @@ class RunArtifacts:
 
     @classmethod
     def load(cls, run_dir: Path) -> RunArtifacts:
+        if not (run_dir / "manifest.json").exists():
+            date = run_dir.name.removeprefix("date=")
+            raise ArtifactNotFound(f"no complete run in {run_dir}: run `hybridrec run-batch --date {date}` first")
         manifest = read_json(run_dir / "manifest.json")
         model = load_npz(run_dir / "model.npz")
         cands = load_npz(run_dir / "candidates.npz")

@@ -1,0 +1,286 @@
+"""The ``hybridrec`` command line: thin glue over batch.*, the store and the demo.
+
+Every command builds Settings once (environment + flags) and passes it down. Errors of ours print one
+line and exit non-zero; they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from shared.config import Settings, get_settings
+from shared.errors import HybridrecError
+from shared.ids import date_range, parse_date
+
+if TYPE_CHECKING:
+    from feature_store.redis_store import RedisStore
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="hybridrec: hybrid batch + real-time recommender.",
+)
+console = Console(stderr=True)
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data root (default: $HYBRIDREC_DATA_DIR or ./var).")]
+DateOpt = Annotated[str, typer.Option("--date", help="Partition date YYYY-MM-DD.")]
+
+
+class Fmt(StrEnum):
+    auto = "auto"
+    csv = "csv"
+    parquet = "parquet"
+    movielens = "movielens"
+    lastfm = "lastfm"
+
+
+def _settings(data_dir: Path | None = None) -> Settings:
+    return get_settings(data_dir=data_dir) if data_dir else get_settings()
+
+
+def _yesterday() -> str:
+    return (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
+
+
+def _step_logger(name: str, seconds: float) -> None:
+    console.print(f"  [green]✓[/] {name:<14} {seconds:7.2f}s")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
+
+
+@app.command()
+def generate(
+    users: Annotated[int, typer.Option(min=2)] = 5_000,
+    items: Annotated[int, typer.Option(min=2)] = 2_000,
+    days: Annotated[int, typer.Option(min=1)] = 14,
+    seed: int = 42,
+    end_date: Annotated[str | None, typer.Option(help="Last day of data (default: yesterday, UTC).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv")] = "parquet",
+    data_dir: DataDir = None,
+) -> None:
+    """Generate a synthetic data set with real structure (see batch.generate) into <data-dir>/raw/."""
+    from batch.generate import generate as gen
+    from batch.generate import write_synthetic
+
+    settings = _settings(data_dir)
+    end = parse_date(end_date or _yesterday())
+    with console.status(f"generating {users:,} users x {items:,} items over {days} days..."):
+        data = gen(users, items, days, seed, end, n_categories=min(20, items))
+        paths = write_synthetic(data, settings.raw_dir, fmt=fmt)  # type: ignore[arg-type]
+    console.print(
+        f"generated {len(data.interactions):,} events, {data.interactions['session_id'].nunique():,} sessions, "
+        f"{len(data.items):,} items -> {', '.join(str(p) for p in paths.values())}"
+    )
+
+
+@app.command()
+def ingest(
+    path: Annotated[
+        Path, typer.Argument(help="Interactions file (CSV, Parquet, MovieLens u.data, Last.fm user_artists.dat).")
+    ],
+    items: Annotated[Path | None, typer.Option(help="Item catalogue (CSV/Parquet) to ingest too.")] = None,
+    fmt: Annotated[Fmt, typer.Option("--format")] = Fmt.auto,
+    date: Annotated[
+        str | None, typer.Option("--date", help="Partition for files without timestamps (Last.fm).")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Validate every row; good rows -> interactions/date=*/, bad rows -> quarantine/ with a reason each."""
+    from batch.ingest import ingest_interactions, ingest_items
+
+    settings = _settings(data_dir)
+    if items is not None:
+        console.print(ingest_items(items, settings.items_path).summary())
+    report = ingest_interactions(
+        path, fmt.value, settings.interactions_dir, settings.quarantine_dir, parse_date(date) if date else None
+    )
+    console.print(report.summary())
+
+
+@app.command("run-batch")
+def run_batch_cmd(date: DateOpt = "", data_dir: DataDir = None) -> None:
+    """Train, evaluate and precompute for one partition date into runs/date=D/ (idempotent)."""
+    from batch.pipeline import run_batch
+
+    settings = _settings(data_dir)
+    partition = parse_date(date or _yesterday())
+    console.print(f"run-batch {partition}:")
+    run_dir = run_batch(settings, partition, log=_step_logger)
+    _print_run_summary(run_dir)
+
+
+def _print_run_summary(run_dir: Path) -> None:
+    from batch.artifacts import read_json
+
+    m, metrics = read_json(run_dir / "manifest.json"), read_json(run_dir / "metrics.json")
+    k = metrics.get("k")
+    als, pop = metrics.get("als", {}), metrics.get("popularity", {})
+    console.print(
+        f"{run_dir}: {m['n_interactions']:,} interactions, {m['n_users']:,} users, {m['n_items']:,} items in "
+        f"{sum(m['timings_s'].values()):.1f}s; Recall@{k} ALS {als.get('recall', 0):.4f} vs popularity "
+        f"{pop.get('recall', 0):.4f}, NDCG@{k} {als.get('ndcg', 0):.4f} vs {pop.get('ndcg', 0):.4f}"
+    )
+
+
+def _store(settings: Settings, url: str | None = None) -> RedisStore:
+    from feature_store.redis_store import RedisStore
+
+    return RedisStore.from_settings(settings, url=url)
+
+
+def _publish(settings: Settings, partition: dt.date, url: str | None = None) -> str:
+    from batch.artifacts import run_dir_for
+    from batch.publish import publish_run
+
+    run_dir = run_dir_for(settings.runs_dir, partition)
+    store = _store(settings, url)
+    try:
+        with _progress() as bar:
+            task = bar.add_task(f"publishing {partition}", total=None)
+            result = publish_run(run_dir, store, settings, progress=lambda n: bar.advance(task, n))
+    finally:
+        store.close()
+    console.print(result.summary())
+    return result.version
+
+
+@app.command()
+def publish(date: DateOpt = "", data_dir: DataDir = None) -> None:
+    """Publish runs/date=D/ to Redis as a new version and switch readers to it atomically."""
+    settings = _settings(data_dir)
+    version = _publish(settings, parse_date(date or _yesterday()))
+    typer.echo(version)
+
+
+@app.command()
+def backfill(
+    start: Annotated[str, typer.Option(help="First date YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option(help="Last date YYYY-MM-DD (inclusive).")],
+    force: Annotated[bool, typer.Option(help="Rebuild dates that already have a complete run.")] = False,
+    publish_each: Annotated[bool, typer.Option("--publish", help="Publish each date after building it.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the batch steps for each date in order. Resumable: complete dates are skipped unless --force."""
+    from batch.pipeline import is_complete, run_batch
+
+    settings = _settings(data_dir)
+    dates = date_range(parse_date(start), parse_date(end))
+    built = skipped = 0
+    for i, partition in enumerate(dates, 1):
+        if is_complete(settings, partition) and not force:
+            console.print(f"[{i}/{len(dates)}] {partition}: complete, skipped")
+            skipped += 1
+        else:
+            console.print(f"[{i}/{len(dates)}] {partition}:")
+            _print_run_summary(run_batch(settings, partition, log=_step_logger))
+            built += 1
+        if publish_each:
+            _publish(settings, partition)
+    console.print(f"backfill {dates[0]}..{dates[-1]}: {built} built, {skipped} skipped")
+
+
+@app.command()
+def status(data_dir: DataDir = None) -> None:
+    """Current published version, when, its metrics, key counts, and the other kept versions."""
+    import time
+
+    settings = _settings(data_dir)
+    store = _store(settings)
+    try:
+        infos = store.list_versions()
+        table = Table(title=f"versions in {settings.redis_url} (prefix {settings.key_prefix!r})")
+        for col in ("version", "state", "started (UTC)", "users", "items", "user keys", "recall", "ndcg"):
+            table.add_column(col)
+        for v in infos:
+            state = (
+                "current" if v.is_current else "previous" if v.is_previous else "complete" if v.meta else "incomplete"
+            )
+            meta = v.meta or {}
+            als = meta.get("metrics", {}).get("als", {})
+            table.add_row(
+                v.version,
+                state,
+                time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(v.started_at)),
+                f"{meta.get('n_users', 0):,}",
+                f"{meta.get('n_items', 0):,}",
+                f"{store.count_user_keys(v.version):,}",
+                f"{als.get('recall', float('nan')):.4f}",
+                f"{als.get('ndcg', float('nan')):.4f}",
+            )
+        Console(width=None if sys.stdout.isatty() else 160).print(table)
+        console.print(f"live events waiting in the stream: {store.stream_length():,}")
+        if not infos:
+            console.print("nothing published yet: run `hybridrec run-batch` then `hybridrec publish`")
+    finally:
+        store.close()
+
+
+@app.command()
+def rollback(data_dir: DataDir = None) -> None:
+    """Switch readers back to the previous version (and make the current one the rollback target)."""
+    store = _store(_settings(data_dir))
+    try:
+        console.print(f"now serving {store.rollback()}")
+    finally:
+        store.close()
+
+
+@app.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(min=1)] = 1,
+) -> None:
+    """Run the API with uvicorn (needs HYBRIDREC_REDIS_URL; `hybridrec demo` starts everything for you)."""
+    import uvicorn
+
+    settings = get_settings()
+    if not settings.redis_url:
+        raise typer.BadParameter("set HYBRIDREC_REDIS_URL to the Redis that `hybridrec publish` wrote to")
+    uvicorn.run("online.app:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="warning")
+
+
+@app.command()
+def demo(
+    users: int = 5_000,
+    items: int = 2_000,
+    days: int = 14,
+    seed: int = 42,
+    port: Annotated[int, typer.Option(help="API port (0 = a free one).")] = 8000,
+    data_dir: DataDir = None,
+    exit_after_first_response: Annotated[bool, typer.Option(hidden=True)] = False,
+) -> None:
+    """The whole loop on one machine: generate -> ingest -> run-batch -> publish -> serve, until Ctrl-C."""
+    from batch.demo import DemoOptions, run_demo
+
+    run_demo(
+        _settings(data_dir),
+        DemoOptions(users=users, items=items, days=days, seed=seed, port=port, once=exit_after_first_response),
+        console,
+    )
+
+
+def main() -> None:
+    try:
+        app()
+    except HybridrecError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""The batch pipeline for one partition date: the same steps Airflow runs, as one call.
+
+``run_batch(settings, date)`` reads interactions in the window ending at ``date`` (inclusive), holds
+out each user's latest items, trains ALS on the rest, evaluates ALS and popularity on the holdout,
+refreshes user vectors on all data, and precomputes candidates, item neighbours and popularity into
+``runs/date=YYYY-MM-DD/`` (see batch.artifacts). Idempotent: a rerun replaces the run atomically and,
+with the same input and settings, produces the same bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import csr_matrix
+
+from batch import artifacts as art
+from batch.candidates import decayed_popularity, item_neighbours, top_n_unseen
+from batch.dataset import load_interactions, load_items
+from batch.evaluate import evaluate, temporal_split
+from batch.matrix import build_id_maps, confidence_matrix
+from batch.train import AlsParams, refresh_users, train_als
+from shared.config import Settings
+from shared.schemas import DATE_FORMAT, ITEM_COLUMNS
+
+StepLog = Callable[[str, float], None]
+
+
+def _noop(_: str, __: float) -> None:
+    return None
+
+
+@contextmanager
+def _step(name: str, timings: dict[str, float], log: StepLog) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - start, 3)
+    log(name, timings[name])
+
+
+def partition_end(partition: dt.date) -> pd.Timestamp:
+    """End of the partition's data interval: midnight UTC after ``partition``."""
+    return pd.Timestamp(partition + dt.timedelta(days=1), tz="UTC")
+
+
+def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> Path:
+    """Build the complete run directory for ``partition`` and return its path."""
+    timings: dict[str, float] = {}
+    params = AlsParams.from_settings(settings)
+    final = art.run_dir_for(settings.runs_dir, partition)
+    reference_ts = partition_end(partition)
+    with art.atomic_dir(final) as out:
+        with _step("load", timings, log):
+            interactions = load_interactions(settings.interactions_dir, partition, settings.training_window_days)
+            maps = build_id_maps(interactions)
+            items = load_items(settings.items_path, maps.item_ids)[list(ITEM_COLUMNS)]
+
+        def matrix(df: pd.DataFrame) -> csr_matrix:
+            return confidence_matrix(df, maps, settings.confidence, settings.bm25_k1, settings.bm25_b)
+
+        with _step("split", timings, log):
+            train_df, holdout = temporal_split(interactions, settings.holdout_per_user)
+            train_matrix, full_matrix = matrix(train_df), matrix(interactions)
+        with _step("train", timings, log):
+            model = train_als(train_matrix, params, settings.seed)
+        with _step("evaluate", timings, log):
+            holdout_idx = {
+                maps.user_index[u]: np.fromiter((maps.item_index[i] for i in its), dtype=np.int64)
+                for u, its in holdout.items()
+            }
+            train_pop = decayed_popularity(train_df, maps, reference_ts, settings.popularity_half_life_days)
+            if holdout_idx:
+                metrics = evaluate(
+                    model, train_matrix, holdout_idx, settings.eval_k, settings.eval_max_users, settings.seed, train_pop
+                )
+            else:  # too little history to hold anything out: say so instead of failing the run
+                metrics = {
+                    "k": settings.eval_k,
+                    "n_users_evaluated": 0,
+                    "note": "no user has enough history for a holdout",
+                }
+        with _step("refresh_users", timings, log):
+            model = refresh_users(model, full_matrix, params)
+        with _step("candidates", timings, log):
+            cand_items, cand_scores = top_n_unseen(model, full_matrix, settings.n_candidates)
+        with _step("neighbours", timings, log):
+            nbr_items, nbr_scores = item_neighbours(model.item_factors, settings.n_neighbours)
+        with _step("popularity", timings, log):
+            popularity = decayed_popularity(interactions, maps, reference_ts, settings.popularity_half_life_days)
+        with _step("write", timings, log):
+            pd.DataFrame({"user_id": maps.user_ids}).to_parquet(out / "users.parquet", index=False)
+            items.to_parquet(out / "items.parquet", index=False)
+            art.save_npz(out / "model.npz", user_factors=model.user_factors, item_factors=model.item_factors)
+            art.save_npz(out / "candidates.npz", items=cand_items, scores=cand_scores)
+            art.save_npz(out / "neighbours.npz", items=nbr_items, scores=nbr_scores)
+            art.save_npz(out / "popularity.npz", scores=popularity)
+            art.write_json(out / "metrics.json", metrics)
+            manifest = {
+                "partition": partition.strftime(DATE_FORMAT),
+                "window_days": settings.training_window_days,
+                "n_interactions": len(interactions),
+                "n_users": len(maps.user_ids),
+                "n_items": len(maps.item_ids),
+                "n_holdout_users": len(holdout),
+                "params": {
+                    **params.__dict__,
+                    "seed": settings.seed,
+                    "confidence": settings.confidence,
+                    "n_candidates": settings.n_candidates,
+                    "n_neighbours": settings.n_neighbours,
+                    "popularity_half_life_days": settings.popularity_half_life_days,
+                },
+                "timings_s": timings,
+                "content_hash": art.content_hash(out),
+            }
+            art.write_json(out / "manifest.json", manifest)
+    return final
+
+
+def is_complete(settings: Settings, partition: dt.date) -> bool:
+    return (art.run_dir_for(settings.runs_dir, partition) / "manifest.json").exists()
