@@ -15,7 +15,11 @@ Layout (``p`` = Settings.key_prefix, ``ver`` = a version id such as ``2026-11-27
     p:v:ver:popular:<cat>     string   int32 LE item indices, best first; <cat> = ALL_CATEGORIES for the global list
     p:v:ver:u:<user_id>       string   user record (codecs.encode_user): vector + candidate indices
     p:sess:<session_id>       list     JSON session events, oldest first, capped, with a TTL
-    p:events                  stream   every accepted live event (durable log drained by compaction)
+    p:events                  stream   every accepted live event (durable log drained by compaction);
+                                       fields event_id, user_id, session_id, item_id, event_type (str,
+                                       '' for a missing id), ts (repr of float unix seconds), weight
+                                       (repr of float, '' if none). Consumer group COMPACTION_GROUP
+                                       reads it; an entry is XACKed and XDELed once it is on disk.
 
 Versioned keys are immutable once the version's meta exists; readers never mix versions because
 they address every versioned key through the one version id they loaded.
@@ -26,6 +30,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ALL_CATEGORIES = "__all__"
+# Consumer group of ``p:events`` whose pending-entries list tracks what compaction has read but not yet
+# written to the interaction dataset (batch.compaction).
+COMPACTION_GROUP = "compaction"
 
 
 @dataclass(frozen=True)

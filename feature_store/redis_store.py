@@ -338,10 +338,94 @@ class RedisStore:
         with translate_errors("reading the events stream"):
             return int(self.client.xlen(self.keys.events_stream))
 
+    # --- draining the events stream (batch compaction) -----------------------------------------
+    def ensure_consumer_group(self, group: str) -> None:
+        """Create ``group`` on the events stream at id 0 (so it sees every entry still in the stream),
+        creating an empty stream if needed. Idempotent: an existing group is left as it is."""
+        with translate_errors(f"creating consumer group {group!r}"):
+            try:
+                self.client.xgroup_create(self.keys.events_stream, group, id="0", mkstream=True)
+            except rexc.ResponseError as exc:
+                if not str(exc).startswith("BUSYGROUP"):
+                    raise
+
+    def read_events(self, group: str, consumer: str, count: int, pending_first: bool) -> list[tuple[str, SessionEvent]]:
+        """Up to ``count`` entries as (stream id, event), oldest first.
+
+        With ``pending_first``, the entries ``consumer`` was given earlier but never acknowledged come
+        back first (XREADGROUP id 0), and only when it has none are new entries delivered (id ``>``);
+        a pending batch is never topped up with new entries, so it is re-read with the same id range.
+        Decoding never fails: a missing text field reads as "" (user_id/session_id as None), an
+        unreadable ts or weight as NaN, and an entry deleted while pending has every field missing.
+        Validating the values is the caller's job.
+        """
+        stream = self.keys.events_stream
+        with translate_errors("reading the events stream"):
+            entries = []
+            if pending_first:
+                entries = _stream_entries(self.client.xreadgroup(group, consumer, {stream: "0"}, count=count))
+            if not entries:
+                entries = _stream_entries(self.client.xreadgroup(group, consumer, {stream: ">"}, count=count))
+        return [(sid.decode(), _decode_stream_event(fields)) for sid, fields in entries]
+
+    def ack_events(self, group: str, ids: Sequence[str]) -> int:
+        """Acknowledge ``ids`` for ``group`` and delete them from the stream, in one MULTI: an entry
+        leaves the stream only together with its acknowledgement. Returns how many were pending."""
+        if not ids:
+            return 0
+        stream = self.keys.events_stream
+        with translate_errors("acknowledging compacted events"):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.xack(stream, group, *ids)
+            pipe.xdel(stream, *ids)
+            acked, _deleted = pipe.execute()
+        return int(acked)
+
+    def pending_count(self, group: str, consumer: str | None = None) -> int:
+        """Entries delivered to ``group`` (or to one ``consumer`` of it) and not yet acknowledged."""
+        with translate_errors("reading pending events"):
+            summary = self.client.xpending(self.keys.events_stream, group)
+        if consumer is None:
+            return int(summary["pending"])
+        wanted = consumer.encode()
+        return sum(int(c["pending"]) for c in summary["consumers"] if c["name"] == wanted)
+
 
 def _decode_event(raw: bytes, session_id: str | None) -> SessionEvent:
     d = codecs.decode_json(raw)
     return SessionEvent(item_id=d["i"], event_type=d["t"], ts=float(d["ts"]), event_id=d["e"], session_id=session_id)  # type: ignore[index]
+
+
+def _stream_entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
+    """The entries of a one-stream XREADGROUP reply (RESP2: ``[[key, [(id, fields), ...]]]``)."""
+    return list(reply[0][1]) if reply else []
+
+
+def _float_or_nan(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
+def _decode_stream_event(fields: dict[bytes, bytes] | None) -> SessionEvent:
+    """One ``p:events`` entry (see keys.py) as a SessionEvent, leniently (see RedisStore.read_events)."""
+    f = fields or {}
+
+    def text(name: bytes) -> str:
+        raw = f.get(name)
+        return raw.decode("utf-8", "replace") if raw else ""
+
+    weight = text(b"weight")
+    return SessionEvent(
+        item_id=text(b"item_id"),
+        event_type=text(b"event_type"),
+        ts=_float_or_nan(text(b"ts")),
+        event_id=text(b"event_id"),
+        user_id=text(b"user_id") or None,
+        session_id=text(b"session_id") or None,
+        weight=_float_or_nan(weight) if weight else None,
+    )
 
 
 __all__ = ["ALL_CATEGORIES", "RedisStore", "translate_errors"]
