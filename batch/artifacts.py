@@ -8,6 +8,9 @@ One run per partition date lives in ``<data_dir>/runs/date=YYYY-MM-DD/``::
     candidates.npz      items int32 (n_users, n_candidates), -1 padded; scores float32, same shape
     neighbours.npz      items int32 (n_items, n_neighbours), -1 padded; scores float32, same shape
     popularity.npz      scores float32 (n_items,)  recency-decayed popularity
+    eval_model.npz      user_factors float32 (n_users, f) of the model trained WITHOUT the holdout
+                        (with model.npz's item factors it is what metrics.json measured; used by
+                        the quality gate; not published)
     metrics.json        offline evaluation (see batch.evaluate)
     manifest.json       params, counts, data window, timings, content_hash   <- written last
 

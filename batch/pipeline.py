@@ -84,6 +84,7 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
                     "n_users_evaluated": 0,
                     "note": "no user has enough history for a holdout",
                 }
+        eval_user_factors = model.user_factors  # the holdout-blind vectors, kept for the quality gate
         with _step("refresh_users", timings, log):
             model = refresh_users(model, full_matrix, params)
         with _step("candidates", timings, log):
@@ -96,6 +97,7 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
             pd.DataFrame({"user_id": maps.user_ids}).to_parquet(out / "users.parquet", index=False)
             items.to_parquet(out / "items.parquet", index=False)
             art.save_npz(out / "model.npz", user_factors=model.user_factors, item_factors=model.item_factors)
+            art.save_npz(out / "eval_model.npz", user_factors=eval_user_factors)
             art.save_npz(out / "candidates.npz", items=cand_items, scores=cand_scores)
             art.save_npz(out / "neighbours.npz", items=nbr_items, scores=nbr_scores)
             art.save_npz(out / "popularity.npz", scores=popularity)

@@ -75,14 +75,21 @@ def version_data(arts: RunArtifacts, popular_n: int) -> VersionData:
 
 
 def publish_run(
-    run_dir: Path, store: FeatureStore, settings: Settings, progress: Callable[[int], None] | None = None
+    run_dir: Path,
+    store: FeatureStore,
+    settings: Settings,
+    progress: Callable[[int], None] | None = None,
+    prune: bool = True,
 ) -> PublishResult:
-    """Write ``run_dir`` as a new version, activate it, prune to ``settings.keep_versions``. Idempotent."""
+    """Write ``run_dir`` as a new version and activate it; then (``prune``) keep ``settings.keep_versions``.
+
+    Idempotent: a retry after a crash at any point converges on the same published state.
+    """
     start = time.perf_counter()
     data = version_data(RunArtifacts.load(run_dir), settings.popular_n)
     store.write_version(data, progress=progress)
     previous = store.activate(data.version)
-    pruned = store.prune(settings.keep_versions)
+    pruned = store.prune(settings.keep_versions) if prune else []
     return PublishResult(
         version=data.version,
         previous=previous,

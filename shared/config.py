@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     holdout_per_user: int = Field(default=1, ge=1, description="Each user's last N distinct items are held out.")
     eval_max_users: int = Field(default=10_000, ge=100, description="Seeded sample of users evaluated.")
 
+    quality_tolerance: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="Relative drop in Recall/NDCG@k vs the serving model that the gate allows.",
+    )
+
     # --- candidates and popularity -------------------------------------------------------------
     n_candidates: int = Field(default=100, ge=1, le=2_000, description="Precomputed candidates per user.")
     n_neighbours: int = Field(default=30, ge=1, le=500, description="Precomputed neighbours per item.")
@@ -79,6 +86,11 @@ class Settings(BaseSettings):
     @property
     def items_path(self) -> Path:
         return self.data_dir / "items" / "items.parquet"
+
+    @property
+    def landing_dir(self) -> Path:
+        """Where upstream systems drop a day's files: ``landing/date=YYYY-MM-DD/*.csv|parquet``."""
+        return self.data_dir / "landing"
 
     @property
     def quarantine_dir(self) -> Path:

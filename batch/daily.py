@@ -1,0 +1,134 @@
+"""The daily pipeline's steps as the Airflow tasks call them: settings + partition in, a small value out.
+
+Each function is idempotent and keyed by the partition date, so a retried or re-run task converges
+on the same files and the same published state. The DAG in dags/hybridrec_daily.py only wires them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from batch.artifacts import read_json, run_dir_for, write_json
+from batch.dataset import list_partitions
+from batch.ingest import ingest_interactions
+from batch.pipeline import run_batch
+from batch.publish import publish_run
+from batch.quality import Comparison, check_gate, compare_with_serving
+from feature_store.redis_store import RedisStore
+from shared.config import Settings
+from shared.errors import ArtifactNotFound
+from shared.ids import parse_date
+from shared.schemas import DATE_FORMAT
+
+LANDING_SUFFIXES = (".csv", ".parquet")
+
+
+def ingest_day(settings: Settings, partition: dt.date) -> dict:
+    """Ingest files dropped in ``landing/date=D/``, then require that partition D holds interactions."""
+    landing = settings.landing_dir / f"date={partition.strftime(DATE_FORMAT)}"
+    files = sorted(p for p in landing.glob("*") if p.suffix in LANDING_SUFFIXES) if landing.is_dir() else []
+    good = bad = 0
+    for path in files:
+        report = ingest_interactions(path, "auto", settings.interactions_dir, settings.quarantine_dir)
+        good, bad = good + report.rows_good, bad + report.rows_bad
+    parts = list_partitions(settings.interactions_dir).get(partition, [])
+    if not parts:
+        raise ArtifactNotFound(
+            f"no interactions for {partition}: drop the day's files into {landing}/ or let the hourly "
+            "compaction write the live events, then clear this task to retry"
+        )
+    return {"landing_files": len(files), "rows_good": good, "rows_bad": bad, "part_files": len(parts)}
+
+
+def train_day(settings: Settings, partition: dt.date) -> str:
+    return str(run_batch(settings, partition))
+
+
+def _serving_partition(store: RedisStore) -> tuple[str | None, dt.date | None]:
+    version = store.current_version()
+    if version is None:
+        return None, None
+    meta = store.read_meta(version) or {}
+    return version, parse_date(meta.get("partition", version[:10]))
+
+
+def _serving_run(settings: Settings, store: RedisStore, partition: dt.date) -> tuple[Path | None, str | None, str]:
+    """The local run directory of the serving version, if it is older than ``partition`` and unchanged.
+
+    A serving model from a LATER day has seen the new run's holdout, so comparing with it would be
+    unfair (that happens in a backfill of old dates); publish_day keeps the newer version then.
+    """
+    version, serving_day = _serving_partition(store)
+    if version is None or serving_day is None:
+        return None, None, "nothing published yet"
+    if serving_day > partition:
+        return None, version, f"serving version {version} is from a later day; publish keeps it"
+    meta = store.read_meta(version) or {}
+    run_dir = run_dir_for(settings.runs_dir, serving_day)
+    try:
+        same = read_json(run_dir / "manifest.json").get("content_hash") == meta.get("content_hash")
+    except ArtifactNotFound:
+        same = False
+    if not same:
+        return None, version, f"the artifacts of serving version {version} are not in {settings.runs_dir}"
+    return run_dir, version, ""
+
+
+def evaluate_day(settings: Settings, run_dir: str) -> dict:
+    """Compare the new run with the serving model on the same fair holdout; also kept as comparison.json."""
+    partition = parse_date(read_json(Path(run_dir) / "manifest.json")["partition"])
+    store = RedisStore.from_settings(settings)
+    try:
+        serving_dir, version, note = _serving_run(settings, store, partition)
+    finally:
+        store.close()
+    if serving_dir is None:
+        comparison = Comparison(settings.eval_k, 0, None, None, version, note)
+    else:
+        comparison = compare_with_serving(settings, Path(run_dir), serving_dir, version)
+    result = comparison.to_dict()
+    write_json(Path(run_dir) / "comparison.json", result)
+    return result
+
+
+def gate(settings: Settings, comparison: dict, force: bool) -> str:
+    return check_gate(Comparison(**comparison), settings.quality_tolerance, force)
+
+
+def publish_day(settings: Settings, run_dir: str, force: bool = False) -> str:
+    """Publish the run and return the version now serving. A run for an older day than the serving
+    version (a backfill) is built but not published, unless ``force``: serving never moves back in time."""
+    partition = parse_date(read_json(Path(run_dir) / "manifest.json")["partition"])
+    store = RedisStore.from_settings(settings)
+    try:
+        version, serving_day = _serving_partition(store)
+        if version and serving_day and serving_day > partition and not force:
+            return version
+        return publish_run(Path(run_dir), store, settings, prune=False).version
+    finally:
+        store.close()
+
+
+def prune_versions(settings: Settings) -> list[str]:
+    store = RedisStore.from_settings(settings)
+    try:
+        return store.prune(settings.keep_versions)
+    finally:
+        store.close()
+
+
+def compact_live_events(settings: Settings) -> dict:
+    """Hourly: drain the live events stream into the interaction dataset (see batch.compaction)."""
+    from batch.compaction import compact_events
+
+    store = RedisStore.from_settings(settings)
+    try:
+        report = compact_events(store, settings)
+    finally:
+        store.close()
+    return {
+        "events_read": report.events_read,
+        "rows_written": report.rows_written,
+        "rows_quarantined": report.rows_quarantined,
+    }

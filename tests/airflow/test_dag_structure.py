@@ -1,0 +1,65 @@
+"""The DAG files import cleanly, cheaply, and wire the expected task graph."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.airflow.conftest import ROOT
+
+pytestmark = pytest.mark.airflow
+HEAVY = {"batch", "feature_store", "online", "implicit", "sklearn", "scipy", "redis", "pyarrow"}
+DAG_FILES = sorted(p.name for p in (ROOT / "dags").glob("hybridrec_*.py"))
+
+
+@pytest.fixture(scope="module")
+def dagbag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(ROOT / "dags"))
+
+
+def test_no_import_errors_and_both_dags_present(dagbag) -> None:
+    assert dagbag.import_errors == {}
+    assert {"hybridrec_daily", "hybridrec_events_compaction"} <= set(dagbag.dag_ids)
+
+
+def test_daily_task_graph(dagbag) -> None:
+    dag = dagbag.get_dag("hybridrec_daily")
+    edges = {(t.task_id, d) for t in dag.tasks for d in t.downstream_task_ids}
+    assert edges == {
+        ("ingest", "train"),
+        ("train", "evaluate"),
+        ("train", "publish"),
+        ("evaluate", "quality_gate"),
+        ("quality_gate", "publish"),
+        ("publish", "prune"),
+    }
+    assert dag.max_active_runs == 1 and dag.doc_md
+    assert all(t.doc_md for t in dag.tasks)
+    assert dag.get_task("quality_gate").retries == 0
+    assert dag.get_task("publish").retries >= 2 and dag.get_task("publish").retry_exponential_backoff
+
+
+@pytest.mark.parametrize("dag_file", DAG_FILES)
+def test_dag_file_does_no_heavy_work_at_import(dag_file: str) -> None:
+    """Import the DAG file after Airflow itself and report what it added: no project or ML modules."""
+    probe = (
+        "import json, runpy, sys, time\n"
+        "import airflow.sdk, pendulum\n"
+        "from airflow.timetables.interval import CronDataIntervalTimetable\n"
+        "before = set(sys.modules)\n"
+        "t = time.perf_counter()\n"
+        f"runpy.run_path({str(ROOT / 'dags' / dag_file)!r})\n"
+        "dt = time.perf_counter() - t\n"
+        "added = sorted({m.split('.')[0] for m in set(sys.modules) - before})\n"
+        "print(json.dumps({'seconds': dt, 'added': added}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"{dag_file}: module body took {report['seconds'] * 1000:.1f} ms, added {report['added']}")
+    assert not HEAVY & set(report["added"]), f"{dag_file} imports {HEAVY & set(report['added'])} at module level"
