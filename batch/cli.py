@@ -111,6 +111,27 @@ def ingest(
     console.print(report.summary())
 
 
+@app.command()
+def compact(
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Events per batch: one part per date per batch.")
+    ] = 5_000,
+    data_dir: DataDir = None,
+) -> None:
+    """Drain the live events stream into interactions/date=*/ (safe to kill and rerun: see batch.compaction)."""
+    from batch.compaction import compact_events
+
+    settings = _settings(data_dir)
+    store = _store(settings)
+    try:
+        with _progress() as bar:
+            task = bar.add_task("compacting live events", total=store.stream_length())
+            report = compact_events(store, settings, batch_size=batch_size, progress=lambda n: bar.advance(task, n))
+    finally:
+        store.close()
+    console.print(report.summary())
+
+
 @app.command("run-batch")
 def run_batch_cmd(date: DateOpt = "", data_dir: DataDir = None) -> None:
     """Train, evaluate and precompute for one partition date into runs/date=D/ (idempotent)."""
@@ -272,6 +293,17 @@ def demo(
         DemoOptions(users=users, items=items, days=days, seed=seed, port=port, once=exit_after_first_response),
         console,
     )
+
+
+@app.command("airflow")
+def airflow_cmd(
+    port: Annotated[int, typer.Option(help="Airflow UI / API port.")] = 8080,
+    data_dir: DataDir = None,
+) -> None:
+    """A local Airflow (standalone, SQLite) on this repo's dags/ and the embedded or configured Redis."""
+    from batch.airflow_local import run_local_airflow
+
+    run_local_airflow(_settings(data_dir), port, console)
 
 
 def main() -> None:

@@ -84,8 +84,18 @@ def _wait_ready(base: str, proc: subprocess.Popen[bytes], timeout_s: float = 60.
     raise HybridrecError(f"the API at {base} was not ready after {timeout_s:.0f}s")
 
 
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM (kill, timeout, a process manager) take the same clean path as Ctrl-C."""
+
+    def _raise(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _raise)
+
+
 def run_demo(settings: Settings, opts: DemoOptions, console: Console) -> None:
     t0 = time.perf_counter()
+    interrupt_on_sigterm()
     end = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
     with _redis(settings, console) as redis_url:
         with console.status("generating synthetic data..."):
