@@ -1,0 +1,308 @@
+"""The production-like stack (docker-compose.yml, Dockerfile, .dockerignore), checked by structure.
+
+No Docker engine runs here, so these tests parse the files and check what would otherwise only fail at
+`docker compose up`: services and healthchecks, ports, volumes, the Airflow wiring, and that every
+HYBRIDREC_* variable the stack sets is a field of Settings (with extra="forbid", any other one would
+stop the API and every DAG task at start-up).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shared.config import Settings
+
+
+class StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys, as Compose does (PyYAML would keep the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [k.value for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"]
+        duplicates = sorted({k for k in keys if keys.count(k) > 1})
+        if duplicates:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate keys {duplicates}", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE: dict[str, Any] = yaml.load((ROOT / "docker-compose.yml").read_text(), Loader=StrictLoader)
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+
+AIRFLOW_DAEMONS = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor")
+AIRFLOW = ("airflow-init", *AIRFLOW_DAEMONS)
+LONG_RUNNING = ("redis", "postgres", "api", *AIRFLOW_DAEMONS)
+HYBRIDREC_ENV_NAMES = {f"HYBRIDREC_{name.upper()}" for name in Settings.model_fields}
+
+
+def env(service: str) -> dict[str, str]:
+    raw = SERVICES[service].get("environment") or {}
+    if isinstance(raw, list):
+        raw = dict(item.split("=", 1) for item in raw)
+    return {k: str(v) for k, v in raw.items()}
+
+
+def command(service: str) -> list[str]:
+    cmd = SERVICES[service]["command"]
+    return shlex.split(cmd) if isinstance(cmd, str) else [str(c) for c in cmd]
+
+
+def published(service: str) -> dict[int, str]:
+    """Container port -> "host_ip:host_port" for each published port (short and long syntax)."""
+    out = {}
+    for p in SERVICES[service].get("ports", []):
+        if isinstance(p, dict):
+            out[int(p["target"])] = f"{p.get('host_ip', '0.0.0.0')}:{p['published']}"
+        else:
+            *host, target = str(p).split(":")
+            host_ip, host_port = host if len(host) == 2 else ["0.0.0.0", *host]
+            out[int(target.split("/")[0])] = f"{host_ip}:{host_port}"
+    return out
+
+
+def mounts(service: str) -> dict[str, tuple[str, str]]:
+    """Target -> (source, mode) for each short-syntax volume of the service."""
+    out = {}
+    for v in SERVICES[service].get("volumes", []):
+        source, target, *mode = str(v).split(":")
+        out[target] = (source, mode[0] if mode else "rw")
+    return out
+
+
+def hybridrec_env_names(node: Any) -> set[str]:
+    """Every HYBRIDREC_* variable set anywhere in a compose document (anchors, maps, KEY=VALUE lists)."""
+    if isinstance(node, dict):
+        found = {k for k in node if isinstance(k, str) and k.startswith("HYBRIDREC_")}
+        return found.union(*(hybridrec_env_names(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(hybridrec_env_names(v) for v in node))
+    if isinstance(node, str) and re.fullmatch(r"HYBRIDREC_\w+=.*", node, flags=re.DOTALL):
+        return {node.split("=", 1)[0]}
+    return set()
+
+
+def test_the_yaml_loader_rejects_duplicate_keys() -> None:
+    with pytest.raises(yaml.constructor.ConstructorError, match="duplicate"):
+        yaml.load("a:\n  b: 1\n  b: 2\n", Loader=StrictLoader)
+    assert yaml.load("x: &x {b: 1}\na:\n  <<: *x\n  b: 2\n", Loader=StrictLoader)["a"] == {"b": 2}
+
+
+def test_services_present() -> None:
+    assert set(LONG_RUNNING) | {"airflow-init"} <= set(SERVICES)
+
+
+@pytest.mark.parametrize("service", LONG_RUNNING)
+def test_long_running_services_have_a_healthcheck(service: str) -> None:
+    check = SERVICES[service].get("healthcheck") or {}
+    test = check.get("test")
+    assert not check.get("disable") and test, f"{service} has no healthcheck"
+    if isinstance(test, list):
+        assert test[0] in ("CMD", "CMD-SHELL") and len(test) > 1, test
+    assert SERVICES[service].get("restart") in ("always", "unless-stopped")
+
+
+def test_api_runs_the_uvicorn_factory_with_several_workers() -> None:
+    cmd = command("api")
+    assert cmd[0] == "uvicorn" and "online.app:app_from_env" in cmd and "--factory" in cmd
+    assert int(cmd[cmd.index("--workers") + 1]) >= 2
+    assert cmd[cmd.index("--host") + 1] == "0.0.0.0" and cmd[cmd.index("--port") + 1] == "8000"
+    assert published("api")[8000].endswith(":8000")
+    assert SERVICES["api"]["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_api_healthcheck_probes_a_real_liveness_route() -> None:
+    from online.routes import router
+
+    paths = {route.path for route in router.routes}
+    assert {"/health", "/ready"} <= paths
+    assert "127.0.0.1:8000/health" in " ".join(SERVICES["api"]["healthcheck"]["test"])
+
+
+def test_airflow_ui_is_published_on_8080() -> None:
+    assert command("airflow-apiserver")[:2] == ["airflow", "api-server"]
+    assert published("airflow-apiserver")[8080].endswith(":8080")
+
+
+def test_redis_is_durable_and_never_evicts() -> None:
+    cmd = command("redis")
+    assert cmd[0] == "redis-server" and SERVICES["redis"]["image"].startswith("redis:7")
+    opts = {cmd[i][2:]: cmd[i + 1] for i in range(1, len(cmd) - 1) if cmd[i].startswith("--")}
+    assert opts["appendonly"] == "yes" and opts["appendfsync"] == "everysec"
+    assert opts["maxmemory-policy"] == "noeviction"
+    assert opts.get("save"), "RDB snapshots are off"
+    source, _ = mounts("redis")[opts.get("dir", "/data")]
+    assert source in COMPOSE["volumes"], "Redis data must live in a named volume"
+    assert all(host.startswith("127.0.0.1:") for host in published("redis").values()), "Redis is exposed"
+    assert "redis-cli ping" in " ".join(SERVICES["redis"]["healthcheck"]["test"])
+
+
+def test_postgres_is_the_airflow_metadata_db() -> None:
+    assert SERVICES["postgres"]["image"].startswith("postgres:16")
+    assert "pg_isready" in " ".join(SERVICES["postgres"]["healthcheck"]["test"])
+    assert mounts("postgres")["/var/lib/postgresql/data"][0] in COMPOSE["volumes"]
+
+
+def test_named_volumes_are_declared_and_used() -> None:
+    declared = set(COMPOSE["volumes"])
+    used = set()
+    for service in SERVICES:
+        for source, _ in mounts(service).values():
+            if not source.startswith((".", "/", "~")):
+                assert source in declared, f"{service} mounts undeclared volume {source}"
+                used.add(source)
+    assert used == declared, f"declared but unused: {declared - used}"
+
+
+@pytest.mark.parametrize("service", AIRFLOW)
+def test_airflow_uses_local_executor_and_postgres(service: str) -> None:
+    e = env(service)
+    assert e["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    conn = e["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert conn.startswith("postgresql+psycopg2://") and "@postgres:5432/" in conn
+    assert SERVICES[service]["image"] == SERVICES["api"]["image"], "one image for the API and Airflow"
+
+
+def test_airflow_components_share_their_secrets_and_find_the_execution_api() -> None:
+    envs = [env(s) for s in AIRFLOW_DAEMONS]
+    for key in ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY", "AIRFLOW__CORE__FERNET_KEY"):
+        values = {e.get(key) for e in envs}
+        assert len(values) == 1 and None not in values and "" not in values, f"{key} differs or is unset"
+    assert {e["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] for e in envs} == {"http://airflow-apiserver:8080/execution/"}
+
+
+@pytest.mark.parametrize("service", AIRFLOW_DAEMONS)
+def test_airflow_components_wait_for_init(service: str) -> None:
+    deps = SERVICES[service]["depends_on"]
+    assert deps["airflow-init"]["condition"] == "service_completed_successfully"
+    assert deps["postgres"]["condition"] == "service_healthy"
+
+
+def test_airflow_init_migrates_once_postgres_is_healthy() -> None:
+    assert "airflow db migrate" in " ".join(command("airflow-init"))
+    assert SERVICES["airflow-init"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert SERVICES["airflow-init"]["restart"] == "no"
+
+
+def test_scheduler_healthcheck_targets_an_enabled_health_server() -> None:
+    assert "127.0.0.1:8974/health" in " ".join(SERVICES["airflow-scheduler"]["healthcheck"]["test"])
+    assert env("airflow-scheduler")["AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK"] == "true"
+
+
+@pytest.mark.parametrize("service", AIRFLOW_DAEMONS)
+def test_airflow_mounts_dags_read_only_and_the_shared_data(service: str) -> None:
+    e, m = env(service), mounts(service)
+    assert m[e["AIRFLOW__CORE__DAGS_FOLDER"]] == ("./dags", "ro")
+    assert m[e["HYBRIDREC_DATA_DIR"]][0] == mounts("api")[env("api")["HYBRIDREC_DATA_DIR"]][0]
+
+
+def test_every_hybridrec_variable_is_a_settings_field() -> None:
+    names = hybridrec_env_names(COMPOSE)
+    assert {"HYBRIDREC_REDIS_URL", "HYBRIDREC_DATA_DIR"} <= names, names  # the walk does see them
+    assert names <= HYBRIDREC_ENV_NAMES, f"not fields of Settings: {sorted(names - HYBRIDREC_ENV_NAMES)}"
+    in_dockerfile = set(re.findall(r"\b(HYBRIDREC_\w+)=", DOCKERFILE))
+    assert in_dockerfile <= HYBRIDREC_ENV_NAMES, sorted(in_dockerfile - HYBRIDREC_ENV_NAMES)
+
+
+def test_the_settings_check_catches_an_unknown_variable() -> None:
+    broken = copy.deepcopy(COMPOSE)
+    broken["services"]["api"]["environment"]["HYBRIDREC_NOT_A_SETTING"] = "1"
+    broken["services"]["postgres"]["environment"] = ["POSTGRES_DB=airflow", "HYBRIDREC_ALSO_NOT_ONE=2"]
+    unknown = hybridrec_env_names(broken) - HYBRIDREC_ENV_NAMES
+    assert unknown == {"HYBRIDREC_NOT_A_SETTING", "HYBRIDREC_ALSO_NOT_ONE"}
+
+
+@pytest.mark.parametrize("service", ["api", *AIRFLOW_DAEMONS])
+def test_hybridrec_env_builds_valid_settings(service: str) -> None:
+    values = {k.removeprefix("HYBRIDREC_").lower(): v for k, v in env(service).items() if k.startswith("HYBRIDREC_")}
+    settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    assert settings.redis_url == "redis://redis:6379/0"
+    assert str(settings.data_dir) == "/data/hybridrec"
+
+
+# ---- Dockerfile -----------------------------------------------------------------------------------
+
+
+def instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n", " ", "\n".join(lines))
+    return [(ins.upper(), args.strip()) for ins, args in re.findall(r"^\s*(\w+)\s+(.*)$", joined, flags=re.M)]
+
+
+def final_stage_user(text: str) -> str | None:
+    ins = instructions(text)
+    last_from = max(i for i, (name, _) in enumerate(ins) if name == "FROM")
+    users = [args for name, args in ins[last_from:] if name == "USER"]
+    return users[-1] if users else None
+
+
+def pip_install_specs(run: str) -> list[str]:
+    """The requirement specifiers of a `uv pip install` / `pip install` command (options dropped)."""
+    words = shlex.split(run.split("&&")[0])
+    words = words[words.index("install") + 1 :]
+    specs, skip = [], False
+    for word in words:
+        if skip:
+            skip = False
+        elif word in ("--python", "-p", "-r", "--requirement", "-c", "--constraint", "--index-url"):
+            skip = True
+        elif not word.startswith("-"):
+            specs.append(word)
+    return specs
+
+
+def test_dockerfile_installs_exactly_the_lock() -> None:
+    ins = instructions(DOCKERFILE)
+    runs = [args for name, args in ins if name == "RUN"]
+    syncs = [r for r in runs if "uv sync" in r]
+    assert syncs and all("--frozen" in r and "--no-dev" in r and "--extra airflow" in r for r in syncs)
+    copies = [args for name, args in ins if name == "COPY"]
+    lock_copy = next(i for i, c in enumerate(copies) if "uv.lock" in c and "pyproject.toml" in c)
+    assert lock_copy < copies.index(". ."), "copy the lock before the source, for layer caching"
+    assert any(re.search(r"pip install .*\"?uv==", r) for r in runs), "install a pinned uv from PyPI"
+    assert not any(re.search(r"(curl|wget)[^|]*\|\s*(ba)?sh", r) for r in runs)
+    for r in runs:  # anything installed beside the lock must at least be pinned
+        if "uv pip install" in r:
+            specs = pip_install_specs(r)
+            assert specs and all("==" in spec for spec in specs), r
+
+
+def test_dockerfile_base_and_command() -> None:
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)", DOCKERFILE, flags=re.M))
+    froms = [a.split()[0] for name, a in instructions(DOCKERFILE) if name == "FROM"]
+    assert {re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], f) for f in froms} == {"python:3.11-slim"}
+    cmd = next(a for name, a in instructions(DOCKERFILE) if name == "CMD")
+    assert "uvicorn" in cmd and "online.app:app_from_env" in cmd and "--factory" in cmd
+    assert re.search(r'PATH="/app/\.venv/bin:', DOCKERFILE)
+
+
+def test_the_pin_check_sees_unpinned_packages() -> None:
+    assert pip_install_specs('uv pip install --python /v/bin/python --no-deps "a==1" b') == ["a==1", "b"]
+
+
+def test_dockerfile_does_not_run_as_root() -> None:
+    assert final_stage_user("FROM python:3.11-slim\nRUN true\n") is None  # the check can fail
+    assert final_stage_user("FROM a AS b\nUSER app\nFROM c\nCMD x\n") is None
+    user = final_stage_user(DOCKERFILE)
+    assert user is not None and user.split(":")[0] not in ("root", "0")
+
+
+def test_dockerignore_keeps_local_state_and_secrets_out() -> None:
+    entries = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    entries.discard("")
+
+    def ignored(path: str) -> bool:
+        parts = path.split("/")
+        return any("/".join(parts[:i]) in entries for i in range(1, len(parts) + 1))
+
+    for path in (".venv", ".tools", "var", "bench/.cache", ".git", ".env", ".pytest_cache", ".ruff_cache"):
+        assert ignored(path), f"{path} would be sent to the Docker build"
+    for needed in ("pyproject.toml", "uv.lock", "README.md", "shared", "online", "batch", "dags"):
+        assert not ignored(needed), f"{needed} is needed to build the image"
