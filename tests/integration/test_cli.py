@@ -1,0 +1,80 @@
+"""The hybridrec CLI as a user runs it: exit codes, one-line errors, resumable backfill."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+BIN = Path(sys.executable).parent / "hybridrec"
+END = dt.date(2026, 2, 10)
+
+
+def _cli(data: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYBRIDREC_")}
+    env["HYBRIDREC_DATA_DIR"] = str(data)
+    env["HYBRIDREC_ALS_FACTORS"] = "8"
+    return subprocess.run([str(BIN), *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("cli")
+    assert (
+        _cli(data, "generate", "--users", "300", "--items", "80", "--days", "4", "--end-date", str(END)).returncode == 0
+    )
+    assert (
+        _cli(
+            data, "ingest", str(data / "raw/interactions.parquet"), "--items", str(data / "raw/items.parquet")
+        ).returncode
+        == 0
+    )
+    return data
+
+
+def test_backfill_runs_in_order_and_resumes_after_a_crash(data: Path) -> None:
+    start = END - dt.timedelta(days=2)
+    first = _cli(data, "backfill", "--start", str(start), "--end", str(END))
+    assert first.returncode == 0, first.stderr
+    assert "3 built, 0 skipped" in first.stderr
+    hashes = {
+        d: json.loads((data / f"runs/date={d}/manifest.json").read_text())["content_hash"]
+        for d in ("2026-02-08", "2026-02-09", "2026-02-10")
+    }
+    # a crash while building 02-09: its run is gone and a half-written temporary directory is left
+    shutil.rmtree(data / "runs/date=2026-02-09")
+    (data / "runs/.tmp-date=2026-02-09-deadbeef").mkdir()
+    again = _cli(data, "backfill", "--start", str(start), "--end", str(END))
+    assert again.returncode == 0, again.stderr
+    assert "1 built, 2 skipped" in again.stderr
+    assert json.loads((data / "runs/date=2026-02-09/manifest.json").read_text())["content_hash"] == hashes["2026-02-09"]
+    assert not list((data / "runs").glob(".tmp-*"))
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("run-batch", "--date", "2026-13-01"), 2, "not a date: '2026-13-01'"),
+        (("backfill", "--start", "2026-02-10", "--end", "2026-02-01"), 2, "is before start date"),
+        (("run-batch", "--date", "2025-01-01"), 5, "no interaction partitions"),
+        (("publish", "--date", "2026-02-10"), 2, "no Redis URL"),
+    ],
+)
+def test_errors_are_one_line_with_a_non_zero_exit(data: Path, args: tuple, code: int, message: str) -> None:
+    out = _cli(data, *args)
+    assert out.returncode == code, out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_ingesting_a_file_that_is_not_what_it_claims(data: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "events.csv"
+    fake.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    out = _cli(data, "ingest", str(fake))
+    assert out.returncode == 3 and "error:" in out.stderr and "Traceback" not in out.stderr
