@@ -9,15 +9,7 @@ from batch.candidates import decayed_popularity, item_neighbours, popular_by_cat
 from batch.matrix import build_id_maps
 from batch.train import AlsModel, AlsParams, train_als
 from shared.errors import DataValidationError, ModelError
-
-
-def block_matrix() -> csr_matrix:
-    """8 users x 8 items: users 0-3 use items 0-3, users 4-7 items 4-7; user u misses item u (diagonal)."""
-    dense = np.zeros((8, 8), dtype=np.float32)
-    dense[:4, :4] = 1.0
-    dense[4:, 4:] = 1.0
-    np.fill_diagonal(dense, 0.0)
-    return csr_matrix(dense)
+from tests.support.matrices import block_matrix
 
 
 def reference_top_k(queries: np.ndarray, items: np.ndarray, seen: csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:

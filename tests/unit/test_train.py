@@ -7,17 +7,9 @@ from scipy.sparse import csr_matrix, vstack
 from batch.train import AlsModel, AlsParams, refresh_users, train_als
 from shared.config import Settings
 from shared.errors import ConfigError, ModelError
+from tests.support.matrices import block_matrix
 
 PARAMS = AlsParams(factors=4, regularization=0.05, alpha=4.0, iterations=20)
-
-
-def block_matrix() -> csr_matrix:
-    """8 users x 8 items: users 0-3 use items 0-3, users 4-7 items 4-7; user u misses item u (diagonal)."""
-    dense = np.zeros((8, 8), dtype=np.float32)
-    dense[:4, :4] = 1.0
-    dense[4:, 4:] = 1.0
-    np.fill_diagonal(dense, 0.0)
-    return csr_matrix(dense)
 
 
 def test_params_from_settings() -> None:
