@@ -70,8 +70,10 @@ def temporal_split(interactions: pd.DataFrame, holdout_per_user: int) -> tuple[p
 
     fair = cand[cand["first_t"] >= cand["t_hold"]]
     holdout: dict[str, set[str]] = {}
+    # numpy object arrays: element lookups on Arrow-backed pandas Indexes cost ~13x more per call
+    user_arr, item_arr = np.asarray(user_names, dtype=object), np.asarray(item_names, dtype=object)
     for u, i in zip(fair["u"].to_numpy(), fair["i"].to_numpy(), strict=True):
-        holdout.setdefault(str(user_names[u]), set()).add(str(item_names[i]))
+        holdout.setdefault(str(user_arr[u]), set()).add(str(item_arr[i]))
     return interactions[~removed].copy(), holdout
 
 

@@ -75,7 +75,7 @@ def _require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> 
 def _sorted_unique(series: pd.Series, column: str) -> np.ndarray:
     if series.isna().any():
         raise DataValidationError(f"{column} contains nulls; drop or repair those rows before training")
-    unique = series.unique()
+    unique = np.asarray(series.unique(), dtype=object)  # iterating an Arrow array is slow per element
     if not all(isinstance(v, str) for v in unique):
         raise DataValidationError(f"{column} must contain only strings")
     return np.array(sorted(unique), dtype=object)
