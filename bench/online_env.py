@@ -1,0 +1,212 @@
+"""The system under test for bench/online_latency.py: data, a fresh Redis, the API process, live sessions.
+
+Everything here is started by the benchmark and stopped by it (context managers), on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from common import REPO_DIR, DataSpec, build_dataset, console, step
+
+HOST = "127.0.0.1"
+POST_BATCH = 100  # events per POST /events when seeding (the API accepts up to 1000)
+
+
+def prepare_run(spec: DataSpec, data_dir: Path, reuse: bool, timings: dict[str, float]) -> tuple[dict, Path]:
+    """Data set + batch run for ``spec`` in ``data_dir``, reusing both when asked and complete."""
+    from batch.artifacts import run_dir_for
+    from batch.pipeline import is_complete, run_batch
+    from shared.config import get_settings
+
+    info = build_dataset(spec, data_dir, reuse)
+    timings.update({f"data_{k}": v for k, v in info["timings_s"].items()})
+    settings = get_settings(data_dir=data_dir)
+    if reuse and is_complete(settings, spec.end):
+        console.print(f"[green]✓[/] reusing batch run {run_dir_for(settings.runs_dir, spec.end)}")
+        return info, run_dir_for(settings.runs_dir, spec.end)
+    with step("run_batch", timings, f"run_batch {spec.end}"):
+        run_dir = run_batch(settings, spec.end, log=lambda name, s: console.print(f"    {name:<14} {s:6.2f}s"))
+    return info, run_dir
+
+
+def publish(run_dir: Path, data_dir: Path, redis_url: str, timings: dict[str, float]) -> dict:
+    from batch.publish import publish_run
+    from feature_store.redis_store import RedisStore
+    from shared.config import get_settings
+
+    settings = get_settings(data_dir=data_dir, redis_url=redis_url)
+    store = RedisStore.from_settings(settings)
+    try:
+        with step("publish", timings, "publish into the fresh Redis"):
+            result = publish_run(run_dir, store, settings)
+    finally:
+        store.close()
+    console.print(f"  {result.summary()}")
+    return {"version": result.version, "n_users": result.n_users, "n_items": result.n_items, "seconds": result.seconds}
+
+
+@dataclass(frozen=True)
+class Api:
+    base: str  # http://127.0.0.1:<port>
+    pid: int  # uvicorn's supervisor; it leads a session, so this is also the workers' process group
+
+
+@contextlib.contextmanager
+def api_server(redis_url: str, data_dir: Path, port: int, workers: int, log_path: Path) -> Iterator[Api]:
+    """uvicorn with ``workers`` processes in its own session; yields where it is, stops it on exit.
+
+    Access logging is off: at hundreds of requests per second it would measure the terminal.
+    """
+    env = {**os.environ, "HYBRIDREC_REDIS_URL": redis_url, "HYBRIDREC_DATA_DIR": str(data_dir)}
+    cmd = [sys.executable, "-m", "uvicorn", "online.app:app_from_env", "--factory", "--workers", str(workers)]
+    cmd += ["--host", HOST, "--port", str(port), "--log-level", "warning", "--no-access-log"]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=REPO_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            base = f"http://{HOST}:{port}"
+            _wait_ready(base, proc, log_path)
+            yield Api(base, proc.pid)
+        finally:
+            _stop(proc)
+
+
+def _wait_ready(base: str, proc: subprocess.Popen[bytes], log_path: Path, timeout_s: float = 120.0) -> None:
+    """Until 20 consecutive /ready on fresh connections return 200: with several workers accepting on
+    one socket, a single 200 says only that one of them has loaded the model."""
+    deadline = time.monotonic() + timeout_s
+    streak = 0
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the API exited with code {proc.returncode} before it was ready:\n{tail}")
+        ok = False
+        with contextlib.suppress(httpx.HTTPError):
+            ok = httpx.get(f"{base}/ready", timeout=2).status_code == 200
+        streak = streak + 1 if ok else 0
+        if streak >= 20:
+            return
+        time.sleep(0.02 if ok else 0.2)
+    raise RuntimeError(f"the API at {base} was not ready after {timeout_s:.0f}s; see {log_path}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to uvicorn's supervisor (it stops its workers), SIGKILL to the group if it hangs."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    with contextlib.suppress(ProcessLookupError):  # orphaned workers of a supervisor that died
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class SeededSession:
+    user_id: str  # the data's own user (known) or an id the data never had (unknown)
+    session_id: str
+    known: bool
+
+
+def pick_sessions(data_dir: Path, end: str, n: int, per_session: int, seed: int) -> list[dict]:
+    """``n`` real sessions of the last days with at least ``per_session`` events, first events of each.
+
+    Returns event dicts for POST /events, session after session, events in time order; the first half
+    of the sessions keep their user, the second half get user ids that are not in the data.
+    """
+    from batch.dataset import load_interactions
+    from shared.ids import parse_date
+
+    day = parse_date(end)
+    for window in (1, 3, 7, 30):  # the last day is enough at the default sizes; widen if not
+        df = load_interactions(data_dir / "interactions", day, window)
+        df = df[df["session_id"].notna()]
+        sizes = df.groupby("session_id", sort=True).size()
+        eligible = sizes.index[sizes >= per_session].to_numpy()
+        if len(eligible) >= n:
+            break
+    else:
+        raise RuntimeError(f"only {len(eligible)} sessions with >= {per_session} events; lower --sessions")
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(eligible, size=n, replace=False)
+    head = df[df["session_id"].isin(chosen)].groupby("session_id", sort=False).head(per_session)
+    order = pd.Series(np.arange(n), index=chosen)
+    head = head.assign(_o=order.loc[head["session_id"]].to_numpy()).sort_values(["_o", "ts"], kind="stable")
+    events = []
+    for sid, user, item, etype, o in zip(
+        head["session_id"], head["user_id"], head["item_id"], head["event_type"], head["_o"], strict=True
+    ):
+        known = o < n // 2
+        events.append(
+            {
+                "session_id": sid,
+                "item_id": item,
+                "event_type": etype,
+                "user_id": user if known else f"bench-anon-{o:05d}",
+            }
+        )
+    return events
+
+
+def seed_sessions(base: str, events: list[dict], timings: dict[str, float]) -> dict:
+    """POST the events in batches of POST_BATCH through the real API; fail loudly on anything but 202."""
+    latencies = []
+    what = f"seed {len(events):,} live events through POST /events"
+    with step("seed_sessions", timings, what), httpx.Client(timeout=10) as client:
+        for start in range(0, len(events), POST_BATCH):
+            batch = events[start : start + POST_BATCH]
+            t = time.perf_counter()
+            resp = client.post(f"{base}/events", json=batch)
+            latencies.append(time.perf_counter() - t)
+            if resp.status_code != 202 or resp.json().get("accepted") != len(batch):
+                raise RuntimeError(f"POST /events answered {resp.status_code}: {resp.text[:300]}")
+    lat = np.array(latencies) * 1000
+    return {
+        "events": len(events),
+        "posts": len(latencies),
+        "events_per_post": POST_BATCH,
+        "events_per_s": round(len(events) / lat.sum() * 1000, 1),
+        "post_p50_ms": round(float(np.percentile(lat, 50)), 2),
+        "post_max_ms": round(float(lat.max()), 2),
+    }
+
+
+def sessions_of(events: list[dict]) -> list[SeededSession]:
+    seen: dict[str, SeededSession] = {}
+    for e in events:
+        if e["session_id"] not in seen:
+            known = not e["user_id"].startswith("bench-anon-")
+            seen[e["session_id"]] = SeededSession(e["user_id"], e["session_id"], known)
+    return list(seen.values())
+
+
+def run_user_ids(run_dir: Path) -> list[str]:
+    """User ids of the published run (row order of users.parquet)."""
+    return pd.read_parquet(run_dir / "users.parquet")["user_id"].astype(str).tolist()
+
+
+def redis_version(url: str) -> str:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return str(client.info("server").get("redis_version"))
+    finally:
+        client.close()
