@@ -7,13 +7,14 @@ reorder models), and compare ALS with a popularity baseline ranked the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 from scipy.sparse import csr_matrix
 
 from batch.candidates import top_k
+from batch.evaluation.metrics import accuracy_per_list, catalog_coverage, hit_matrix
 from batch.train import AlsModel
 from shared.errors import DataValidationError, ModelError
 
@@ -89,51 +90,14 @@ def holdout_indices(
         raise ModelError(f"held-out id {exc} is not in the id maps; build the maps from train + holdout") from exc
 
 
-def recall_at_k(ranked: Sequence[int] | np.ndarray, relevant: set[int], k: int) -> float:
-    """``|top-k(ranked) ∩ relevant| / min(k, |relevant|)``, in [0, 1].
-
-    Normalising by ``min(k, |relevant|)`` instead of ``|relevant|`` lets a perfect ranking score 1 even
-    when more items are relevant than fit in k slots. ``relevant`` must be non-empty.
-    """
-    if not relevant:
-        raise ModelError("recall_at_k needs a non-empty relevant set; evaluate only users with held-out items")
-    hits = len(set(np.asarray(ranked)[:k].tolist()) & relevant)
-    return hits / min(k, len(relevant))
-
-
-def ndcg_at_k(ranked: Sequence[int] | np.ndarray, relevant: set[int], k: int) -> float:
-    """Binary-gain NDCG: ``DCG / IDCG`` with ``DCG = sum_{r=1..k} [item_r in relevant] / log2(r + 1)``.
-
-    ``IDCG`` is the DCG of ``min(k, |relevant|)`` hits in the first ranks. An item repeated in
-    ``ranked`` counts once, at its first rank. ``relevant`` must be non-empty.
-    """
-    if not relevant:
-        raise ModelError("ndcg_at_k needs a non-empty relevant set; evaluate only users with held-out items")
-    seen: set[int] = set()
-    dcg = 0.0
-    for r, item in enumerate(np.asarray(ranked)[:k].tolist(), start=1):
-        if item in relevant and item not in seen:
-            dcg += 1.0 / np.log2(r + 1)
-        seen.add(item)
-    idcg = float(np.sum(1.0 / np.log2(np.arange(2, min(k, len(relevant)) + 2))))
-    return dcg / idcg
-
-
-def coverage(all_recommended_lists: Iterable[Sequence[int] | np.ndarray], n_items: int) -> float:
-    """Catalogue coverage: distinct item ids (>= 0; ``-1`` padding ignored) over all lists / ``n_items``."""
-    if n_items < 1:
-        raise ModelError(f"n_items must be >= 1, got {n_items}")
-    seen: set[int] = set()
-    for lst in all_recommended_lists:
-        seen.update(int(i) for i in np.asarray(lst).ravel() if i >= 0)
-    return len(seen) / n_items
-
-
 def _scores(ranked: np.ndarray, relevant: list[set[int]], k: int, n_items: int) -> dict[str, float]:
+    """Mean Recall@k and NDCG@k, and coverage, with the one definition in batch.evaluation.metrics."""
+    hits, n_relevant = hit_matrix(ranked, relevant)
+    per_list = accuracy_per_list(hits, n_relevant, k)
     return {
-        "recall": float(np.mean([recall_at_k(r, rel, k) for r, rel in zip(ranked, relevant, strict=True)])),
-        "ndcg": float(np.mean([ndcg_at_k(r, rel, k) for r, rel in zip(ranked, relevant, strict=True)])),
-        "coverage": coverage(ranked, n_items),
+        "recall": float(per_list["recall"].mean()),
+        "ndcg": float(per_list["ndcg"].mean()),
+        "coverage": catalog_coverage(ranked, k, n_items),
     }
 
 

@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.sparse import csr_matrix
 
-from batch.evaluate import coverage, evaluate, holdout_indices, ndcg_at_k, recall_at_k, temporal_split
+from batch.evaluate import evaluate, holdout_indices, temporal_split
 from batch.train import AlsModel, AlsParams, train_als
 from shared.errors import ModelError
 
@@ -28,42 +26,6 @@ def _events(rows: list[tuple[str, str, int]]) -> pd.DataFrame:
     )
     df["ts"] = df["ts"].astype("datetime64[us, UTC]")
     return df.sort_values("ts", kind="stable").reset_index(drop=True)
-
-
-# --- metrics, against hand-computed values ------------------------------------------------------
-
-
-def test_recall_and_ndcg_of_the_worked_example() -> None:
-    # ranked [3, 1, 7], relevant {1, 9}, k = 2: one hit at rank 2, two relevant items both fit in k.
-    assert recall_at_k([3, 1, 7], {1, 9}, 2) == pytest.approx(0.5)
-    expected = (1 / math.log2(3)) / (1 + 1 / math.log2(3))
-    assert ndcg_at_k([3, 1, 7], {1, 9}, 2) == pytest.approx(expected)
-
-
-def test_metrics_normalise_by_min_k_and_relevant() -> None:
-    # 3 relevant, k = 2, both slots hit: a perfect top-2, so both metrics are 1.
-    assert recall_at_k(np.array([4, 5, 6]), {4, 5, 6}, 2) == pytest.approx(1.0)
-    assert ndcg_at_k(np.array([4, 5, 6]), {4, 5, 6}, 2) == pytest.approx(1.0)
-    # one relevant item at rank 3 of k = 5: recall 1, ndcg 1 / log2(4) = 0.5.
-    assert recall_at_k([0, 1, 2, 3, 4], {2}, 5) == pytest.approx(1.0)
-    assert ndcg_at_k([0, 1, 2, 3, 4], {2}, 5) == pytest.approx(0.5)
-    # padding and misses score zero.
-    assert recall_at_k([-1, -1], {3}, 2) == 0.0
-    assert ndcg_at_k([7, -1], {3}, 2) == 0.0
-    # a repeated hit counts once: ranks 1 and 2 hold the same item.
-    assert ndcg_at_k([2, 2, 9], {2, 9}, 3) == pytest.approx((1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3)))
-
-
-def test_metrics_refuse_an_empty_relevant_set() -> None:
-    with pytest.raises(ModelError):
-        recall_at_k([1, 2], set(), 2)
-    with pytest.raises(ModelError):
-        ndcg_at_k([1, 2], set(), 2)
-
-
-def test_coverage_counts_distinct_items_and_ignores_padding() -> None:
-    assert coverage(np.array([[0, 1, -1], [1, 2, -1]]), 10) == pytest.approx(0.3)
-    assert coverage([[5], [5], [5]], 5) == pytest.approx(0.2)
 
 
 # --- temporal split ------------------------------------------------------------------------------
