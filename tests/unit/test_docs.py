@@ -6,7 +6,7 @@ from pathlib import Path
 
 from typer.main import get_command
 
-from batch.cli import app
+from cli.main import app
 from shared.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,13 +8,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-OURS = {"shared", "feature_store", "batch", "online", "dags"}
+OURS = {"shared", "feature_store", "batch", "online", "dags", "evaluation", "cli"}
 ALLOWED = {
     "shared": set(),
     "feature_store": {"shared"},
     "batch": {"shared", "feature_store"},
     "online": {"shared", "feature_store"},
     "dags": {"shared", "batch"},
+    # offline evaluation replays sessions through the online ranking: it sits above both
+    "evaluation": {"shared", "feature_store", "batch", "online"},
+    # the composition root: the command line runs every layer
+    "cli": {"shared", "feature_store", "batch", "online", "evaluation"},
 }
 # Heavy or training-only libraries the online request path must never load.
 ONLINE_FORBIDDEN = {"implicit", "sklearn", "pandas", "airflow", "scipy", "pyarrow"}

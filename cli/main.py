@@ -286,7 +286,7 @@ def demo(
     exit_after_first_response: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """The whole loop on one machine: generate -> ingest -> run-batch -> publish -> serve, until Ctrl-C."""
-    from batch.demo import DemoOptions, run_demo
+    from cli.demo import DemoOptions, run_demo
 
     run_demo(
         _settings(data_dir),
@@ -301,7 +301,7 @@ def airflow_cmd(
     data_dir: DataDir = None,
 ) -> None:
     """A local Airflow (standalone, SQLite) on this repo's dags/ and the embedded or configured Redis."""
-    from batch.airflow_local import run_local_airflow
+    from cli.airflow_local import run_local_airflow
 
     run_local_airflow(_settings(data_dir), port, console)
 

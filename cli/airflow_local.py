@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
-from batch.demo import interrupt_on_sigterm
+from cli.demo import interrupt_on_sigterm
 from feature_store.embedded import EmbeddedRedis
 from shared.config import Settings
 from shared.errors import ConfigError, HybridrecError
