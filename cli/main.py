@@ -295,6 +295,53 @@ def demo(
     )
 
 
+class EvalData(StrEnum):
+    synthetic = "synthetic"
+    lastfm = "lastfm"
+
+
+@app.command()
+def evaluate(
+    data: Annotated[EvalData, typer.Option("--data", help="synthetic (ordered sessions) or lastfm (HetRec 2011).")],
+    lastfm_dir: Annotated[Path, typer.Option(help="The hetrec2011-lastfm-2k directory (read in place).")] = Path(
+        "../shared/datasets/lastfm-hetrec2011-2k"
+    ),
+    out: Annotated[Path | None, typer.Option(help="Report folder (default: var/reports/<data>).")] = None,
+    seed: int = 42,
+    max_sessions: Annotated[int, typer.Option(min=1, help="Seeded sample of replayed sessions.")] = 3_000,
+    users: Annotated[int, typer.Option(min=2, help="Synthetic users.")] = 5_000,
+    items: Annotated[int, typer.Option(min=20, help="Synthetic items.")] = 2_000,
+    days: Annotated[int, typer.Option(min=2, help="Synthetic days: train on all but the last, replay the last.")] = 15,
+) -> None:
+    """Static protocols + session replay through the API's ranking code; writes report.md/json and plots."""
+    import shutil
+
+    from evaluation.harness import EvalOptions, run_evaluation
+    from evaluation.report import replay_table, summary_lines
+
+    out_dir = out or Path("var/reports") / data.value
+    scratch = out_dir / "batch-data"
+    shutil.rmtree(scratch, ignore_errors=True)  # start clean: a stale partition would leak into training
+    settings = get_settings(data_dir=scratch, seed=seed)
+    opts = EvalOptions(data.value, out_dir, seed, max_sessions, users, items, days, lastfm_dir)
+    with _progress() as bar:
+        task = bar.add_task("replaying sessions", total=None, visible=False)
+
+        def tick(n: int) -> None:
+            bar.update(task, advance=n, visible=True)
+
+        report, notes = run_evaluation(settings, opts, console.print, _step_logger, tick)
+    from batch.evaluation.static import markdown_table
+
+    for result in report["static"]:
+        console.print(f"\nstatic {result['protocol']['name']}:\n" + markdown_table(result))
+    console.print("\nsession replay:\n" + replay_table(report["replay"]))
+    console.print("\n" + "\n".join(summary_lines(report)))
+    for note in notes:
+        console.print(f"[yellow]note:[/] {note}")
+    console.print(f"report: {out_dir / 'report.md'}")
+
+
 @app.command("airflow")
 def airflow_cmd(
     port: Annotated[int, typer.Option(help="Airflow UI / API port.")] = 8080,

@@ -1,0 +1,94 @@
+"""One evaluation run end to end: prepare the data, static protocols, session replay, report folder.
+
+The static protocols (``batch.evaluation.static``) measure the batch models (popularity, item-kNN, ALS)
+by full ranking; the replay (``evaluation.replay``) measures what the API serves, built from the batch
+run by ``evaluation.serving``. Both use the same ``seed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from batch.evaluation.baselines import default_models
+from batch.evaluation.protocols import RandomHoldout, SplitProtocol, TemporalHoldout
+from batch.evaluation.static import evaluate_static
+from batch.train import AlsParams
+from evaluation.datasets import Prepared, StepLog, prepare_lastfm, prepare_synthetic
+from evaluation.replay import evaluate_replay
+from evaluation.report import write_report
+from evaluation.serving import serving_model
+from online.ranking import BlendParams
+from shared.config import Settings
+
+KS = (10, 20, 50)
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    data: Literal["synthetic", "lastfm"]
+    out_dir: Path
+    seed: int = 42
+    max_sessions: int | None = 3_000
+    users: int = 5_000  # synthetic only
+    items: int = 2_000
+    days: int = 15
+    lastfm_dir: Path = Path("../shared/datasets/lastfm-hetrec2011-2k")
+
+
+def blend_params(settings: Settings) -> BlendParams:
+    """The blend the API builds from the same settings (online.service reads the same fields)."""
+    return BlendParams(
+        weight_user=settings.weight_user,
+        weight_session=settings.weight_session,
+        weight_popularity=settings.weight_popularity,
+        session_half_life=settings.session_half_life_events,
+        seed_items=settings.session_seed_items,
+    )
+
+
+def run_evaluation(
+    settings: Settings,
+    opts: EvalOptions,
+    say: Callable[[str], None],
+    log: StepLog,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[dict, list[str]]:
+    """Run both protocols on ``opts.data`` with batch data under ``settings.data_dir``; write the report.
+
+    ``say`` prints a progress line, ``log`` a batch step timing; ``progress(1)`` is called after each
+    replayed session. Returns the report dict and console notes.
+    """
+    say(f"1/4 preparing {opts.data} data and the batch run in {settings.data_dir}")
+    if opts.data == "synthetic":
+        prepared: Prepared = prepare_synthetic(settings, opts.users, opts.items, opts.days, opts.seed, log)
+        protocols: list[SplitProtocol] = [TemporalHoldout(), RandomHoldout()]
+    else:
+        prepared = prepare_lastfm(settings, opts.lastfm_dir, log)
+        protocols = [RandomHoldout()]
+
+    static = []
+    for i, protocol in enumerate(protocols, 1):
+        say(f"2/4 static protocol {protocol.name} ({i}/{len(protocols)}): popularity, item-kNN, ALS")
+        static.append(
+            evaluate_static(
+                prepared.static_interactions,
+                protocol,
+                default_models(AlsParams.from_settings(settings), opts.seed),
+                ks=KS,
+                seed=opts.seed,
+                scheme=settings.confidence,
+                item_ids=prepared.item_ids,
+            )
+        )
+
+    say(f"3/4 session replay through online.ranking.rank (at most {opts.max_sessions} sessions)")
+    serving = serving_model(prepared.run_dir, settings.popular_n)
+    replay = evaluate_replay(
+        serving, prepared.replay_events, KS, opts.seed, opts.max_sessions, blend_params(settings), progress
+    )
+
+    say(f"4/4 writing the report to {opts.out_dir}")
+    return write_report(opts.out_dir, prepared.name, prepared.notes, static, replay)

@@ -1,0 +1,246 @@
+"""Next-item session replay through the online ranking (``online.ranking.rank``, the API's code path).
+
+Protocol. Held-out sessions (events that happen after the model's training window) are replayed in
+their order (``position``). Consecutive events on the same item (a view and its click, add_to_cart,
+purchase) form one *step*; a session of ``n`` steps gives targets ``t = 1..n-1``: the context is every
+event before step ``t`` (funnel events kept, so their weights count as online) and the target is step
+``t``'s item. Each target asks four recommenders for ``max(ks)`` items:
+
+- ``popularity``: the version's global popular list minus the items of the context (no ranking code);
+- ``batch_only``: ``rank(model, RequestFeatures(user_record, []))``, the precomputed tier. It does not
+  depend on the session, so it is computed once per session. A user unknown to the version has no
+  record and is served the popular list, exactly as the API falls back;
+- ``session_only``: ``rank(model, RequestFeatures(None, context))``, an anonymous visitor;
+- ``hybrid``: ``rank(model, RequestFeatures(user_record, context))``, what the API serves a known user
+  with a live session (for an unknown user it is the session path, as in the API).
+
+A target is *relevant* = {target item}, so HitRate@k = Recall@k and MRR@k is the reciprocal rank
+(``batch.evaluation.metrics``). Targets that repeat an item already in the context are skipped (the
+ranking excludes session items by design, so no variant could hit them), as are targets unknown to
+the model; both counts are reported. Popularity percentiles for PopBias come from the version's
+recency-decayed popularity (``ItemBundle.popularity``), the only popularity the serving model has.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from batch.evaluation.metrics import mean_metrics, popularity_percentile
+from evaluation.serving import ServingModel
+from feature_store.base import RequestFeatures, SessionEvent
+from online.ranking import BlendParams, rank
+from shared.errors import DataValidationError
+
+VARIANTS = ("popularity", "batch_only", "session_only", "hybrid")
+RANKED_VARIANTS = ("batch_only", "session_only", "hybrid")
+POSITION_CAP = 10  # positions >= this share one bucket, "10+"
+REQUIRED_COLUMNS = ("session_id", "user_id", "item_id", "event_type", "position")
+
+
+@dataclass(frozen=True)
+class _Targets:
+    """Replay outcome: one row per scored target."""
+
+    ranked: dict[str, np.ndarray]  # variant -> int64 (n_targets, max_k), -1 padded
+    targets: np.ndarray  # int64 (n_targets,) item index of the next item
+    positions: np.ndarray  # int64 (n_targets,) t, the number of steps seen before the target
+    strategies: dict[str, Counter]  # variant -> strategy name -> count
+    skipped_repeat: int
+    skipped_unknown: int
+    unknown_user_sessions: int
+
+
+def sample_sessions(events: pd.DataFrame, max_sessions: int | None, seed: int) -> pd.DataFrame:
+    """Events of a seeded sample of at most ``max_sessions`` sessions with >= 2 steps, sorted for replay.
+
+    The sample is ``default_rng(seed).choice`` over the sorted session ids, so it does not depend on row
+    order. Rows come back sorted by (session_id, position).
+    """
+    missing = set(REQUIRED_COLUMNS) - set(events.columns)
+    if missing:
+        raise DataValidationError(f"replay sessions lack column(s) {sorted(missing)}")
+    ordered = events.sort_values(["session_id", "position"], kind="stable")
+    change = ordered["item_id"].ne(ordered.groupby("session_id")["item_id"].shift())
+    steps = change.groupby(ordered["session_id"]).sum()
+    ids = np.sort(steps[steps >= 2].index.to_numpy(dtype=object))
+    if max_sessions is not None and len(ids) > max_sessions:
+        ids = np.sort(np.random.default_rng(seed).choice(ids, size=max_sessions, replace=False))
+    return ordered[ordered["session_id"].isin(set(ids))].reset_index(drop=True)
+
+
+def _session_events(frame: pd.DataFrame) -> list[SessionEvent]:
+    has_ts = "ts" in frame.columns
+    out = []
+    for row in frame.itertuples(index=False):
+        ts = pd.Timestamp(row.ts).timestamp() if has_ts else float(row.position)
+        out.append(
+            SessionEvent(
+                item_id=str(row.item_id),
+                event_type=str(row.event_type),
+                ts=ts,
+                event_id=f"{row.session_id}:{row.position}",
+                user_id=str(row.user_id),
+                session_id=str(row.session_id),
+            )
+        )
+    return out
+
+
+def _step_starts(events: Sequence[SessionEvent]) -> list[int]:
+    """Index of the first event of each step (a run of consecutive events on one item)."""
+    return [i for i, ev in enumerate(events) if i == 0 or ev.item_id != events[i - 1].item_id]
+
+
+def _indices(serving: ServingModel, item_ids: Sequence[str], width: int) -> np.ndarray:
+    index = serving.model.bundle.item_index
+    out = np.full(width, -1, dtype=np.int64)
+    got = [index[i] for i in item_ids if i in index][:width]
+    out[: len(got)] = got
+    return out
+
+
+def _popular(serving: ServingModel, seen: set[int], width: int) -> np.ndarray:
+    out = np.full(width, -1, dtype=np.int64)
+    picks = [j for j in serving.model.popular(None).tolist() if j not in seen][:width]
+    out[: len(picks)] = picks
+    return out
+
+
+def replay_targets(
+    serving: ServingModel,
+    sessions: pd.DataFrame,
+    max_k: int,
+    params: BlendParams,
+    progress: Callable[[int], None] | None = None,
+) -> _Targets:
+    """Run every variant on every target of ``sessions`` (as ``sample_sessions`` returns them)."""
+    model, index = serving.model, serving.model.bundle.item_index
+    rows: dict[str, list[np.ndarray]] = {v: [] for v in VARIANTS}
+    targets: list[int] = []
+    positions: list[int] = []
+    strategies: dict[str, Counter] = {v: Counter() for v in RANKED_VARIANTS}
+    skipped_repeat = skipped_unknown = unknown_users = 0
+    for _, frame in sessions.groupby("session_id", sort=True):
+        events = _session_events(frame)
+        user = serving.users.get(events[0].user_id or "")
+        unknown_users += user is None
+        batch = rank(model, RequestFeatures(user, []), max_k, None, params)
+        batch_row = _indices(serving, batch.item_ids, max_k)
+        starts = _step_starts(events)
+        for t in range(1, len(starts)):
+            context = events[: starts[t]]
+            seen = {index[e.item_id] for e in context if e.item_id in index}
+            target = index.get(events[starts[t]].item_id)
+            if target is None:
+                skipped_unknown += 1
+                continue
+            if target in seen:
+                skipped_repeat += 1
+                continue
+            session = rank(model, RequestFeatures(None, context), max_k, None, params)
+            hybrid = rank(model, RequestFeatures(user, context), max_k, None, params)
+            rows["popularity"].append(_popular(serving, seen, max_k))
+            rows["batch_only"].append(batch_row)
+            rows["session_only"].append(_indices(serving, session.item_ids, max_k))
+            rows["hybrid"].append(_indices(serving, hybrid.item_ids, max_k))
+            for name, ranked in (("batch_only", batch), ("session_only", session), ("hybrid", hybrid)):
+                strategies[name][ranked.strategy] += 1
+            targets.append(target)
+            positions.append(t)
+        if progress is not None:
+            progress(1)
+    empty = np.empty((0, max_k), dtype=np.int64)
+    return _Targets(
+        ranked={v: np.vstack(r) if r else empty for v, r in rows.items()},
+        targets=np.asarray(targets, dtype=np.int64),
+        positions=np.asarray(positions, dtype=np.int64),
+        strategies=strategies,
+        skipped_repeat=skipped_repeat,
+        skipped_unknown=skipped_unknown,
+        unknown_user_sessions=unknown_users,
+    )
+
+
+def position_label(t: int) -> str:
+    """Bucket label of target position ``t`` (steps seen before the target): "1".."9", "10+"."""
+    return f"{POSITION_CAP}+" if t >= POSITION_CAP else str(t)
+
+
+def evaluate_replay(
+    serving: ServingModel,
+    events: pd.DataFrame,
+    ks: Sequence[int] = (10, 20, 50),
+    seed: int = 42,
+    max_sessions: int | None = 3_000,
+    params: BlendParams | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Replay a seeded sample of ``events``' sessions (see the module docstring); a JSON-ready dict::
+
+        {"protocol": {...}, "data": {"n_sessions", "n_targets", "n_skipped_repeat", "n_skipped_unknown_item",
+         "n_sessions_unknown_user"}, "variants": {variant: {"<k>": {metric: float, "n_lists": int}}},
+         "hit_rate_at_10_by_position": {variant: {"1".."10+": float}}, "n_by_position": {label: int},
+         "strategies": {variant: {strategy: count}}, "hybrid_over_batch_hit_rate_at_10": float,
+         "timings_s": {"replay": float}}
+
+    ``events``: session_id, user_id, item_id, event_type, position (+ optional ts); ``progress`` is
+    called with 1 after each session.
+    """
+    ks = sorted({int(k) for k in ks})
+    params = params or BlendParams()
+    sessions = sample_sessions(events, max_sessions, seed)
+    start = time.perf_counter()
+    out = replay_targets(serving, sessions, ks[-1], params, progress)
+    elapsed = time.perf_counter() - start
+    if len(out.targets) == 0:
+        raise DataValidationError("no replayable target: every session is too short or its items are unknown")
+    n_items = len(serving.model.bundle.item_ids)
+    percentile = popularity_percentile(serving.model.bundle.popularity.astype(np.float64))
+    relevant = [{int(t)} for t in out.targets]
+    variants = {
+        v: {str(k): row for k, row in mean_metrics(out.ranked[v], relevant, ks, n_items, percentile).items()}
+        for v in VARIANTS
+    }
+    labels = np.array([position_label(int(t)) for t in out.positions])
+    order = [position_label(t) for t in range(1, POSITION_CAP + 1)]
+    by_position: dict[str, dict[str, float]] = {v: {} for v in VARIANTS}
+    n_by_position: dict[str, int] = {}
+    for label in order:
+        mask = labels == label
+        n_by_position[label] = int(mask.sum())
+        for v in VARIANTS:
+            if mask.any():
+                rel = [relevant[i] for i in np.flatnonzero(mask)]
+                by_position[v][label] = mean_metrics(out.ranked[v][mask], rel, [10], n_items, percentile)[10][
+                    "hit_rate"
+                ]
+    batch_hr = variants["batch_only"]["10"]["hit_rate"] if 10 in ks else float("nan")
+    hybrid_hr = variants["hybrid"]["10"]["hit_rate"] if 10 in ks else float("nan")
+    return {
+        "protocol": {
+            "name": "session_replay",
+            "ks": ks,
+            "seed": seed,
+            "max_sessions": max_sessions,
+            "params": params.__dict__,
+        },
+        "data": {
+            "n_sessions": int(sessions["session_id"].nunique()),
+            "n_targets": len(out.targets),
+            "n_skipped_repeat": out.skipped_repeat,
+            "n_skipped_unknown_item": out.skipped_unknown,
+            "n_sessions_unknown_user": out.unknown_user_sessions,
+        },
+        "variants": variants,
+        "hit_rate_at_10_by_position": by_position,
+        "n_by_position": n_by_position,
+        "strategies": {v: dict(sorted(c.items())) for v, c in out.strategies.items()},
+        "hybrid_over_batch_hit_rate_at_10": hybrid_hr / batch_hr if batch_hr > 0 else float("nan"),
+        "timings_s": {"replay": elapsed},
+    }

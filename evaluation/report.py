@@ -1,0 +1,158 @@
+"""Write an evaluation report folder: ``report.json``, ``report.md`` and (with matplotlib) PNG plots.
+
+``report.json`` holds ``{"data": name, "notes": [str], "static": [evaluate_static results],
+"replay": evaluate_replay result}``. The plots need the optional ``eval`` extra (matplotlib); without it
+they are skipped and the returned notes say so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from batch.artifacts import write_json
+from batch.evaluation.metrics import METRICS
+from batch.evaluation.static import markdown_table
+from evaluation.replay import VARIANTS
+
+
+def _cell(x: float) -> str:
+    return "nan" if math.isnan(x) else f"{x:.4f}"
+
+
+def replay_table(replay: Mapping) -> str:
+    """The replay metrics as markdown: one row per (variant, k), one column per metric."""
+    lines = ["| variant | k | " + " | ".join(METRICS) + " |", "|" + "---|" * (len(METRICS) + 2)]
+    for name, by_k in replay["variants"].items():
+        for k, row in by_k.items():
+            lines.append(f"| {name} | {k} | " + " | ".join(_cell(row[m]) for m in METRICS) + " |")
+    return "\n".join(lines)
+
+
+def position_table(replay: Mapping) -> str:
+    """HitRate@10 per target position (steps seen before the target), one column per variant."""
+    by_pos, counts = replay["hit_rate_at_10_by_position"], replay["n_by_position"]
+    lines = ["| position | n | " + " | ".join(VARIANTS) + " |", "|" + "---|" * (len(VARIANTS) + 2)]
+    for label, n in counts.items():
+        if n:
+            lines.append(f"| {label} | {n} | " + " | ".join(_cell(by_pos[v][label]) for v in VARIANTS) + " |")
+    return "\n".join(lines)
+
+
+def summary_lines(report: Mapping) -> list[str]:
+    """The acceptance ratios: hybrid / batch-only HitRate@10 (replay), ALS / popularity NDCG@10 (static)."""
+    out = [f"- replay: hybrid / batch-only HitRate@10 = {report['replay']['hybrid_over_batch_hit_rate_at_10']:.3f}"]
+    for result in report["static"]:
+        models = result["models"]
+        if {"als", "popularity"} <= models.keys() and "10" in models["als"]:
+            als, pop = models["als"]["10"]["ndcg"], models["popularity"]["10"]["ndcg"]
+            ratio = als / pop if pop > 0 else float("nan")
+            out.append(f"- static {result['protocol']['name']}: ALS / popularity NDCG@10 = {ratio:.3f}")
+    return out
+
+
+def markdown(report: Mapping) -> str:
+    """The whole report as markdown."""
+    replay = report["replay"]
+    parts = [f"# Evaluation report: {report['data']}", "", *[f"- {n}" for n in report["notes"]], ""]
+    parts += ["## Summary", "", *summary_lines(report), ""]
+    for result in report["static"]:
+        p, d = result["protocol"], result["data"]
+        parts += [
+            f"## Static protocol: {p['name']} ({', '.join(f'{k}={v}' for k, v in p.items() if k != 'name')})",
+            "",
+            f"{d['n_eval_users']} users evaluated, {d['n_heldout_pairs']} held-out pairs, {d['n_items']} items; "
+            f"full ranking, train items excluded, seed {result['seed']}.",
+            "",
+            markdown_table(result),
+            "",
+        ]
+    d = replay["data"]
+    parts += [
+        "## Session replay (next item, through online.ranking.rank)",
+        "",
+        f"{d['n_sessions']} sessions, {d['n_targets']} targets; skipped {d['n_skipped_repeat']} targets that "
+        f"repeat a session item and {d['n_skipped_unknown_item']} unknown to the model; "
+        f"{d['n_sessions_unknown_user']} sessions of users unknown to the model (batch-only serves them the "
+        "popular list and hybrid the session path, as the API does).",
+        "",
+        replay_table(replay),
+        "",
+        "### HitRate@10 by session position",
+        "",
+        position_table(replay),
+        "",
+        f"Strategies the ranking reported: `{json.dumps(replay['strategies'], sort_keys=True)}`",
+        "",
+    ]
+    parts += [f"![{p}]({p})" for p in report.get("plots", [])]
+    return "\n".join(parts) + "\n"
+
+
+def _plots(report: Mapping, out_dir: Path) -> list[str]:
+    """PNG plots; an empty list when matplotlib is missing (the optional ``eval`` extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    replay, written = report["replay"], []
+    ks = replay["protocol"]["ks"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("hit_rate", "ndcg"), strict=True):
+        for v in VARIANTS:
+            ax.plot(ks, [replay["variants"][v][str(k)][metric] for k in ks], marker="o", label=v)
+        ax.set(xlabel="k", ylabel=f"{metric}@k", title=f"session replay: {metric}@k", xticks=ks)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "replay_metric_vs_k.png", dpi=120)
+    plt.close(fig)
+    written.append("replay_metric_vs_k.png")
+
+    labels = [label for label, n in replay["n_by_position"].items() if n]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for v in ("hybrid", "batch_only", "session_only"):
+        ax.plot(labels, [replay["hit_rate_at_10_by_position"][v][label] for label in labels], marker="o", label=v)
+    ax.set(xlabel="session position (items seen before the target)", ylabel="HitRate@10", title="by session position")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "replay_hit_rate_by_position.png", dpi=120)
+    plt.close(fig)
+    written.append("replay_hit_rate_by_position.png")
+
+    for result in report["static"]:
+        name = result["protocol"]["name"]
+        fig, ax = plt.subplots(figsize=(5, 4))
+        for model, by_k in result["models"].items():
+            ax.plot(result["ks"], [by_k[str(k)]["ndcg"] for k in result["ks"]], marker="o", label=model)
+        ax.set(xlabel="k", ylabel="NDCG@k", title=f"static {name}: NDCG@k", xticks=result["ks"])
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out_dir / f"static_{name}_ndcg_vs_k.png", dpi=120)
+        plt.close(fig)
+        written.append(f"static_{name}_ndcg_vs_k.png")
+    return written
+
+
+def write_report(
+    out_dir: Path, data: str, notes: Sequence[str], static: Sequence[Mapping], replay: Mapping
+) -> tuple[dict, list[str]]:
+    """Write the report folder; returns the report dict and notes for the console (e.g. plots skipped)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report: dict = {"data": data, "notes": list(notes), "static": list(static), "replay": dict(replay)}
+    messages = []
+    plots = _plots(report, out_dir)
+    if plots:
+        report["plots"] = plots
+    else:
+        messages.append("matplotlib is not installed: plots skipped (install the `eval` extra to get them)")
+    write_json(out_dir / "report.json", report)
+    (out_dir / "report.md").write_text(markdown(report))
+    return report, messages

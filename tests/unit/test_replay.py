@@ -1,0 +1,109 @@
+"""Session replay on the tiny hand-made version, where every list and so every hit is known.
+
+Tiny (tests/support/tiny.py): a-items lie on axis 0, b-items on axis 1, popularity favours b. User u0
+points along axis 0 and has candidates a0, a1, a2, b2; "ux" is unknown to the version. With k = 2:
+
+S1 (u0): a0 view+click (one step), a1, a0 (repeat: skipped), a2. Targets a1 (t=1) and a2 (t=3).
+  batch-only [a0, a1]: hits a1 only. popularity (minus session) [b0, b1]: no hit.
+  session-only and hybrid: a1, a2 lead given a0; a2 leads given a0, a1: both hit.
+S2 (ux): b0, zz (unknown item: skipped), b1. Target b1 (t=2).
+  batch-only = the popular list [b0, b1] (the API's fallback for an unknown user): hit.
+  popularity minus b0 = [b1, b2]: hit. session-only and hybrid (= the session path): hit.
+S3 (u0): a0 view+click: one step, nothing to predict, not sampled.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evaluation.replay import evaluate_replay, position_label, sample_sessions
+from evaluation.serving import ServingModel, item_bundle, user_records
+from feature_store.codecs import UserRecord
+from online.model import LoadedModel
+from shared.errors import DataValidationError
+from tests.support import tiny
+
+
+def _serving() -> ServingModel:
+    user = UserRecord(vector=np.array([2.0, 0.0], dtype=np.float32), candidates=np.array([0, 1, 2, 5], dtype=np.int32))
+    return ServingModel(model=LoadedModel.from_bundle(tiny.bundle()), users={"u0": user})
+
+
+def _events() -> pd.DataFrame:
+    rows = [
+        ("S1", "u0", "a0", "view"),
+        ("S1", "u0", "a0", "click"),
+        ("S1", "u0", "a1", "view"),
+        ("S1", "u0", "a0", "view"),
+        ("S1", "u0", "a2", "view"),
+        ("S2", "ux", "b0", "view"),
+        ("S2", "ux", "zz", "view"),
+        ("S2", "ux", "b1", "view"),
+        ("S3", "u0", "a0", "view"),
+        ("S3", "u0", "a0", "click"),
+    ]
+    frame = pd.DataFrame(rows, columns=["session_id", "user_id", "item_id", "event_type"])
+    return frame.assign(position=frame.groupby("session_id").cumcount())
+
+
+def test_hits_and_skips_match_the_hand_computed_lists() -> None:
+    report = evaluate_replay(_serving(), _events(), ks=(2,), seed=0, max_sessions=None)
+    assert report["data"] == {
+        "n_sessions": 2,
+        "n_targets": 3,
+        "n_skipped_repeat": 1,
+        "n_skipped_unknown_item": 1,
+        "n_sessions_unknown_user": 1,
+    }
+    hit = {v: report["variants"][v]["2"]["hit_rate"] for v in report["variants"]}
+    assert hit == pytest.approx({"popularity": 1 / 3, "batch_only": 2 / 3, "session_only": 1.0, "hybrid": 1.0})
+    assert report["variants"]["batch_only"]["2"]["mrr"] == pytest.approx((1 / 2 + 1 / 2) / 3)
+    assert report["variants"]["hybrid"]["2"]["n_lists"] == 3
+    assert report["strategies"] == {
+        "batch_only": {"popular": 1, "precomputed": 2},
+        "session_only": {"session": 3},
+        "hybrid": {"hybrid": 2, "session": 1},
+    }
+    assert report["n_by_position"]["1"] == report["n_by_position"]["2"] == report["n_by_position"]["3"] == 1
+    assert report["hit_rate_at_10_by_position"]["batch_only"]["3"] == 0.0  # a2 is not in u0's top 2
+
+
+def test_order_within_a_session_decides_the_targets() -> None:
+    events = _events()
+    s1 = events["session_id"] == "S1"
+    events.loc[s1, "position"] = events.loc[s1, "position"].to_numpy()[::-1]  # replay S1 backwards
+    report = evaluate_replay(_serving(), events, ks=(2,), seed=0, max_sessions=None)
+    # Backwards S1 is a2, a0, a1, a0 (click then view: one step, a repeat): targets a0, a1; 1 skipped.
+    assert report["data"]["n_targets"] == 3
+    assert report["data"]["n_skipped_repeat"] == 1
+
+
+def test_sampling_is_seeded_and_ignores_one_step_sessions() -> None:
+    events = _events()
+    assert set(sample_sessions(events, None, 0)["session_id"]) == {"S1", "S2"}
+    one = sample_sessions(events, 1, 7)
+    assert one["session_id"].nunique() == 1
+    assert one.equals(sample_sessions(events.sample(frac=1.0, random_state=3), 1, 7))
+
+
+def test_missing_columns_are_refused() -> None:
+    with pytest.raises(DataValidationError, match="position"):
+        sample_sessions(_events().drop(columns="position"), None, 0)
+
+
+def test_position_buckets() -> None:
+    assert [position_label(t) for t in (1, 9, 10, 31)] == ["1", "9", "10+", "10+"]
+
+
+def test_serving_model_is_the_published_content() -> None:
+    data = tiny.version_data(n_users=2)
+    padded = data.candidates.copy()
+    padded[1, 2:] = -1
+    records = user_records(type(data)(**{**data.__dict__, "candidates": padded}))
+    assert records["u0"].candidates.tolist() == [0, 1, 2, 5]
+    assert records["u1"].candidates.tolist() == [0, 1]
+    bundle = item_bundle(data)
+    assert bundle.item_index["b0"] == 3
+    assert {k: v.tolist() for k, v in bundle.popular.items()} == {k: v.tolist() for k, v in tiny.POPULAR.items()}
