@@ -11,6 +11,8 @@ One run per partition date lives in ``<data_dir>/runs/date=YYYY-MM-DD/``::
     eval_model.npz      user_factors float32 (n_users, f) of the model trained WITHOUT the holdout
                         (with model.npz's item factors it is what metrics.json measured; used by
                         the quality gate; not published)
+    serving.json        {"blend": tuned blend weights or null}: how the API ranks this version
+                        (hashed, so a new blend is a new version that the API reloads)
     metrics.json        offline evaluation (see batch.evaluate)
     manifest.json       params, counts, data window, timings, content_hash   <- written last
 
@@ -46,6 +48,7 @@ HASHED_FILES = (
     "candidates.npz",
     "neighbours.npz",
     "popularity.npz",
+    "serving.json",
 )
 
 

@@ -4,7 +4,8 @@
 out each user's latest items, trains ALS on the rest, evaluates ALS and popularity on the holdout,
 refreshes user vectors on all data, and precomputes candidates, item neighbours and popularity into
 ``runs/date=YYYY-MM-DD/`` (see batch.artifacts). Idempotent: a rerun replaces the run atomically and,
-with the same input and settings, produces the same bytes.
+with the same input and settings, produces the same bytes. A tuned blend in
+``<data_dir>/tuning/best.json`` (``hybridrec tune``) is recorded as the manifest's ``params.blend``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from batch.dataset import load_interactions, load_items
 from batch.evaluate import evaluate, temporal_split
 from batch.matrix import build_id_maps, confidence_matrix
 from batch.train import AlsParams, refresh_users, train_als
+from batch.tuned import read_tuned_blend
 from shared.config import Settings
 from shared.schemas import DATE_FORMAT, ITEM_COLUMNS
 
@@ -52,6 +54,7 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
     """Build the complete run directory for ``partition`` and return its path."""
     timings: dict[str, float] = {}
     params = AlsParams.from_settings(settings)
+    blend = read_tuned_blend(settings.tuning_path)  # read first: a bad file fails before any work
     final = art.run_dir_for(settings.runs_dir, partition)
     reference_ts = partition_end(partition)
     with art.atomic_dir(final) as out:
@@ -102,6 +105,7 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
             art.save_npz(out / "neighbours.npz", items=nbr_items, scores=nbr_scores)
             art.save_npz(out / "popularity.npz", scores=popularity)
             art.write_json(out / "metrics.json", metrics)
+            art.write_json(out / "serving.json", {"blend": blend})
             manifest = {
                 "partition": partition.strftime(DATE_FORMAT),
                 "window_days": settings.training_window_days,
@@ -116,6 +120,7 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
                     "n_candidates": settings.n_candidates,
                     "n_neighbours": settings.n_neighbours,
                     "popularity_half_life_days": settings.popularity_half_life_days,
+                    **({"blend": blend} if blend is not None else {}),
                 },
                 "timings_s": timings,
                 "content_hash": art.content_hash(out),

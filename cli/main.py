@@ -342,6 +342,39 @@ def evaluate(
     console.print(f"report: {out_dir / 'report.md'}")
 
 
+@app.command()
+def tune(
+    data: Annotated[EvalData, typer.Option("--data", help="synthetic (the only data with a validation day).")],
+    out: Annotated[Path | None, typer.Option(help="Scratch folder for the tuning data (default: var/tuning).")] = None,
+    seed: int = 42,
+    max_sessions: Annotated[int, typer.Option(min=1, help="Seeded sample of replayed sessions.")] = 1_000,
+    users: Annotated[int, typer.Option(min=2, help="Synthetic users.")] = 5_000,
+    items: Annotated[int, typer.Option(min=20, help="Synthetic items.")] = 2_000,
+    days: Annotated[int, typer.Option(min=3, help="Synthetic days: train, validate on L-1, test on L.")] = 15,
+    data_dir: DataDir = None,
+) -> None:
+    """Grid-search the blend weights on a validation replay; write <data-dir>/tuning/best.json for the next batch."""
+    import shutil
+
+    from evaluation.tuning import METRIC, TuneOptions, run_tuning
+
+    if data is not EvalData.synthetic:
+        raise typer.BadParameter("only --data synthetic has a validation day to tune on")
+    target = _settings(data_dir).tuning_path
+    out_dir = out or Path("var/tuning")
+    scratch = out_dir / "batch-data"
+    shutil.rmtree(scratch, ignore_errors=True)  # start clean: a stale partition would leak into training
+    settings = get_settings(data_dir=scratch, seed=seed)
+    opts = TuneOptions(target, seed, max_sessions, users, items, days)
+    result = run_tuning(settings, opts, console.print, _step_logger)
+    for name, row in result["test"].items():
+        console.print(
+            f"test {result['split']['test_replay_day']} {name:<7} {row['params']}: hybrid HitRate@10 "
+            f"{row[METRIC]:.4f} (batch-only {row['batch_only_hit_rate_at_10']:.4f}, {row['n_targets']} targets)"
+        )
+    typer.echo(str(target))
+
+
 @app.command("airflow")
 def airflow_cmd(
     port: Annotated[int, typer.Option(help="Airflow UI / API port.")] = 8080,

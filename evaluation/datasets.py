@@ -4,6 +4,8 @@ Synthetic (ordered sessions). ``batch.generate`` data over ``days`` days ending 
 ingested into ``work_dir``; the batch pipeline runs for the day BEFORE the last (so it trains on days
 1..n-1); the sessions that start on the last day are replayed in their real event order. The static
 protocols use the interactions of the training days only, so no replayed event is seen by them either.
+``hybridrec tune`` uses the same data shifted one day back (``synthetic_split`` with the day before the
+last): trained through day n-2, replaying the sessions that start on day n-1 (validation, never test).
 
 Last.fm (HetRec 2011, read in place). There is no time split: the batch pipeline trains on ALL
 ``user_artists.dat`` plays (ingested as one partition, ``LASTFM_PARTITION``) and the tag sessions of
@@ -22,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from batch.evaluation.lastfm import USER_ARTISTS, load_tag_sessions, load_user_artists
-from batch.generate import generate, write_synthetic
+from batch.generate import SyntheticData, generate, write_synthetic
 from batch.ingest import ingest_interactions, ingest_items
 from batch.pipeline import partition_end, run_batch
 from shared.config import Settings
@@ -47,19 +49,37 @@ class Prepared:
 
 def prepare_synthetic(settings: Settings, users: int, items: int, days: int, seed: int, log: StepLog) -> Prepared:
     """Generate, ingest and run batch for the day before the last into ``settings.data_dir``."""
+    data = ingest_synthetic(settings, users, items, days, seed)
+    return synthetic_split(
+        settings, data, SYNTHETIC_END, log, note=f"{users} users, {items} items, {days} days, seed {seed}"
+    )
+
+
+def ingest_synthetic(settings: Settings, users: int, items: int, days: int, seed: int) -> SyntheticData:
+    """Generate ``days`` days ending ``SYNTHETIC_END`` and ingest them into ``settings.data_dir``."""
     if days < 2:
         raise ValueError(f"the synthetic protocol needs >= 2 days (train, then replay), got {days}")
     data = generate(users, items, days, seed, SYNTHETIC_END, n_categories=min(20, items))
     paths = write_synthetic(data, settings.raw_dir)
     ingest_items(paths["items"], settings.items_path)
     ingest_interactions(paths["interactions"], "parquet", settings.interactions_dir, settings.quarantine_dir)
-    train_day = SYNTHETIC_END - dt.timedelta(days=1)
-    run_dir = run_batch(settings, train_day, log=log)
+    return data
 
+
+def synthetic_split(
+    settings: Settings, data: SyntheticData, replay_day: dt.date, log: StepLog, note: str = ""
+) -> Prepared:
+    """Batch run trained through the day before ``replay_day``; replay the sessions starting ON ``replay_day``.
+
+    ``replay_day = SYNTHETIC_END`` is the test split ``hybridrec evaluate`` reports; the day before it is
+    the validation split ``hybridrec tune`` searches on, so tuning never sees a test session.
+    """
+    train_day = replay_day - dt.timedelta(days=1)
+    run_dir = run_batch(settings, train_day, log=log)
     frame = data.interactions
-    cutoff = partition_end(train_day)
+    cutoff, end = partition_end(train_day), partition_end(replay_day)
     starts = frame.groupby("session_id")["ts"].transform("min")
-    held = frame[starts >= cutoff].sort_values(["session_id", "ts", "event_id"], kind="stable")
+    held = frame[(starts >= cutoff) & (starts < end)].sort_values(["session_id", "ts", "event_id"], kind="stable")
     held = held.assign(position=held.groupby("session_id").cumcount().astype(np.int32))
     return Prepared(
         name="synthetic",
@@ -68,8 +88,8 @@ def prepare_synthetic(settings: Settings, users: int, items: int, days: int, see
         static_interactions=frame[frame["ts"] < cutoff].reset_index(drop=True),
         item_ids=data.items["item_id"].astype(str).tolist(),
         notes=[
-            f"synthetic: {users} users, {items} items, {days} days ending {SYNTHETIC_END}, seed {seed}; "
-            f"batch trained on the days up to {train_day}, replay on the sessions starting {SYNTHETIC_END} "
+            f"synthetic: {note + ', ' if note else ''}ending {SYNTHETIC_END}; "
+            f"batch trained on the days up to {train_day}, replay on the sessions starting {replay_day} "
             "in their real event order; the static protocols use the training days only.",
         ],
     )

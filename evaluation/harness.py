@@ -39,14 +39,8 @@ class EvalOptions:
 
 
 def blend_params(settings: Settings) -> BlendParams:
-    """The blend the API builds from the same settings (online.service reads the same fields)."""
-    return BlendParams(
-        weight_user=settings.weight_user,
-        weight_session=settings.weight_session,
-        weight_popularity=settings.weight_popularity,
-        session_half_life=settings.session_half_life_events,
-        seed_items=settings.session_seed_items,
-    )
+    """The blend the API builds from the same settings (``BlendParams.from_settings``, as online.service)."""
+    return BlendParams.from_settings(settings)
 
 
 def run_evaluation(
@@ -86,9 +80,8 @@ def run_evaluation(
 
     say(f"3/4 session replay through online.ranking.rank (at most {opts.max_sessions} sessions)")
     serving = serving_model(prepared.run_dir, settings.popular_n)
-    replay = evaluate_replay(
-        serving, prepared.replay_events, KS, opts.seed, opts.max_sessions, blend_params(settings), progress
-    )
+    params = blend_params(settings).for_version(serving.model.bundle.meta)  # as the API would serve it
+    replay = evaluate_replay(serving, prepared.replay_events, KS, opts.seed, opts.max_sessions, params, progress)
 
     say(f"4/4 writing the report to {opts.out_dir}")
     return write_report(opts.out_dir, prepared.name, prepared.notes, static, replay)

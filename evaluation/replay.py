@@ -118,13 +118,20 @@ def replay_targets(
     max_k: int,
     params: BlendParams,
     progress: Callable[[int], None] | None = None,
+    variants: Sequence[str] = VARIANTS,
 ) -> _Targets:
-    """Run every variant on every target of ``sessions`` (as ``sample_sessions`` returns them)."""
+    """Run ``variants`` (default: all) on every target of ``sessions`` (as ``sample_sessions`` returns them).
+
+    Targets and skips do not depend on ``variants``; asking for fewer only saves ranking calls.
+    """
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        raise ValueError(f"unknown replay variant(s) {sorted(unknown)}; known: {VARIANTS}")
     model, index = serving.model, serving.model.bundle.item_index
-    rows: dict[str, list[np.ndarray]] = {v: [] for v in VARIANTS}
+    rows: dict[str, list[np.ndarray]] = {v: [] for v in variants}
     targets: list[int] = []
     positions: list[int] = []
-    strategies: dict[str, Counter] = {v: Counter() for v in RANKED_VARIANTS}
+    strategies: dict[str, Counter] = {v: Counter() for v in RANKED_VARIANTS if v in rows}
     skipped_repeat = skipped_unknown = unknown_users = 0
     for _, frame in sessions.groupby("session_id", sort=True):
         events = _session_events(frame)
@@ -143,14 +150,17 @@ def replay_targets(
             if target in seen:
                 skipped_repeat += 1
                 continue
-            session = rank(model, RequestFeatures(None, context), max_k, None, params)
-            hybrid = rank(model, RequestFeatures(user, context), max_k, None, params)
-            rows["popularity"].append(_popular(serving, seen, max_k))
-            rows["batch_only"].append(batch_row)
-            rows["session_only"].append(_indices(serving, session.item_ids, max_k))
-            rows["hybrid"].append(_indices(serving, hybrid.item_ids, max_k))
-            for name, ranked in (("batch_only", batch), ("session_only", session), ("hybrid", hybrid)):
-                strategies[name][ranked.strategy] += 1
+            served = {"batch_only": batch}
+            if "session_only" in rows:
+                served["session_only"] = rank(model, RequestFeatures(None, context), max_k, None, params)
+            if "hybrid" in rows:
+                served["hybrid"] = rank(model, RequestFeatures(user, context), max_k, None, params)
+            if "popularity" in rows:
+                rows["popularity"].append(_popular(serving, seen, max_k))
+            for name, ranked in served.items():
+                if name in rows:
+                    rows[name].append(batch_row if name == "batch_only" else _indices(serving, ranked.item_ids, max_k))
+                    strategies[name][ranked.strategy] += 1
             targets.append(target)
             positions.append(t)
         if progress is not None:
@@ -180,6 +190,7 @@ def evaluate_replay(
     max_sessions: int | None = 3_000,
     params: BlendParams | None = None,
     progress: Callable[[int], None] | None = None,
+    variants: Sequence[str] = VARIANTS,
 ) -> dict:
     """Replay a seeded sample of ``events``' sessions (see the module docstring); a JSON-ready dict::
 
@@ -190,38 +201,40 @@ def evaluate_replay(
          "timings_s": {"replay": float}}
 
     ``events``: session_id, user_id, item_id, event_type, position (+ optional ts); ``progress`` is
-    called with 1 after each session.
+    called with 1 after each session. ``variants`` (default: all four) limits the variants ranked and
+    reported; the hybrid/batch ratio is nan unless both are among them.
     """
     ks = sorted({int(k) for k in ks})
     params = params or BlendParams()
     sessions = sample_sessions(events, max_sessions, seed)
     start = time.perf_counter()
-    out = replay_targets(serving, sessions, ks[-1], params, progress)
+    out = replay_targets(serving, sessions, ks[-1], params, progress, variants)
     elapsed = time.perf_counter() - start
     if len(out.targets) == 0:
         raise DataValidationError("no replayable target: every session is too short or its items are unknown")
     n_items = len(serving.model.bundle.item_ids)
     percentile = popularity_percentile(serving.model.bundle.popularity.astype(np.float64))
     relevant = [{int(t)} for t in out.targets]
-    variants = {
+    metrics = {
         v: {str(k): row for k, row in mean_metrics(out.ranked[v], relevant, ks, n_items, percentile).items()}
-        for v in VARIANTS
+        for v in variants
     }
     labels = np.array([position_label(int(t)) for t in out.positions])
     order = [position_label(t) for t in range(1, POSITION_CAP + 1)]
-    by_position: dict[str, dict[str, float]] = {v: {} for v in VARIANTS}
+    by_position: dict[str, dict[str, float]] = {v: {} for v in variants}
     n_by_position: dict[str, int] = {}
     for label in order:
         mask = labels == label
         n_by_position[label] = int(mask.sum())
-        for v in VARIANTS:
+        for v in variants:
             if mask.any():
                 rel = [relevant[i] for i in np.flatnonzero(mask)]
                 by_position[v][label] = mean_metrics(out.ranked[v][mask], rel, [10], n_items, percentile)[10][
                     "hit_rate"
                 ]
-    batch_hr = variants["batch_only"]["10"]["hit_rate"] if 10 in ks else float("nan")
-    hybrid_hr = variants["hybrid"]["10"]["hit_rate"] if 10 in ks else float("nan")
+    both = 10 in ks and {"batch_only", "hybrid"} <= set(variants)
+    batch_hr = metrics["batch_only"]["10"]["hit_rate"] if both else float("nan")
+    hybrid_hr = metrics["hybrid"]["10"]["hit_rate"] if both else float("nan")
     return {
         "protocol": {
             "name": "session_replay",
@@ -237,7 +250,7 @@ def evaluate_replay(
             "n_skipped_unknown_item": out.skipped_unknown,
             "n_sessions_unknown_user": out.unknown_user_sessions,
         },
-        "variants": variants,
+        "variants": metrics,
         "hit_rate_at_10_by_position": by_position,
         "n_by_position": n_by_position,
         "strategies": {v: dict(sorted(c.items())) for v, c in out.strategies.items()},

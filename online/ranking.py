@@ -28,13 +28,19 @@ user, session with known items), ``popular`` (neither: cold start or degraded).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
 from feature_store.base import RequestFeatures, SessionEvent
 from online.model import LoadedModel
+from shared.config import Settings
 from shared.schemas import EVENT_WEIGHTS
+
+# Blend fields a version's meta may set (``meta["params"]["blend"]``, written by batch from a tuning run).
+TUNABLE_FIELDS = ("weight_user", "weight_session", "weight_popularity", "session_half_life")
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,27 @@ class BlendParams:
     session_half_life: float = 3.0
     seed_items: int = 5
     popular_pool: int = 50
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BlendParams:
+        """The configured blend: what the API serves a version whose meta carries no tuned blend."""
+        return cls(
+            weight_user=settings.weight_user,
+            weight_session=settings.weight_session,
+            weight_popularity=settings.weight_popularity,
+            session_half_life=settings.session_half_life_events,
+            seed_items=settings.session_seed_items,
+        )
+
+    def for_version(self, meta: Mapping[str, Any]) -> BlendParams:
+        """These params with the version's tuned ``meta["params"]["blend"]`` fields, when it has any.
+
+        The blend travels with the model it was tuned for; other keys are ignored, and a version
+        without a blend (older runs, no tuning) keeps the configured values.
+        """
+        blend = (meta.get("params") or {}).get("blend") or {}
+        tuned = {name: float(blend[name]) for name in TUNABLE_FIELDS if name in blend}
+        return replace(self, **tuned) if tuned else self
 
 
 @dataclass(frozen=True)

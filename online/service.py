@@ -31,13 +31,16 @@ class Recommender:
     def __init__(self, store: FeatureStore, holder: ModelHolder, settings: Settings) -> None:
         self.store = store
         self.holder = holder
-        self.params = BlendParams(
-            weight_user=settings.weight_user,
-            weight_session=settings.weight_session,
-            weight_popularity=settings.weight_popularity,
-            session_half_life=settings.session_half_life_events,
-            seed_items=settings.session_seed_items,
-        )
+        self.params = BlendParams.from_settings(settings)
+        self._version_params: tuple[str, BlendParams] | None = None
+
+    def params_for(self, model: LoadedModel) -> BlendParams:
+        """The blend for ``model``: its version's tuned weights when its meta has them, else the settings'."""
+        cached = self._version_params
+        if cached is None or cached[0] != model.version:
+            cached = (model.version, self.params.for_version(model.bundle.meta))
+            self._version_params = cached  # one tuple swap: a racing request at worst recomputes it
+        return cached[1]
 
     def _model(self) -> LoadedModel:
         model = self.holder.model
@@ -55,7 +58,7 @@ class Recommender:
         except StoreError as exc:
             features = None
             flags.append("store_timeout" if isinstance(exc, StoreTimeout) else "store_unavailable")
-        ranked = rank(model, features, k, category, self.params)
+        ranked = rank(model, features, k, category, self.params_for(model))
         if features is not None and features.user is None:
             flags.append("unknown_user")
         ranked.flags[:0] = [f for f in flags if f not in ranked.flags]

@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     def runs_dir(self) -> Path:
         return self.data_dir / "runs"
 
+    @property
+    def tuning_path(self) -> Path:
+        """The blend ``hybridrec tune`` chose; the next batch run publishes it (see batch.tuned)."""
+        return self.data_dir / "tuning" / "best.json"
+
 
 def get_settings(**overrides: object) -> Settings:
     """Settings from the environment, with explicit overrides (CLI flags, tests) winning."""

@@ -78,3 +78,23 @@ def test_ingesting_a_file_that_is_not_what_it_claims(data: Path, tmp_path: Path)
     fake.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
     out = _cli(data, "ingest", str(fake))
     assert out.returncode == 3 and "error:" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_tuned_blend_is_part_of_the_version(data: Path) -> None:
+    """Same data, new blend -> new content hash, so the API reloads and ranks with the new blend."""
+    day = str(END)
+    assert _cli(data, "run-batch", "--date", day).returncode == 0
+    manifest = data / f"runs/date={day}/manifest.json"
+    plain = json.loads(manifest.read_text())
+    tuning = data / "tuning/best.json"
+    tuning.parent.mkdir(parents=True, exist_ok=True)
+    blend = {"weight_user": 0.25, "weight_session": 1.0, "weight_popularity": 0.2, "session_half_life": 3.0}
+    tuning.write_text(json.dumps({"best": blend}))
+    try:
+        assert _cli(data, "run-batch", "--date", day).returncode == 0
+        tuned = json.loads(manifest.read_text())
+    finally:
+        tuning.unlink()
+    assert tuned["params"]["blend"] == blend and "blend" not in plain["params"]
+    assert tuned["content_hash"] != plain["content_hash"]
+    assert json.loads((data / f"runs/date={day}/serving.json").read_text()) == {"blend": blend}
