@@ -15,7 +15,9 @@ Layout (``p`` = Settings.key_prefix, ``ver`` = a version id such as ``2026-11-27
     p:v:ver:popular:<cat>     string   int32 LE item indices, best first; <cat> = ALL_CATEGORIES for the global list
     p:v:ver:u:<user_id>       string   user record (codecs.encode_user): vector + candidate indices
     p:sess:<session_id>       list     JSON session events, oldest first, capped, with a TTL
-    p:events                  stream   every accepted live event (durable log drained by compaction);
+    p:events                  stream   every accepted live event (durable log drained by compaction)
+    p:stats:served            hash     requests served per routing tier / flag, summed over API workers
+                                       (each worker flushes its counts every few seconds);
                                        fields event_id, user_id, session_id, item_id, event_type (str,
                                        '' for a missing id), ts (repr of float unix seconds), weight
                                        (repr of float, '' if none). Consumer group COMPACTION_GROUP
@@ -54,6 +56,10 @@ class Keys:
     @property
     def events_stream(self) -> str:
         return f"{self.prefix}:events"
+
+    @property
+    def served_counters(self) -> str:
+        return f"{self.prefix}:stats:served"
 
     def version_pattern(self, version: str) -> str:
         """SCAN pattern of all keys of one version (prefix and version ids contain no glob characters)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -333,6 +333,19 @@ class RedisStore:
         with translate_errors("reading a session"):
             raw = self.client.lrange(self.keys.session(session_id), 0, -1)
         return [_decode_event(r, session_id) for r in raw]
+
+    def add_counters(self, counts: Mapping[str, int]) -> None:
+        """Add ``counts`` to the shared served-requests counters (one pipelined round trip)."""
+        with translate_errors("flushing counters"):
+            pipe = self.client.pipeline(transaction=False)
+            for name, n in counts.items():
+                pipe.hincrby(self.keys.served_counters, name, n)
+            pipe.execute()
+
+    def read_counters(self) -> dict[str, int]:
+        with translate_errors("reading counters"):
+            raw = self.client.hgetall(self.keys.served_counters)
+        return {k.decode(): int(v) for k, v in raw.items()}
 
     def stream_length(self) -> int:
         with translate_errors("reading the events stream"):

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from feature_store.redis_store import RedisStore
 from online.errors import install_error_handlers
 from online.model import ModelHolder
+from online.monitoring import ServedCounters
 from online.routes import router
 from online.service import Recommender
 from shared.config import Settings, get_settings
@@ -29,14 +30,18 @@ def create_app(settings: Settings) -> FastAPI:
         holder = ModelHolder(store, settings.reload_interval_s)
         holder.refresh()  # best effort: the app starts (and /ready says why) even if Redis is down
         holder.start()
+        counters = ServedCounters(store, settings.reload_interval_s)
+        counters.start()
         app.state.settings = settings
         app.state.store = store
         app.state.holder = holder
-        app.state.recommender = Recommender(store, holder, settings)
+        app.state.counters = counters
+        app.state.recommender = Recommender(store, holder, settings, counters)
         try:
             yield
         finally:
             holder.stop()
+            counters.stop()
             store.close()
 
     app = FastAPI(

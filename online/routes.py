@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
 from pydantic import TypeAdapter, ValidationError
 
 from online.api_models import (
@@ -16,6 +17,7 @@ from online.api_models import (
     ScoredItem,
     SimilarItems,
 )
+from online.monitoring import prometheus_text
 from online.service import Recommender
 from shared.errors import StoreError
 from shared.schemas import MAX_ID_LENGTH
@@ -115,6 +117,15 @@ def similar(
 def health() -> dict[str, str]:
     """Liveness: the process answers. Does not touch the store."""
     return {"status": "ok"}
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+def metrics(request: Request) -> PlainTextResponse:
+    """Prometheus text: requests per routing tier and per flag, summed over all API workers."""
+    holder = request.app.state.holder
+    totals = request.app.state.counters.totals()  # StoreError -> 503 via the error handlers
+    version = holder.model.version if holder.model else None
+    return PlainTextResponse(prometheus_text(totals, version), media_type="text/plain; version=0.0.4")
 
 
 @router.get("/ready", responses={503: {"model": ErrorBody}})

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from feature_store.base import FeatureStore, RequestFeatures, SessionEvent
 from online.api_models import EventIn
 from online.model import LoadedModel, ModelHolder
+from online.monitoring import ServedCounters
 from online.ranking import BlendParams, Ranked, rank, similar_items
 from shared.config import Settings
 from shared.errors import NotFound, StoreError, StoreTimeout, VersionNotFound
@@ -28,9 +29,12 @@ class Served:
 
 
 class Recommender:
-    def __init__(self, store: FeatureStore, holder: ModelHolder, settings: Settings) -> None:
+    def __init__(
+        self, store: FeatureStore, holder: ModelHolder, settings: Settings, counters: ServedCounters | None = None
+    ) -> None:
         self.store = store
         self.holder = holder
+        self.counters = counters
         self.params = BlendParams.from_settings(settings)
         self._version_params: tuple[str, BlendParams] | None = None
 
@@ -62,6 +66,8 @@ class Recommender:
         if features is not None and features.user is None:
             flags.append("unknown_user")
         ranked.flags[:0] = [f for f in flags if f not in ranked.flags]
+        if self.counters is not None:
+            self.counters.record(ranked.strategy, ranked.flags)
         return Served(ranked, model.version, (time.perf_counter() - start) * 1000)
 
     def similar(self, item_id: str, k: int) -> tuple[list[str], list[float], str]:

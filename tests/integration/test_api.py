@@ -126,3 +126,22 @@ def test_no_model_yet_is_a_503_not_a_500(settings: Settings) -> None:
         r = api.get("/recommendations/u0")
         assert r.status_code == 503 and r.json()["error"] == "version_not_found"
         assert api.get("/ready").status_code == 503
+
+
+def test_metrics_count_requests_per_routing_tier(api: httpx.Client) -> None:
+    api.get("/recommendations/u0")  # precomputed
+    api.get("/recommendations/stranger")  # popular + unknown_user
+    api.post("/events", json={"session_id": "m1", "item_id": "b0"})
+    api.get("/recommendations/u0", params={"session_id": "m1"})  # hybrid
+    api.get("/recommendations/u0", params={"session_id": "m1"})
+    deadline = time.monotonic() + 5
+    while True:
+        text = api.get("/metrics").text
+        if 'hybridrec_requests_total{strategy="hybrid"} 2' in text or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert 'hybridrec_requests_total{strategy="hybrid"} 2' in text
+    assert 'hybridrec_requests_total{strategy="precomputed"} 1' in text
+    assert 'hybridrec_requests_total{strategy="popular"} 1' in text
+    assert 'hybridrec_request_flags_total{flag="unknown_user"} 1' in text
+    assert f'hybridrec_model_info{{version="{V1}"}} 1' in text
