@@ -16,6 +16,7 @@ import numpy as np
 
 from feature_store.base import FeatureStore, ItemBundle
 from feature_store.keys import ALL_CATEGORIES
+from online.periodic import Periodic
 from shared.errors import StoreError
 
 log = logging.getLogger("hybridrec.online")
@@ -65,8 +66,7 @@ class ModelHolder:
         self.model: LoadedModel | None = None
         self.last_error: str | None = None
         self.reloads = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Periodic(self.refresh, interval_s, "hybridrec-model-reload")
         self._lock = threading.Lock()
 
     def refresh(self) -> bool:
@@ -89,14 +89,7 @@ class ModelHolder:
             return True
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="hybridrec-model-reload", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.refresh()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._loop.stop()

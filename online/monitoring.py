@@ -14,6 +14,7 @@ import threading
 from collections import Counter
 
 from feature_store.base import FeatureStore
+from online.periodic import Periodic
 from shared.errors import StoreError
 
 log = logging.getLogger("hybridrec.online")
@@ -25,8 +26,7 @@ class ServedCounters:
         self.interval_s = interval_s
         self._pending: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Periodic(self.flush, interval_s, "hybridrec-counters")
 
     def record(self, strategy: str, flags: list[str]) -> None:
         with self._lock:
@@ -54,43 +54,33 @@ class ServedCounters:
         return dict(totals)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="hybridrec-counters", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.flush()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._loop.stop()
         self.flush()
 
 
 def prometheus_text(totals: dict[str, int], version: str | None) -> str:
     """Prometheus exposition format (text 0.0.4) of the served counters."""
-    lines = [
-        "# HELP hybridrec_requests_total Recommendation requests served, by routing tier.",
-        "# TYPE hybridrec_requests_total counter",
-    ]
-    lines += [
-        f'hybridrec_requests_total{{strategy="{name.split(":", 1)[1]}"}} {n}'
-        for name, n in sorted(totals.items())
-        if name.startswith("strategy:")
-    ]
-    lines += [
-        "# HELP hybridrec_request_flags_total Requests that carried a flag (degradations, unknown users).",
-        "# TYPE hybridrec_request_flags_total counter",
-    ]
-    lines += [
-        f'hybridrec_request_flags_total{{flag="{name.split(":", 1)[1]}"}} {n}'
-        for name, n in sorted(totals.items())
-        if name.startswith("flag:")
-    ]
+    lines = _counter(totals, "strategy", "hybridrec_requests_total", "Recommendation requests served, by routing tier.")
+    lines += _counter(
+        totals, "flag", "hybridrec_request_flags_total", "Requests that carried a flag (degradations, unknown users)."
+    )
     lines += [
         "# HELP hybridrec_model_info The model version this worker serves.",
         "# TYPE hybridrec_model_info gauge",
         f'hybridrec_model_info{{version="{version or ""}"}} 1',
     ]
     return "\n".join(lines) + "\n"
+
+
+def _counter(totals: dict[str, int], kind: str, metric: str, help_text: str) -> list[str]:
+    """One Prometheus counter family from the ``<kind>:<label>`` entries of ``totals``."""
+    lines = [f"# HELP {metric} {help_text}", f"# TYPE {metric} counter"]
+    prefix = f"{kind}:"
+    return lines + [
+        f'{metric}{{{kind}="{name[len(prefix) :]}"}} {n}'
+        for name, n in sorted(totals.items())
+        if name.startswith(prefix)
+    ]
