@@ -7,6 +7,8 @@ One run per partition date lives in ``<data_dir>/runs/date=YYYY-MM-DD/``::
     model.npz           user_factors float32 (n_users, f), item_factors float32 (n_items, f)
     candidates.npz      items int32 (n_users, n_candidates), -1 padded; scores float32, same shape
     neighbours.npz      items int32 (n_items, n_neighbours), -1 padded; scores float32, same shape
+    covisit.npz         items int32 (n_items, n_covisit), -1 padded; scores float32, same shape, -inf
+                        padded: co-visitation neighbours (see batch.covisit)
     popularity.npz      scores float32 (n_items,)  recency-decayed popularity
     eval_model.npz      user_factors float32 (n_users, f) of the model trained WITHOUT the holdout
                         (with model.npz's item factors it is what metrics.json measured; used by
@@ -47,6 +49,7 @@ HASHED_FILES = (
     "model.npz",
     "candidates.npz",
     "neighbours.npz",
+    "covisit.npz",
     "popularity.npz",
     "serving.json",
 )
@@ -138,6 +141,8 @@ class RunArtifacts:
     candidates: np.ndarray  # int32 (n_users, n_candidates), -1 padded
     neighbours: np.ndarray  # int32 (n_items, n_neighbours), -1 padded
     neighbour_scores: np.ndarray  # float32 (n_items, n_neighbours)
+    covisit: np.ndarray  # int32 (n_items, n_covisit), -1 padded
+    covisit_scores: np.ndarray  # float32 (n_items, n_covisit)
     popularity: np.ndarray  # float32 (n_items,)
     metrics: dict
     manifest: dict
@@ -151,6 +156,7 @@ class RunArtifacts:
         model = load_npz(run_dir / "model.npz")
         cands = load_npz(run_dir / "candidates.npz")
         nbrs = load_npz(run_dir / "neighbours.npz")
+        covisit = load_npz(run_dir / "covisit.npz")
         pop = load_npz(run_dir / "popularity.npz")
         arts = cls(
             run_dir=run_dir,
@@ -161,6 +167,8 @@ class RunArtifacts:
             candidates=cands["items"],
             neighbours=nbrs["items"],
             neighbour_scores=nbrs["scores"],
+            covisit=covisit["items"],
+            covisit_scores=covisit["scores"],
             popularity=pop["scores"],
             metrics=read_json(run_dir / "metrics.json"),
             manifest=manifest,
@@ -186,11 +194,14 @@ class RunArtifacts:
                 "neighbour ids and scores differ in shape",
             ),
             (self.neighbours.shape[0] == n_items, "neighbours rows != items"),
+            (self.covisit.shape == self.covisit_scores.shape, "co-visitation ids and scores differ in shape"),
+            (self.covisit.shape[0] == n_items, "co-visitation rows != items"),
             (self.popularity.shape == (n_items,), "popularity length != items"),
             (bool(np.isfinite(self.user_factors).all()), "user_factors contain NaN/inf"),
             (bool(np.isfinite(self.item_factors).all()), "item_factors contain NaN/inf"),
             (int(self.candidates.max(initial=-1)) < n_items, "candidate index out of range"),
             (int(self.neighbours.max(initial=-1)) < n_items, "neighbour index out of range"),
+            (int(self.covisit.max(initial=-1)) < n_items, "co-visitation index out of range"),
         ]
         problems = [msg for ok, msg in checks if not ok]
         if problems:

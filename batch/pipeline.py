@@ -2,7 +2,8 @@
 
 ``run_batch(settings, date)`` reads interactions in the window ending at ``date`` (inclusive), holds
 out each user's latest items, trains ALS on the rest, evaluates ALS and popularity on the holdout,
-refreshes user vectors on all data, and precomputes candidates, item neighbours and popularity into
+refreshes user vectors on all data, and precomputes candidates, item neighbours, co-visitation
+neighbours and popularity into
 ``runs/date=YYYY-MM-DD/`` (see batch.artifacts). Idempotent: a rerun replaces the run atomically and,
 with the same input and settings, produces the same bytes. A tuned blend in
 ``<data_dir>/tuning/best.json`` (``hybridrec tune``) is recorded as the manifest's ``params.blend``.
@@ -22,6 +23,7 @@ from scipy.sparse import csr_matrix
 
 from batch import artifacts as art
 from batch.candidates import decayed_popularity, item_neighbours, top_n_unseen
+from batch.covisit import covisit_neighbours
 from batch.dataset import load_interactions, load_items
 from batch.evaluate import evaluate, temporal_split
 from batch.matrix import build_id_maps, confidence_matrix
@@ -94,6 +96,10 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
             cand_items, cand_scores = top_n_unseen(model, full_matrix, settings.n_candidates)
         with _step("neighbours", timings, log):
             nbr_items, nbr_scores = item_neighbours(model.item_factors, settings.n_neighbours)
+        with _step("covisit", timings, log):  # all events of the window, like popularity
+            cov_items, cov_scores = covisit_neighbours(
+                interactions, maps, settings.n_covisit, settings.covisit_window, settings.session_gap_minutes * 60.0
+            )
         with _step("popularity", timings, log):
             popularity = decayed_popularity(interactions, maps, reference_ts, settings.popularity_half_life_days)
         with _step("write", timings, log):
@@ -103,6 +109,7 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
             art.save_npz(out / "eval_model.npz", user_factors=eval_user_factors)
             art.save_npz(out / "candidates.npz", items=cand_items, scores=cand_scores)
             art.save_npz(out / "neighbours.npz", items=nbr_items, scores=nbr_scores)
+            art.save_npz(out / "covisit.npz", items=cov_items, scores=cov_scores)
             art.save_npz(out / "popularity.npz", scores=popularity)
             art.write_json(out / "metrics.json", metrics)
             art.write_json(out / "serving.json", {"blend": blend})
@@ -119,6 +126,9 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
                     "confidence": settings.confidence,
                     "n_candidates": settings.n_candidates,
                     "n_neighbours": settings.n_neighbours,
+                    "n_covisit": settings.n_covisit,
+                    "covisit_window": settings.covisit_window,
+                    "session_gap_minutes": settings.session_gap_minutes,
                     "popularity_half_life_days": settings.popularity_half_life_days,
                     **({"blend": blend} if blend is not None else {}),
                 },

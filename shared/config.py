@@ -55,6 +55,15 @@ class Settings(BaseSettings):
     # --- candidates and popularity -------------------------------------------------------------
     n_candidates: int = Field(default=100, ge=1, le=2_000, description="Precomputed candidates per user.")
     n_neighbours: int = Field(default=30, ge=1, le=500, description="Precomputed neighbours per item.")
+    n_covisit: int = Field(default=30, ge=1, le=500, description="Precomputed co-visitation neighbours per item.")
+    covisit_window: int = Field(
+        default=3, ge=1, le=20, description="Later session steps that count as co-visited (weight 1/distance)."
+    )
+    session_gap_minutes: float = Field(
+        default=30.0,
+        gt=0.0,
+        description="Idle gap that starts a new session, for events without a session_id (co-visitation).",
+    )
     popular_n: int = Field(default=500, ge=1, description="Length of the global and per-category popular lists.")
     popularity_half_life_days: float = Field(default=7.0, gt=0.0, description="Recency decay of popularity.")
 
