@@ -52,6 +52,7 @@ def version_data(arts: RunArtifacts, popular_n: int) -> VersionData:
         "n_factors": int(arts.item_factors.shape[1]),
         "n_candidates": int(arts.candidates.shape[1]),
         "n_neighbours": int(arts.neighbours.shape[1]),
+        "n_covisit": int(arts.covisit.shape[1]),
         "n_interactions": m.get("n_interactions"),
         "params": m.get("params", {}),
         "metrics": arts.metrics,
@@ -69,6 +70,8 @@ def version_data(arts: RunArtifacts, popular_n: int) -> VersionData:
         item_factors=arts.item_factors,
         neighbours=arts.neighbours,
         neighbour_scores=arts.neighbour_scores,
+        covisit=arts.covisit,
+        covisit_scores=arts.covisit_scores,
         popularity=arts.popularity.astype(np.float32),
         popular=popular,
     )

@@ -41,6 +41,8 @@ def item_bundle(data: VersionData) -> ItemBundle:
         item_factors=np.asarray(data.item_factors, dtype=np.float32),
         neighbours=np.asarray(data.neighbours, dtype=np.int32),
         neighbour_scores=np.asarray(data.neighbour_scores, dtype=np.float32),
+        covisit=np.asarray(data.covisit, dtype=np.int32),
+        covisit_scores=np.asarray(data.covisit_scores, dtype=np.float32),
         popularity=np.asarray(data.popularity, dtype=np.float32),
         popular={cat: np.asarray(idx, dtype=np.int32) for cat, idx in data.popular.items()},
     )

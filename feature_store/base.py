@@ -43,6 +43,8 @@ class VersionData:
     item_factors: np.ndarray  # float32 (n_items, f)
     neighbours: np.ndarray  # int32 (n_items, m), -1 padded
     neighbour_scores: np.ndarray  # float32 (n_items, m)
+    covisit: np.ndarray  # int32 (n_items, m), -1 padded
+    covisit_scores: np.ndarray  # float32 (n_items, m)
     popularity: np.ndarray  # float32 (n_items,)
     popular: Mapping[str, np.ndarray]  # category (or keys.ALL_CATEGORIES) -> int32 indices, best first
 
@@ -60,6 +62,8 @@ class ItemBundle:
     item_factors: np.ndarray  # float32 (n_items, f)
     neighbours: np.ndarray  # int32 (n_items, m)
     neighbour_scores: np.ndarray  # float32 (n_items, m)
+    covisit: np.ndarray  # int32 (n_items, m), -1 padded
+    covisit_scores: np.ndarray  # float32 (n_items, m)
     popularity: np.ndarray  # float32 (n_items,)
     popular: dict[str, np.ndarray]  # category -> int32 indices, best first
     item_index: dict[str, int] = field(default_factory=dict)

@@ -11,6 +11,9 @@ Layout (``p`` = Settings.key_prefix, ``ver`` = a version id such as ``2026-11-27
     p:v:ver:item_factors      string   float32 LE, row-major (n_items, f)
     p:v:ver:neighbours        string   int32 LE (n_items, m), -1 padded
     p:v:ver:neighbour_scores  string   float16 LE (n_items, m)
+    p:v:ver:covisit           string   int32 LE (n_items, m_c), -1 padded: co-visitation neighbours,
+                                       m_c = meta n_covisit (batch.covisit)
+    p:v:ver:covisit_scores    string   float16 LE (n_items, m_c), -inf where the id is -1
     p:v:ver:popularity        string   float32 LE (n_items,) recency-decayed popularity
     p:v:ver:popular:<cat>     string   int32 LE item indices, best first; <cat> = ALL_CATEGORIES for the global list
     p:v:ver:u:<user_id>       string   user record (codecs.encode_user): vector + candidate indices
@@ -82,6 +85,12 @@ class Keys:
 
     def neighbour_scores(self, version: str) -> str:
         return f"{self.prefix}:v:{version}:neighbour_scores"
+
+    def covisit(self, version: str) -> str:
+        return f"{self.prefix}:v:{version}:covisit"
+
+    def covisit_scores(self, version: str) -> str:
+        return f"{self.prefix}:v:{version}:covisit_scores"
 
     def popularity(self, version: str) -> str:
         return f"{self.prefix}:v:{version}:popularity"

@@ -149,6 +149,8 @@ class RedisStore:
             k.item_factors(ver): codecs.encode_array(data.item_factors, "<f4"),
             k.neighbours(ver): codecs.encode_array(data.neighbours, "<i4"),
             k.neighbour_scores(ver): codecs.encode_array(data.neighbour_scores, "<f2"),
+            k.covisit(ver): codecs.encode_array(data.covisit, "<i4"),
+            k.covisit_scores(ver): codecs.encode_array(data.covisit_scores, "<f2"),
             k.popularity(ver): codecs.encode_array(data.popularity, "<f4"),
         }
         for category, idx in data.popular.items():
@@ -260,11 +262,15 @@ class RedisStore:
             for key in (k.items(version), k.item_factors(version), k.neighbours(version)):
                 pipe.get(key)
             pipe.get(k.neighbour_scores(version))
+            pipe.get(k.covisit(version))
+            pipe.get(k.covisit_scores(version))
             pipe.get(k.popularity(version))
-            items_raw, factors_raw, nbr_raw, nbr_s_raw, pop_raw = pipe.execute()
+            items_raw, factors_raw, nbr_raw, nbr_s_raw, cov_raw, cov_s_raw, pop_raw = pipe.execute()
             popular_keys = list(self.client.scan_iter(match=k.popular_pattern(version), count=10_000))
             popular_vals = self.client.mget(popular_keys) if popular_keys else []
         n, f, m = int(meta["n_items"]), int(meta["n_factors"]), int(meta["n_neighbours"])
+        # A version published before co-visitation existed has no n_covisit and no keys: empty lists.
+        m_c = int(meta.get("n_covisit", 0))
         items = codecs.decode_json(items_raw)
         prefix_len = len(k.popular(version, ""))
         return ItemBundle(
@@ -277,6 +283,8 @@ class RedisStore:
             item_factors=codecs.decode_array(factors_raw, "<f4", (n, f)),
             neighbours=codecs.decode_array(nbr_raw, "<i4", (n, m)),
             neighbour_scores=codecs.decode_array(nbr_s_raw, "<f2", (n, m)).astype(np.float32),
+            covisit=codecs.decode_array(cov_raw or b"", "<i4", (n, m_c)),
+            covisit_scores=codecs.decode_array(cov_s_raw or b"", "<f2", (n, m_c)).astype(np.float32),
             popularity=codecs.decode_array(pop_raw, "<f4", (n,)),
             popular={
                 key.decode()[prefix_len:]: np.frombuffer(val, dtype="<i4")

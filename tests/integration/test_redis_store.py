@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from feature_store import codecs
 from feature_store.base import SessionEvent
 from feature_store.redis_store import RedisStore
-from shared.errors import PublishError, StoreUnavailable, VersionNotFound
+from shared.errors import PublishError, StoreError, StoreUnavailable, VersionNotFound
 from tests.support import tiny
 
 pytestmark = pytest.mark.integration
@@ -31,6 +32,36 @@ def test_publish_round_trip(store: RedisStore) -> None:
     assert user is not None and user.candidates.tolist() == [0, 1, 2, 5]
     assert store.read_user(V1, "nobody") is None
     assert store.count_user_keys(V1) == 5
+
+
+def test_covisit_lists_round_trip_with_their_padding(store: RedisStore) -> None:
+    _publish(store, V1)
+    b = store.read_item_bundle(V1)
+    assert b.covisit.dtype == np.int32 and b.covisit_scores.dtype == np.float32
+    np.testing.assert_array_equal(b.covisit, tiny.COVISIT)
+    np.testing.assert_array_equal(b.covisit_scores, tiny.COVISIT_SCORES)  # -inf padding included
+    assert store.read_meta(V1)["n_covisit"] == 2
+    # documented encodings: int32 LE ids and float16 LE scores, (n_items, n_covisit) row-major
+    assert store.client.get(store.keys.covisit(V1)) == tiny.COVISIT.astype("<i4").tobytes()
+    assert store.client.strlen(store.keys.covisit_scores(V1)) == 6 * 2 * 2
+
+
+def test_a_version_from_before_covisitation_loads_with_empty_lists(store: RedisStore) -> None:
+    _publish(store, V1)
+    meta = store.read_meta(V1)
+    del meta["n_covisit"]
+    store.client.delete(store.keys.covisit(V1), store.keys.covisit_scores(V1))
+    store.client.set(store.keys.meta(V1), codecs.encode_json(meta))
+    b = store.read_item_bundle(V1)
+    assert b.covisit.shape == b.covisit_scores.shape == (6, 0)
+    np.testing.assert_array_equal(b.neighbours, tiny.NEIGHBOURS)
+
+
+def test_a_missing_covisit_key_of_a_version_that_has_one_is_an_error(store: RedisStore) -> None:
+    _publish(store, V1)
+    store.client.delete(store.keys.covisit(V1))
+    with pytest.raises(StoreError, match="expected 12"):
+        store.read_item_bundle(V1)
 
 
 def test_publish_in_many_small_batches_reports_progress(store: RedisStore) -> None:

@@ -17,6 +17,12 @@ CATEGORIES = ["A", "A", "A", "B", "B", "B"]
 ITEM_FACTORS = np.array([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.0, 1.0], [0.1, 0.9], [0.2, 0.8]], dtype=np.float32)
 NEIGHBOURS = np.array([[1, 2], [0, 2], [1, 0], [4, 5], [3, 5], [4, 3]], dtype=np.int32)
 NEIGHBOUR_SCORES = np.full((6, 2), 0.9, dtype=np.float32)
+# Co-visitation differs from the factor neighbours on purpose (a0 is followed by b0), so a test can tell
+# which list it got. Scores are exact in float16 (the stored encoding); b1 has no co-visits at all.
+COVISIT = np.array([[3, 2], [0, -1], [5, 0], [0, 4], [-1, -1], [1, 3]], dtype=np.int32)
+COVISIT_SCORES = np.array(
+    [[0.75, 0.5], [0.625, -np.inf], [0.5, 0.25], [0.875, 0.375], [-np.inf, -np.inf], [0.25, 0.125]], dtype=np.float32
+)
 POPULARITY = np.array([1, 2, 3, 60, 50, 40], dtype=np.float32)
 POPULAR = {
     ALL_CATEGORIES: np.array([3, 4, 5, 2, 1, 0], dtype=np.int32),
@@ -31,7 +37,7 @@ def version_data(version: str = "2026-01-01.00000000aa", n_users: int = 3) -> Ve
     candidates = np.tile(np.array([[0, 1, 2, 5]], dtype=np.int32), (n_users, 1))
     return VersionData(
         version=version,
-        meta={"version": version, "n_items": 6, "n_factors": 2, "n_neighbours": 2, "n_users": n_users},
+        meta={"version": version, "n_items": 6, "n_factors": 2, "n_neighbours": 2, "n_covisit": 2, "n_users": n_users},
         user_ids=user_ids,
         user_factors=user_factors,
         candidates=candidates,
@@ -42,6 +48,8 @@ def version_data(version: str = "2026-01-01.00000000aa", n_users: int = 3) -> Ve
         item_factors=ITEM_FACTORS,
         neighbours=NEIGHBOURS,
         neighbour_scores=NEIGHBOUR_SCORES,
+        covisit=COVISIT,
+        covisit_scores=COVISIT_SCORES,
         popularity=POPULARITY,
         popular=POPULAR,
     )
@@ -58,6 +66,8 @@ def bundle(available: list[bool] | None = None) -> ItemBundle:
         item_factors=ITEM_FACTORS,
         neighbours=NEIGHBOURS,
         neighbour_scores=NEIGHBOUR_SCORES,
+        covisit=COVISIT,
+        covisit_scores=COVISIT_SCORES,
         popularity=POPULARITY,
         popular=dict(POPULAR),
     )
