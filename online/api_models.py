@@ -44,8 +44,12 @@ class Recommendations(BaseModel):
     took_ms: float
 
 
+SimilarKind = Literal["als", "covisit"]
+
+
 class SimilarItems(BaseModel):
     item_id: str
+    kind: SimilarKind = Field(description="als: item-factor cosine | covisit: co-visited within sessions")
     items: list[ScoredItem]
     model_version: str
 

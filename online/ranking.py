@@ -212,10 +212,21 @@ def _fill_popular(
         why.append(reason)
 
 
-def similar_items(model: LoadedModel, item_id: str, k: int) -> tuple[list[str], list[float]]:
-    """Precomputed neighbours of ``item_id`` (KeyError if unknown), available ones only."""
-    j = model.bundle.item_index[item_id]
-    nbrs, sims = model.bundle.neighbours[j], model.bundle.neighbour_scores[j]
-    ok = (nbrs >= 0) & model.bundle.available[np.maximum(nbrs, 0)]
+def similar_items(model: LoadedModel, item_id: str, k: int, kind: str = "als") -> tuple[list[str], list[float]]:
+    """Precomputed neighbours of ``item_id`` (KeyError if unknown), available ones only.
+
+    ``kind``: ``"als"`` (cosine of item factors) or ``"covisit"`` (co-visitation within sessions,
+    see batch.covisit); ValueError for anything else.
+    """
+    bundle = model.bundle
+    if kind == "als":
+        ids, values = bundle.neighbours, bundle.neighbour_scores
+    elif kind == "covisit":
+        ids, values = bundle.covisit, bundle.covisit_scores
+    else:
+        raise ValueError(f"unknown kind of similar items: {kind!r}")
+    j = bundle.item_index[item_id]
+    nbrs, sims = ids[j], values[j]
+    ok = (nbrs >= 0) & bundle.available[np.maximum(nbrs, 0)]
     nbrs, sims = nbrs[ok][:k], sims[ok][:k]
-    return [model.bundle.item_ids[i] for i in nbrs.tolist()], [round(float(s), 6) for s in sims]
+    return [bundle.item_ids[i] for i in nbrs.tolist()], [round(float(s), 6) for s in sims]

@@ -16,6 +16,7 @@ from online.api_models import (
     Recommendations,
     ScoredItem,
     SimilarItems,
+    SimilarKind,
 )
 from online.monitoring import prometheus_text
 from online.service import Recommender
@@ -107,10 +108,13 @@ def similar(
     request: Request,
     item_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)],
     k: Annotated[int, Query(ge=1, le=100)] = 10,
+    kind: Annotated[
+        SimilarKind, Query(description="als: neighbours in the ALS factor space; covisit: co-visited in sessions")
+    ] = "als",
 ) -> SimilarItems:
-    ids, scores, version = _recommender(request).similar(item_id, k)
+    ids, scores, version = _recommender(request).similar(item_id, k, kind)
     items = [ScoredItem(item_id=i, score=s, reason=f"similar_to:{item_id}") for i, s in zip(ids, scores, strict=True)]
-    return SimilarItems(item_id=item_id, items=items, model_version=version)
+    return SimilarItems(item_id=item_id, kind=kind, items=items, model_version=version)
 
 
 @router.get("/health")

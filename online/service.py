@@ -70,10 +70,10 @@ class Recommender:
             self.counters.record(ranked.strategy, ranked.flags)
         return Served(ranked, model.version, (time.perf_counter() - start) * 1000)
 
-    def similar(self, item_id: str, k: int) -> tuple[list[str], list[float], str]:
+    def similar(self, item_id: str, k: int, kind: str = "als") -> tuple[list[str], list[float], str]:
         model = self._model()
         try:
-            ids, scores = similar_items(model, item_id, k)
+            ids, scores = similar_items(model, item_id, k, kind)
         except KeyError:
             raise NotFound(f"item {item_id!r} is not in model version {model.version}") from None
         return ids, scores, model.version

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 import redis
@@ -110,6 +111,21 @@ def test_a_session_event_changes_the_next_response(world: dict) -> None:
     assert (before["strategy"], after["strategy"]) == ("precomputed", "hybrid")
     assert [i["item_id"] for i in after["items"]] != [i["item_id"] for i in before["items"]]
     assert any(i["reason"] == f"similar_to:{item}" for i in after["items"])
+
+
+def test_co_visitation_neighbours_travel_from_the_batch_run_to_the_api(world: dict) -> None:
+    run = world["data"] / f"runs/date={TRAIN_END}"
+    params = json.loads((run / "manifest.json").read_text())["params"]
+    assert (params["n_covisit"], params["covisit_window"], params["session_gap_minutes"]) == (30, 3, 30.0)
+    with np.load(run / "covisit.npz", allow_pickle=False) as cov:
+        neighbours = cov["items"]
+    items = pd.read_parquet(run / "items.parquet")
+    ids, available = items["item_id"].to_numpy(), items["available"].to_numpy()
+    j = int(np.argmax((neighbours >= 0).sum(axis=1)))  # the item with the longest list
+    expected = [ids[x] for x in neighbours[j] if x >= 0 and available[x]][:10]
+    body = httpx.get(f"{world['base']}/items/{ids[j]}/similar", params={"k": 10, "kind": "covisit"}).json()
+    assert body["model_version"] == world["version"] and body["kind"] == "covisit"
+    assert len(expected) == 10 and [i["item_id"] for i in body["items"]] == expected
 
 
 def test_a_second_publish_switches_versions_with_no_failed_request(world: dict) -> None:

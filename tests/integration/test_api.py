@@ -81,6 +81,25 @@ def test_similar_items_and_unknown_item(api: httpx.Client) -> None:
     assert r.status_code == 404 and r.json()["error"] == "not_found"
 
 
+def test_similar_items_by_co_visitation(api: httpx.Client) -> None:
+    body = api.get("/items/a0/similar", params={"k": 5, "kind": "covisit"}).json()
+    assert body["kind"] == "covisit" and body["model_version"] == V1
+    assert [(i["item_id"], i["score"]) for i in body["items"]] == [("b0", 0.75), ("a2", 0.5)]
+    assert api.get("/items/a0/similar", params={"k": 5}).json()["kind"] == "als"
+    assert api.get("/items/b1/similar", params={"kind": "covisit"}).json()["items"] == []
+    r = api.get("/items/nope/similar", params={"kind": "covisit"})
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+
+
+@pytest.mark.parametrize("kind", ["popular", "ALS", ""])
+def test_an_unknown_kind_of_similarity_is_a_field_level_422(api: httpx.Client, kind: str) -> None:
+    r = api.get("/items/a0/similar", params={"kind": kind})
+    assert r.status_code == 422
+    body = r.json()
+    assert body["error"] == "validation_error"
+    assert [f["field"] for f in body["fields"]] == ["query.kind"]
+
+
 def test_health_ready_and_docs(api: httpx.Client) -> None:
     assert api.get("/health").json() == {"status": "ok"}
     ready = api.get("/ready").json()
