@@ -30,7 +30,8 @@ Steps, all vectorised (numpy / scipy.sparse, no Python loop over events):
    score lies in (0, 1]; it is 1 only when a and b always occur together, b right after a.
 
 Weights are summed as exact integers (in units of ``1 / (2 * lcm(1..window))``), so the sums, and
-therefore the published bytes, do not depend on event order or summation order. Each item keeps its
+therefore the published bytes, do not depend on the order rows or sessions arrive in (only equal
+timestamps without an ``event_id`` fall back to row order, step 2). Each item keeps its
 top ``n`` by descending score, ties by ascending item index (the rule of ``batch.candidates``); an
 item is never its own neighbour. Rows are padded with id ``-1`` and score ``-inf``, as in
 ``batch.candidates``.
