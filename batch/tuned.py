@@ -20,7 +20,9 @@ from pathlib import Path
 from shared.errors import ConfigError
 
 # The same names as online.ranking.TUNABLE_FIELDS (a unit test keeps the two in step).
-BLEND_FIELDS = ("weight_user", "weight_session", "weight_popularity", "session_half_life")
+BLEND_FIELDS = ("weight_user", "weight_session", "weight_popularity", "weight_covisit", "session_half_life")
+# Fields a tuning file may lack (it predates them): the API then serves their configured value.
+OPTIONAL_BLEND_FIELDS = ("weight_covisit",)
 
 
 def read_tuned_blend(path: Path) -> dict[str, float] | None:
@@ -33,7 +35,7 @@ def read_tuned_blend(path: Path) -> dict[str, float] | None:
         return None
     try:
         best = json.loads(path.read_text())["best"]
-        blend = {name: float(best[name]) for name in BLEND_FIELDS}
+        blend = {name: float(best[name]) for name in BLEND_FIELDS if name in best or name not in OPTIONAL_BLEND_FIELDS}
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path} is not a tuning result ({exc!r}); rerun `hybridrec tune` or delete it") from None
     bad = [n for n, v in blend.items() if not math.isfinite(v) or v < 0 or (n == "session_half_life" and v == 0)]

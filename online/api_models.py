@@ -33,14 +33,18 @@ class EventsAccepted(BaseModel):
 class ScoredItem(BaseModel):
     item_id: str
     score: float
-    reason: str = Field(description="for_you | similar_to:<item_id> | popular | popular_in_category")
+    reason: str = Field(
+        description="for_you | similar_to:<item_id> | often_next_to:<item_id> | popular | popular_in_category"
+    )
 
 
 class Recommendations(BaseModel):
     items: list[ScoredItem]
     model_version: str
-    strategy: str = Field(description="hybrid | precomputed | session | popular")
-    flags: list[str] = Field(description="e.g. unknown_user, store_unavailable, store_timeout, short")
+    strategy: str = Field(description="Routing tier that served: reranked | hybrid | session | precomputed | popular")
+    flags: list[str] = Field(
+        description="e.g. unknown_user, store_unavailable, store_timeout, short, reranker_over_budget"
+    )
     took_ms: float
 
 

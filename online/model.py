@@ -29,6 +29,7 @@ class LoadedModel:
     bundle: ItemBundle
     unit_factors: np.ndarray  # float32 (n_items, f), rows L2-normalised (zero rows stay zero)
     log_popularity: np.ndarray  # float32 (n_items,), log1p(decayed popularity)
+    category_codes: np.ndarray  # int64 (n_items,), index of the item's category in sorted categories
     loaded_at: float
 
     @classmethod
@@ -40,6 +41,7 @@ class LoadedModel:
             bundle=bundle,
             unit_factors=unit,
             log_popularity=np.log1p(np.maximum(bundle.popularity, 0)).astype(np.float32),
+            category_codes=np.unique(bundle.categories.astype(str), return_inverse=True)[1].astype(np.int64),
             loaded_at=time.time(),
         )
 

@@ -75,6 +75,16 @@ class Settings(BaseSettings):
     weight_user: float = Field(default=1.0, ge=0.0, description="Blend weight of user-vector similarity.")
     weight_session: float = Field(default=1.0, ge=0.0, description="Blend weight of session-vector similarity.")
     weight_popularity: float = Field(default=0.2, ge=0.0, description="Blend weight of log popularity.")
+    weight_covisit: float = Field(default=0.0, ge=0.0, description="Blend weight of the co-visitation score.")
+    reranker_enabled: bool = Field(
+        default=True, description="Serve session requests with the version's learned re-ranker when it has one."
+    )
+    reranker_budget_ms: float = Field(
+        default=30.0,
+        gt=0.0,
+        description="Skip the re-ranker (blend instead, flag reranker_over_budget) when the request so far "
+        "plus its typical cost would exceed this.",
+    )
     reload_interval_s: float = Field(default=2.0, gt=0.0, description="How often the API checks the version pointer.")
 
     @model_validator(mode="after")

@@ -19,7 +19,13 @@ from shared.config import get_settings
 from shared.errors import ConfigError
 from tests.support import tiny
 
-TUNED = {"weight_user": 0.0, "weight_session": 1.0, "weight_popularity": 0.1, "session_half_life": 2.0}
+TUNED = {
+    "weight_user": 0.0,
+    "weight_session": 1.0,
+    "weight_popularity": 0.1,
+    "weight_covisit": 0.5,
+    "session_half_life": 2.0,
+}
 # u0 points at a-items; the session is b0, so the user signal pulls a-items, the session b-items.
 USER_A = UserRecord(vector=np.array([2.0, 0.0], dtype=np.float32), candidates=np.array([0, 1, 2, 5], dtype=np.int32))
 SESSION = [SessionEvent(item_id="b0", event_type="view", ts=0.0, event_id="e0")]
@@ -42,6 +48,9 @@ def test_meta_blend_overrides_the_settings_and_its_absence_keeps_them() -> None:
     assert tuned.seed_items == configured.seed_items  # untouched by the blend
     assert configured.for_version({"params": {"n_candidates": 100}}) == configured
     assert configured.for_version({}) == configured
+    # a blend tuned before weight_covisit existed keeps the configured co-visitation weight
+    older = {k: v for k, v in TUNED.items() if k != "weight_covisit"}
+    assert configured.for_version({"params": {"blend": older}}).weight_covisit == configured.weight_covisit
 
 
 def test_the_service_ranks_with_the_loaded_versions_blend() -> None:

@@ -1,0 +1,66 @@
+"""The learned re-ranker as the API runs it: a linear model over request-time features, numpy only.
+
+Trained offline with scikit-learn (``evaluation.reranker``) and exported as plain numbers, so the
+request path never imports sklearn. The exported form (a version's ``meta["params"]["reranker"]``)::
+
+    {"kind": "linear", "features": ["session_z", "covisit", ...],   names from online.features.FEATURES
+     "weights": [float, ...], "bias": float, ...}                    anything else is provenance
+
+score(c) = bias + sum_i weights[i] * feature_i(c). The feature scaling of training is folded into
+``weights``/``bias`` at export, so serving applies no scaler. Only the order of the scores matters
+(the top-k of one request), which a logistic model's sigmoid would not change.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from online.features import FEATURES, Pool
+
+
+class RerankerFormatError(ValueError):
+    """A version's re-ranker cannot be used (unknown feature, bad numbers); the blend serves instead."""
+
+
+@dataclass(frozen=True)
+class LinearReranker:
+    features: tuple[str, ...]
+    weights: np.ndarray  # float32 (n_features,)
+    bias: float
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> LinearReranker:
+        try:
+            kind = spec.get("kind")
+            names = tuple(str(n) for n in spec["features"])
+            weights = [float(w) for w in spec["weights"]]
+            bias = float(spec.get("bias", 0.0))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RerankerFormatError(f"not a re-ranker spec: {exc!r}") from None
+        if kind != "linear":
+            raise RerankerFormatError(f"unsupported re-ranker kind {kind!r} (this API scores 'linear')")
+        unknown = [n for n in names if n not in FEATURES]
+        if unknown:
+            raise RerankerFormatError(f"unknown feature(s) {unknown}; this API computes {sorted(FEATURES)}")
+        if not names or len(names) != len(weights) or len(set(names)) != len(names):
+            raise RerankerFormatError(
+                f"{len(names)} feature names (distinct, >= 1) need as many weights, got {len(weights)}"
+            )
+        if not all(math.isfinite(w) for w in [*weights, bias]):
+            raise RerankerFormatError("re-ranker weights must be finite numbers")
+        return cls(names, np.asarray(weights, dtype=np.float32), bias)
+
+    @classmethod
+    def for_version(cls, meta: Mapping[str, Any]) -> LinearReranker | None:
+        """The re-ranker published with a version, None when it has none. RerankerFormatError if unusable."""
+        spec = (meta.get("params") or {}).get("reranker")
+        return None if spec is None else cls.from_dict(spec)
+
+    def score(self, pool: Pool) -> np.ndarray:
+        """float32 (n,) scores of the pool's candidates."""
+        return pool.matrix(self.features) @ self.weights + np.float32(self.bias)

@@ -1,0 +1,67 @@
+"""The re-ranker tier over real HTTP: routing by version, by the enable switch and by the latency budget."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from feature_store.redis_store import RedisStore
+from shared.config import Settings
+from tests.support import tiny
+from tests.support.server import serve
+
+pytestmark = pytest.mark.integration
+VERSION = "2026-01-03.00000000r1"
+# weighs popularity only: unmistakable against the blend, which follows the session
+POPULARITY_ONLY = {"kind": "linear", "features": ["popularity_z"], "weights": [1.0], "bias": 0.0}
+
+
+@contextmanager
+def _api(
+    settings: Settings, store: RedisStore, reranker: dict | None, version: str = VERSION, **overrides: object
+) -> Iterator[httpx.Client]:
+    data = tiny.version_data(version)
+    meta = {**data.meta, "params": {"reranker": reranker} if reranker else {}}
+    store.write_version(dataclasses.replace(data, meta=meta))
+    store.activate(version)
+    with serve(settings.model_copy(update=overrides)) as base, httpx.Client(base_url=base) as client:
+        r = client.post("/events", json={"session_id": "s1", "item_id": "a0", "user_id": "u0"})
+        assert r.status_code == 202
+        yield client
+
+
+def _recommend(client: httpx.Client) -> dict:
+    return client.get("/recommendations/u0", params={"k": 5, "session_id": "s1"}).json()
+
+
+def test_a_session_request_is_reranked_and_counted(settings: Settings, store: RedisStore) -> None:
+    with _api(settings, store, POPULARITY_ONLY) as api:
+        body = _recommend(api)
+        assert body["strategy"] == "reranked" and body["flags"] == []
+        # pool: u0's list (a1, a2, b2) + a0's co-visited b0, most popular first; b1 (not in the pool) fills
+        assert [i["item_id"] for i in body["items"]] == ["b0", "b2", "a2", "a1", "b1"]
+        no_session = api.get("/recommendations/u0", params={"k": 5}).json()
+        assert no_session["strategy"] == "precomputed"  # the cheapest tier that fits: no re-ranking
+        metrics = api.get("/metrics").text
+        assert 'hybridrec_requests_total{strategy="reranked"} 1' in metrics
+
+
+def test_over_budget_falls_back_to_the_blend_with_a_flag(settings: Settings, store: RedisStore) -> None:
+    with _api(settings, store, POPULARITY_ONLY, reranker_budget_ms=1e-6) as api:
+        body = _recommend(api)
+        assert body["strategy"] == "hybrid" and "reranker_over_budget" in body["flags"]
+        assert [i["item_id"] for i in body["items"]][:2] == ["a1", "a2"]
+
+
+def test_disabled_or_absent_or_unusable_reranker_serves_the_blend(settings: Settings, store: RedisStore) -> None:
+    with _api(settings, store, POPULARITY_ONLY, reranker_enabled=False) as api:
+        body = _recommend(api)
+        assert (body["strategy"], body["flags"]) == ("hybrid", [])
+    unusable = {**POPULARITY_ONLY, "features": ["shoe_size"]}  # e.g. published by a newer batch
+    with _api(settings, store, unusable, "2026-01-04.00000000r2") as api:
+        body = _recommend(api)
+        assert (body["strategy"], body["flags"]) == ("hybrid", [])
