@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,10 +34,13 @@ import pandas as pd
 from batch.evaluation.metrics import mean_metrics, popularity_percentile
 from evaluation.serving import ServingModel
 from feature_store.base import RequestFeatures, SessionEvent
+from feature_store.codecs import UserRecord
 from online.ranking import BlendParams, rank
+from online.reranker import LinearReranker
 from shared.errors import DataValidationError
 
 VARIANTS = ("popularity", "batch_only", "session_only", "hybrid")
+ALL_VARIANTS = (*VARIANTS, "reranked")  # reranked: only when a re-ranker is given
 RANKED_VARIANTS = ("batch_only", "session_only", "hybrid")
 POSITION_CAP = 10  # positions >= this share one bucket, "10+"
 REQUIRED_COLUMNS = ("session_id", "user_id", "item_id", "event_type", "position")
@@ -112,6 +115,54 @@ def _popular(serving: ServingModel, seen: set[int], width: int) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class Target:
+    """One next-item question of the replay: ``context`` is every event before step ``position``."""
+
+    session_id: str
+    user: UserRecord | None  # the session user's record in this version; None = unknown user
+    context: list[SessionEvent]
+    seen: set[int]  # item indices of the context
+    target: int  # item index of the next step's item
+    position: int  # t, the number of steps seen before the target
+
+
+@dataclass
+class TargetCounts:
+    sessions: int = 0
+    skipped_repeat: int = 0
+    skipped_unknown: int = 0
+    unknown_user_sessions: int = 0
+
+
+def iter_targets(
+    serving: ServingModel, sessions: pd.DataFrame, counts: TargetCounts | None = None
+) -> Iterator[tuple[list[SessionEvent], UserRecord | None, list[Target]]]:
+    """Per session (as ``sample_sessions`` returns them, in session-id order): its events, its user's
+    record and its scorable targets. Skips are counted into ``counts``; ``evaluation.reranker``
+    trains on exactly these targets, the replay scores them."""
+    counts = counts if counts is not None else TargetCounts()
+    index = serving.model.bundle.item_index
+    for session_id, frame in sessions.groupby("session_id", sort=True):
+        events = _session_events(frame)
+        user = serving.users.get(events[0].user_id or "")
+        counts.sessions += 1
+        counts.unknown_user_sessions += user is None
+        starts = _step_starts(events)
+        found = []
+        for t in range(1, len(starts)):
+            context = events[: starts[t]]
+            seen = {index[e.item_id] for e in context if e.item_id in index}
+            target = index.get(events[starts[t]].item_id)
+            if target is None:
+                counts.skipped_unknown += 1
+            elif target in seen:
+                counts.skipped_repeat += 1
+            else:
+                found.append(Target(str(session_id), user, context, seen, target, t))
+        yield events, user, found
+
+
 def replay_targets(
     serving: ServingModel,
     sessions: pd.DataFrame,
@@ -119,50 +170,44 @@ def replay_targets(
     params: BlendParams,
     progress: Callable[[int], None] | None = None,
     variants: Sequence[str] = VARIANTS,
+    reranker: LinearReranker | None = None,
 ) -> _Targets:
-    """Run ``variants`` (default: all) on every target of ``sessions`` (as ``sample_sessions`` returns them).
+    """Run ``variants`` (default: all but ``reranked``) on every target of ``sessions`` (as
+    ``sample_sessions`` returns them). ``reranked`` needs ``reranker``: it is ``hybrid`` with the
+    learned re-ranker passed to ``rank``, as the API routes a session request within its budget.
 
     Targets and skips do not depend on ``variants``; asking for fewer only saves ranking calls.
     """
-    unknown = set(variants) - set(VARIANTS)
+    unknown = set(variants) - set(ALL_VARIANTS)
     if unknown:
-        raise ValueError(f"unknown replay variant(s) {sorted(unknown)}; known: {VARIANTS}")
-    model, index = serving.model, serving.model.bundle.item_index
+        raise ValueError(f"unknown replay variant(s) {sorted(unknown)}; known: {ALL_VARIANTS}")
+    if "reranked" in variants and reranker is None:
+        raise ValueError("the reranked variant needs a re-ranker")
+    model = serving.model
     rows: dict[str, list[np.ndarray]] = {v: [] for v in variants}
     targets: list[int] = []
     positions: list[int] = []
-    strategies: dict[str, Counter] = {v: Counter() for v in RANKED_VARIANTS if v in rows}
-    skipped_repeat = skipped_unknown = unknown_users = 0
-    for _, frame in sessions.groupby("session_id", sort=True):
-        events = _session_events(frame)
-        user = serving.users.get(events[0].user_id or "")
-        unknown_users += user is None
+    strategies: dict[str, Counter] = {v: Counter() for v in (*RANKED_VARIANTS, "reranked") if v in rows}
+    counts = TargetCounts()
+    for _events, user, found in iter_targets(serving, sessions, counts):
         batch = rank(model, RequestFeatures(user, []), max_k, None, params)
         batch_row = _indices(serving, batch.item_ids, max_k)
-        starts = _step_starts(events)
-        for t in range(1, len(starts)):
-            context = events[: starts[t]]
-            seen = {index[e.item_id] for e in context if e.item_id in index}
-            target = index.get(events[starts[t]].item_id)
-            if target is None:
-                skipped_unknown += 1
-                continue
-            if target in seen:
-                skipped_repeat += 1
-                continue
+        for q in found:
             served = {"batch_only": batch}
             if "session_only" in rows:
-                served["session_only"] = rank(model, RequestFeatures(None, context), max_k, None, params)
+                served["session_only"] = rank(model, RequestFeatures(None, q.context), max_k, None, params)
             if "hybrid" in rows:
-                served["hybrid"] = rank(model, RequestFeatures(user, context), max_k, None, params)
+                served["hybrid"] = rank(model, RequestFeatures(user, q.context), max_k, None, params)
+            if "reranked" in rows:
+                served["reranked"] = rank(model, RequestFeatures(user, q.context), max_k, None, params, reranker)
             if "popularity" in rows:
-                rows["popularity"].append(_popular(serving, seen, max_k))
+                rows["popularity"].append(_popular(serving, q.seen, max_k))
             for name, ranked in served.items():
                 if name in rows:
                     rows[name].append(batch_row if name == "batch_only" else _indices(serving, ranked.item_ids, max_k))
                     strategies[name][ranked.strategy] += 1
-            targets.append(target)
-            positions.append(t)
+            targets.append(q.target)
+            positions.append(q.position)
         if progress is not None:
             progress(1)
     empty = np.empty((0, max_k), dtype=np.int64)
@@ -171,9 +216,9 @@ def replay_targets(
         targets=np.asarray(targets, dtype=np.int64),
         positions=np.asarray(positions, dtype=np.int64),
         strategies=strategies,
-        skipped_repeat=skipped_repeat,
-        skipped_unknown=skipped_unknown,
-        unknown_user_sessions=unknown_users,
+        skipped_repeat=counts.skipped_repeat,
+        skipped_unknown=counts.skipped_unknown,
+        unknown_user_sessions=counts.unknown_user_sessions,
     )
 
 
@@ -191,6 +236,7 @@ def evaluate_replay(
     params: BlendParams | None = None,
     progress: Callable[[int], None] | None = None,
     variants: Sequence[str] = VARIANTS,
+    reranker: LinearReranker | None = None,
 ) -> dict:
     """Replay a seeded sample of ``events``' sessions (see the module docstring); a JSON-ready dict::
 
@@ -208,7 +254,7 @@ def evaluate_replay(
     params = params or BlendParams()
     sessions = sample_sessions(events, max_sessions, seed)
     start = time.perf_counter()
-    out = replay_targets(serving, sessions, ks[-1], params, progress, variants)
+    out = replay_targets(serving, sessions, ks[-1], params, progress, variants, reranker)
     elapsed = time.perf_counter() - start
     if len(out.targets) == 0:
         raise DataValidationError("no replayable target: every session is too short or its items are unknown")
