@@ -5,8 +5,9 @@ out each user's latest items, trains ALS on the rest, evaluates ALS and populari
 refreshes user vectors on all data, and precomputes candidates, item neighbours, co-visitation
 neighbours and popularity into
 ``runs/date=YYYY-MM-DD/`` (see batch.artifacts). Idempotent: a rerun replaces the run atomically and,
-with the same input and settings, produces the same bytes. A tuned blend in
-``<data_dir>/tuning/best.json`` (``hybridrec tune``) is recorded as the manifest's ``params.blend``.
+with the same input and settings, produces the same bytes. A tuning result in
+``<data_dir>/tuning/best.json`` (``hybridrec tune``, see batch.tuned) supplies the ALS params (manifest
+``params.als_source`` says "tuning" or "settings") and the blend recorded as ``params.blend``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from batch.dataset import load_interactions, load_items
 from batch.evaluate import evaluate, temporal_split
 from batch.matrix import build_id_maps, confidence_matrix
 from batch.train import AlsParams, refresh_users, train_als
-from batch.tuned import read_tuned_blend
+from batch.tuned import read_tuned_als, read_tuned_blend
 from shared.config import Settings
 from shared.schemas import DATE_FORMAT, ITEM_COLUMNS
 
@@ -55,8 +56,9 @@ def partition_end(partition: dt.date) -> pd.Timestamp:
 def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> Path:
     """Build the complete run directory for ``partition`` and return its path."""
     timings: dict[str, float] = {}
-    params = AlsParams.from_settings(settings)
-    blend = read_tuned_blend(settings.tuning_path)  # read first: a bad file fails before any work
+    tuned_als = read_tuned_als(settings.tuning_path)  # read first: a bad file fails before any work
+    params = tuned_als or AlsParams.from_settings(settings)
+    blend = read_tuned_blend(settings.tuning_path)
     final = art.run_dir_for(settings.runs_dir, partition)
     reference_ts = partition_end(partition)
     with art.atomic_dir(final) as out:
@@ -122,6 +124,7 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
                 "n_holdout_users": len(holdout),
                 "params": {
                     **params.__dict__,
+                    "als_source": "settings" if tuned_als is None else "tuning",
                     "seed": settings.seed,
                     "confidence": settings.confidence,
                     "n_candidates": settings.n_candidates,

@@ -1,14 +1,17 @@
-"""The tuned blend a ``hybridrec tune`` run leaves for the next batch run: ``<data_dir>/tuning/best.json``.
+"""What a ``hybridrec tune`` run leaves for the next batch run: ``<data_dir>/tuning/best.json``.
 
 File format (written by ``evaluation.tuning``, read here)::
 
     {"best": {"weight_user": float, "weight_session": float, "weight_popularity": float,
-              "session_half_life": float},
-     "metric": "hybrid_hit_rate_at_10", "grid": [...], "split": {...}, "seed": int, ...}
+              "weight_covisit": float (optional), "session_half_life": float},
+     "als": {"factors": int, "regularization": float, "alpha": float, "iterations": int},
+     "metric": "hybrid_hit_rate_at_10", "grid": [...], "als_search": {...}, "split": {...}, "seed": int, ...}
 
-``run_batch`` copies ``best`` into the run's manifest as ``params.blend``; publishing carries it into
-the version meta, and the API ranks that version with it (``online.ranking.BlendParams.for_version``),
-so a blend always travels with the model it was published with.
+``run_batch`` trains with ``als`` when the file has it (a file written before the ALS search existed
+has no ``als`` and means "train with Settings") and copies ``best`` into the run's manifest as
+``params.blend``; publishing carries it into the version meta, and the API ranks that version with it
+(``online.ranking.BlendParams.for_version``), so a blend always travels with the model it was
+published with.
 """
 
 from __future__ import annotations
@@ -16,13 +19,31 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
+from batch.train import AlsParams
 from shared.errors import ConfigError
 
 # The same names as online.ranking.TUNABLE_FIELDS (a unit test keeps the two in step).
 BLEND_FIELDS = ("weight_user", "weight_session", "weight_popularity", "weight_covisit", "session_half_life")
 # Fields a tuning file may lack (it predates them): the API then serves their configured value.
 OPTIONAL_BLEND_FIELDS = ("weight_covisit",)
+ALS_INT_FIELDS = ("factors", "iterations")
+ALS_FLOAT_FIELDS = ("regularization", "alpha")
+_FIX = "rerun `hybridrec tune` or delete it"
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    """The tuning file as a dict, None when there is none; ConfigError when it is not a JSON object."""
+    if not path.exists():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not a tuning result ({exc!r}); {_FIX}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path} is not a tuning result (a JSON {type(doc).__name__}); {_FIX}")
+    return doc
 
 
 def read_tuned_blend(path: Path) -> dict[str, float] | None:
@@ -31,14 +52,48 @@ def read_tuned_blend(path: Path) -> dict[str, float] | None:
     Raises ConfigError for a file that exists but is not a usable blend (a silent fallback would
     publish the defaults while the operator believes the tuned weights are live).
     """
-    if not path.exists():
+    doc = _read(path)
+    if doc is None:
         return None
     try:
-        best = json.loads(path.read_text())["best"]
+        best = doc["best"]
         blend = {name: float(best[name]) for name in BLEND_FIELDS if name in best or name not in OPTIONAL_BLEND_FIELDS}
     except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path} is not a tuning result ({exc!r}); rerun `hybridrec tune` or delete it") from None
+        raise ConfigError(f"{path} is not a tuning result ({exc!r}); {_FIX}") from None
     bad = [n for n, v in blend.items() if not math.isfinite(v) or v < 0 or (n == "session_half_life" and v == 0)]
     if bad:
-        raise ConfigError(f"{path}: invalid blend value(s) for {bad}: {blend}; rerun `hybridrec tune` or delete it")
+        raise ConfigError(f"{path}: invalid blend value(s) for {bad}: {blend}; {_FIX}")
     return blend
+
+
+def _number(value: object, integer: bool) -> float:
+    """``value`` if it is a JSON number of the right kind (an int for ``integer``), else ValueError."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a finite {'integer' if integer else 'number'}")
+    return value
+
+
+def read_tuned_als(path: Path) -> AlsParams | None:
+    """``als`` of the tuning file at ``path``, or None when there is no file or it has no ``als``.
+
+    None means "train with Settings" (no tuning run, or one from before the ALS search). Raises
+    ConfigError for an ``als`` that is not four finite numbers (integer factors and iterations) in
+    ``AlsParams``' ranges, with the same reason as ``read_tuned_blend``: a silent fallback would train
+    with Settings while the operator believes the tuned model is live.
+    """
+    doc = _read(path)
+    if doc is None or "als" not in doc:
+        return None
+    als = doc["als"]
+    try:
+        if not isinstance(als, dict):
+            raise TypeError(f"'als' is a JSON {type(als).__name__}, not an object")
+        values = {n: _number(als[n], True) for n in ALS_INT_FIELDS}
+        values.update({n: float(_number(als[n], False)) for n in ALS_FLOAT_FIELDS})
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path} has no usable 'als' section ({exc!r}); {_FIX}") from None
+    try:
+        return AlsParams(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}; {_FIX}") from None

@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli.tune import als_grid, csv, parse_grid, run_tune
+from evaluation.search import WEIGHT_POPULARITY, WEIGHT_USER, AlsGrid
 from shared.config import Settings, get_settings
 from shared.errors import HybridrecError
 from shared.ids import date_range, parse_date
@@ -351,27 +353,31 @@ def tune(
     users: Annotated[int, typer.Option(min=2, help="Synthetic users.")] = 5_000,
     items: Annotated[int, typer.Option(min=20, help="Synthetic items.")] = 2_000,
     days: Annotated[int, typer.Option(min=3, help="Synthetic days: train, validate on L-1, test on L.")] = 15,
+    factors: Annotated[str, typer.Option(help="ALS factors to search, comma-separated.")] = csv(AlsGrid().factors),
+    regularization: Annotated[str, typer.Option(help="ALS regularizations to search.")] = csv(AlsGrid().regularization),
+    alpha: Annotated[str, typer.Option(help="ALS confidence scales to search.")] = csv(AlsGrid().alpha),
+    iterations: Annotated[str, typer.Option(help="ALS sweep counts to search.")] = csv(AlsGrid().iterations),
+    weight_user: Annotated[str, typer.Option(help="Blend weight_user values to search.")] = csv(WEIGHT_USER),
+    weight_popularity: Annotated[str, typer.Option(help="Blend weight_popularity values.")] = csv(WEIGHT_POPULARITY),
     data_dir: DataDir = None,
 ) -> None:
-    """Grid-search the blend weights on a validation replay; write <data-dir>/tuning/best.json for the next batch."""
-    import shutil
-
-    from evaluation.tuning import METRIC, TuneOptions, run_tuning
-
+    """Search ALS (coordinate search) then the blend on a validation replay; write <data-dir>/tuning/best.json."""
     if data is not EvalData.synthetic:
         raise typer.BadParameter("only --data synthetic has a validation day to tune on")
+    options = {
+        "seed": seed,
+        "max_sessions": max_sessions,
+        "users": users,
+        "items": items,
+        "days": days,
+        "als_grid": als_grid(factors, regularization, alpha, iterations),
+        "weight_user": parse_grid(weight_user, "--weight-user"),
+        "weight_popularity": parse_grid(weight_popularity, "--weight-popularity"),
+    }
     target = _settings(data_dir).tuning_path
-    out_dir = out or Path("var/tuning")
-    scratch = out_dir / "batch-data"
-    shutil.rmtree(scratch, ignore_errors=True)  # start clean: a stale partition would leak into training
-    settings = get_settings(data_dir=scratch, seed=seed)
-    opts = TuneOptions(target, seed, max_sessions, users, items, days)
-    result = run_tuning(settings, opts, console.print, _step_logger)
-    for name, row in result["test"].items():
-        console.print(
-            f"test {result['split']['test_replay_day']} {name:<7} {row['params']}: hybrid HitRate@10 "
-            f"{row[METRIC]:.4f} (batch-only {row['batch_only_hit_rate_at_10']:.4f}, {row['n_targets']} targets)"
-        )
+    run_tune(
+        target, out or Path("var/tuning"), lambda d: get_settings(data_dir=d, seed=seed), options, console, _step_logger
+    )
     typer.echo(str(target))
 
 

@@ -1,35 +1,67 @@
-"""``hybridrec tune``: choose the online blend weights on a validation replay, never on the test replay.
+"""``hybridrec tune``: choose the ALS hyper-parameters, then the online blend, on a validation split.
 
 Split (synthetic data ending on day L, ``evaluation.datasets``):
 
-- validation: batch trained through L-2, replaying the sessions that start on L-1; every grid point is
-  scored here by hybrid HitRate@10 (``evaluation.replay``, through ``online.ranking.rank``);
+- validation: batch trained through L-2, replaying the sessions that start on L-1. Every choice is
+  made here;
 - test: batch trained through L-1, replaying the sessions of day L (what ``hybridrec evaluate``
-  reports); scored once with the configured blend and once with the chosen one, after the choice.
+  reports). It is scored only after both choices are made: Settings ALS and tuned ALS, each with the
+  configured and with the tuned blend. So the gain, and how much of it each stage brings, is measured
+  on sessions no choice saw.
 
-Only ratios of the weights matter (the blend is a weighted sum of z-scores ranked per request), so
-``weight_session`` stays fixed and ``weight_user`` / ``weight_popularity`` vary. The chosen point is
-the first grid point (in grid order) with the highest validation HitRate@10. The result is written to
-``Settings.tuning_path`` (format in ``batch.tuned``), which the next batch run publishes with its model.
+Metric, both stages: hybrid HitRate@10 of the validation replay (``evaluation.replay``, through
+``online.ranking.rank``, the API's code). It scores the ALS model as well as the blend because the ALS
+factors feed every signal the API blends: the user vector and its precomputed candidates, the session
+vector (built from item factors), and the item neighbours. Batch-only HitRate@10, or a static NDCG@10
+of the L-2 model, would judge the user half only; the replay's batch-only HitRate@10 is recorded per
+ALS point for reference.
+
+Stage 1, ALS: one pass of coordinate search (``evaluation.search``) from the Settings point over
+factors, regularization, alpha, iterations. Each point is one batch run through L-2 with those params
+(``Settings.model_copy``), replayed with the configured blend right after its run: every point writes
+the same ``runs/date=L-2``, so each is scored before the next overwrites it, and the best point's
+serving model is kept in memory for stage 2. Stage 2, blend: every (weight_user, weight_popularity)
+pair on that model. ``weight_session`` stays fixed because only ratios of the weights matter (the
+blend is a weighted sum of z-scores ranked per request).
+
+Ties: the first point in scoring (grid) order with the highest validation score wins. The result is
+written to ``TuneOptions.result_path`` (format in ``batch.tuned``); the next batch run in that data dir
+trains with its ``als`` and publishes its ``best`` blend.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from batch.artifacts import write_json
+import pandas as pd
+
+from batch.artifacts import read_json, write_json
+from batch.generate import SyntheticData
+from batch.train import AlsParams
 from batch.tuned import BLEND_FIELDS
-from evaluation.datasets import SYNTHETIC_END, StepLog, ingest_synthetic, synthetic_split
+from evaluation.datasets import SYNTHETIC_END, Prepared, StepLog, ingest_synthetic, synthetic_split
 from evaluation.replay import evaluate_replay
-from evaluation.serving import serving_model
+from evaluation.search import (
+    ALS_AXES,
+    WEIGHT_POPULARITY,
+    WEIGHT_USER,
+    AlsGrid,
+    coordinate_search,
+    first_argmax,
+    n_scores,
+)
+from evaluation.serving import ServingModel, serving_model
 from online.ranking import BlendParams
 from shared.config import Settings
+from shared.errors import ConfigError
 
 METRIC = "hybrid_hit_rate_at_10"
+BATCH_METRIC = "batch_only_hit_rate_at_10"
 
 
 @dataclass(frozen=True)
@@ -40,8 +72,19 @@ class TuneOptions:
     users: int = 5_000
     items: int = 2_000
     days: int = 15
-    weight_user: Sequence[float] = (0.0, 0.1, 0.25, 0.5, 1.0)
-    weight_popularity: Sequence[float] = (0.0, 0.1, 0.2)
+    weight_user: Sequence[float] = WEIGHT_USER
+    weight_popularity: Sequence[float] = WEIGHT_POPULARITY
+    als_grid: AlsGrid = field(default_factory=AlsGrid)
+
+
+@dataclass(frozen=True)
+class AlsChoice:
+    """Stage 1's outcome: the chosen params, every scored point, and what stage 2 needs of the winner."""
+
+    params: AlsParams
+    rows: list[dict]  # one per scored point, in scoring order: params, scores, seconds
+    serving: ServingModel  # the chosen point's validation model, as the API would hold it
+    events: pd.DataFrame  # the validation replay sessions (the same for every point)
 
 
 def grid(base: BlendParams, opts: TuneOptions) -> list[BlendParams]:
@@ -57,81 +100,186 @@ def blend_dict(params: BlendParams) -> dict[str, float]:
     return {name: float(getattr(params, name)) for name in BLEND_FIELDS}
 
 
-def _hit_rate(replay: dict, variant: str) -> float:
-    return float(replay["variants"][variant]["10"]["hit_rate"])
+def als_dict(params: AlsParams) -> dict[str, float]:
+    """What ``als`` holds and ``batch.tuned.read_tuned_als`` reads back (factors, iterations stay ints)."""
+    return {name: getattr(params, name) for name in ALS_AXES}
+
+
+def _split(settings: Settings, als: AlsParams, data: SyntheticData, replay_day: dt.date, log: StepLog) -> Prepared:
+    """``synthetic_split`` with ``als`` in place of Settings' ALS params; checks the run trained with them."""
+    update = {f"als_{name}": value for name, value in als_dict(als).items()}
+    split = synthetic_split(settings.model_copy(update=update), data, replay_day, log)
+    used = read_json(split.run_dir / "manifest.json")["params"]
+    if used.get("als_source") != "settings" or {n: used[n] for n in ALS_AXES} != als_dict(als):
+        raise ConfigError(f"the batch run {split.run_dir} did not train with {als}; is a tuning file in the way?")
+    return split
+
+
+def _scores(serving: ServingModel, events: pd.DataFrame, opts: TuneOptions, blend: BlendParams, both: bool) -> dict:
+    """Validation or test scores of one (model, blend): hybrid HitRate@10 (+ batch-only when ``both``)."""
+    variants = ("batch_only", "hybrid") if both else ("hybrid",)
+    replay = evaluate_replay(serving, events, (10,), opts.seed, opts.max_sessions, blend, variants=variants)
+    hit = {v: float(replay["variants"][v]["10"]["hit_rate"]) for v in variants}
+    return {
+        METRIC: hit["hybrid"],
+        **({BATCH_METRIC: hit["batch_only"]} if both else {}),
+        "n_sessions": replay["data"]["n_sessions"],
+        "n_targets": replay["data"]["n_targets"],
+    }
+
+
+def search_als(settings: Settings, data: SyntheticData, opts: TuneOptions, say: Callable[[str], None]) -> AlsChoice:
+    """Stage 1 on validation (module docstring), scored with the configured blend."""
+    day, start = SYNTHETIC_END - dt.timedelta(days=1), AlsParams.from_settings(settings)
+    blend, total = BlendParams.from_settings(settings), n_scores(start, opts.als_grid)
+    rows: list[dict] = []
+    leader: list[tuple[float, AlsParams, ServingModel, pd.DataFrame]] = []  # the best so far, one entry
+
+    def score(als: AlsParams) -> float:
+        t0 = time.perf_counter()
+        split = _split(settings, als, data, day, _quiet)
+        serving = serving_model(split.run_dir, settings.popular_n)  # in memory: the next run overwrites the dir
+        row = {"params": als_dict(als), **_scores(serving, split.replay_events, opts, blend, both=True)}
+        row["seconds"] = round(time.perf_counter() - t0, 2)
+        rows.append(row)
+        if not leader or row[METRIC] > leader[0][0]:  # strict: a tie keeps the earlier point, as the search does
+            leader[:] = [(row[METRIC], als, serving, split.replay_events)]
+        say(
+            f"  [{len(rows):>2}/{total}] factors={als.factors:<4} regularization={als.regularization:<5} "
+            f"alpha={als.alpha:<5} iterations={als.iterations:<3} HitRate@10={row[METRIC]:.4f} "
+            f"(batch-only {row[BATCH_METRIC]:.4f}) {row['seconds']:5.1f}s"
+        )
+        return row[METRIC]
+
+    best, _ = coordinate_search(start, opts.als_grid, score)
+    _, kept, serving, events = leader[0]
+    if kept != best:  # cannot happen while both use the first-best rule; guards the serving model's identity
+        raise RuntimeError(f"ALS search chose {best} but kept the model of {kept}")
+    return AlsChoice(best, rows, serving, events)
+
+
+def search_blend(
+    serving: ServingModel, events: pd.DataFrame, opts: TuneOptions, base: BlendParams, say: Callable[[str], None]
+) -> tuple[BlendParams, list[dict]]:
+    """Stage 2 on validation: the chosen blend and every grid point's row, on the chosen ALS model."""
+    points = grid(base, opts)
+    rows = []
+    for i, params in enumerate(points, 1):
+        rows.append({"params": blend_dict(params), **_scores(serving, events, opts, params, both=False)})
+        say(
+            f"  [{i:>2}/{len(points)}] weight_user={params.weight_user:<5} "
+            f"weight_popularity={params.weight_popularity:<5} HitRate@10={rows[-1][METRIC]:.4f}"
+        )
+    return points[first_argmax([r[METRIC] for r in rows])], rows
+
+
+TEST_ROWS = {"default": (0, 0), "blend_only": (0, 1), "als_only": (1, 0), "tuned": (1, 1)}  # (ALS, blend) index
+
+
+def score_test(
+    settings: Settings,
+    data: SyntheticData,
+    opts: TuneOptions,
+    als: tuple[AlsParams, AlsParams],
+    blends: tuple[BlendParams, BlendParams],
+    log: StepLog,
+) -> dict[str, dict]:
+    """The test day for (Settings, tuned) ALS x (configured, tuned) blend: ``TEST_ROWS`` name -> row.
+
+    One batch run per distinct ALS point; both write ``runs/date=L-1``, so each is replayed before the next.
+    """
+    scores: dict[tuple[AlsParams, BlendParams], dict] = {}
+    for params in dict.fromkeys(als):
+        split = _split(settings, params, data, SYNTHETIC_END, log)
+        serving = serving_model(split.run_dir, settings.popular_n)
+        for blend in dict.fromkeys(blends):
+            scores[params, blend] = _scores(serving, split.replay_events, opts, blend, both=True)
+    return {
+        name: {"als": als_dict(als[a]), "params": blend_dict(blends[b]), **scores[als[a], blends[b]]}
+        for name, (a, b) in TEST_ROWS.items()
+    }
+
+
+def _quiet(_name: str, _seconds: float) -> None:
+    return None
 
 
 def run_tuning(settings: Settings, opts: TuneOptions, say: Callable[[str], None], log: StepLog) -> dict:
-    """Grid-search the blend on the validation replay, write ``opts.result_path``, score test; the result dict.
+    """Search ALS then the blend on validation, score test, write ``opts.result_path``; the result dict.
 
-    ``settings.data_dir`` is scratch space for the synthetic data and the two batch runs.
+    ``settings.data_dir`` is scratch space for the synthetic data and every batch run; it must not
+    hold a tuning file (its ``als`` would replace the params under test in every run).
     """
     if opts.days < 3:
         raise ValueError(f"tuning needs >= 3 days (train, validate, test), got {opts.days}")
-    validation_day = SYNTHETIC_END - dt.timedelta(days=1)
-    say(f"1/4 generating {opts.users} users x {opts.items} items x {opts.days} days into {settings.data_dir}")
+    if settings.tuning_path.exists():
+        raise ConfigError(f"{settings.tuning_path} would override every searched point; tune into an empty data dir")
+    clock = _Clock()
+    val_day = SYNTHETIC_END - dt.timedelta(days=1)
+    train_day = val_day - dt.timedelta(days=1)
+    default_als, default_blend = AlsParams.from_settings(settings), BlendParams.from_settings(settings)
+    say(f"1/5 generating {opts.users} users x {opts.items} items x {opts.days} days into {settings.data_dir}")
     data = ingest_synthetic(settings, opts.users, opts.items, opts.days, opts.seed)
+    clock.lap("data")
 
-    say(f"2/4 validation: batch through {validation_day - dt.timedelta(days=1)}, replay {validation_day}")
-    val = synthetic_split(settings, data, validation_day, log)
-    val_serving = serving_model(val.run_dir, settings.popular_n)
-    default = BlendParams.from_settings(settings)
-    points = grid(default, opts)
-    results = []
-    for i, params in enumerate(points, 1):
-        replay = evaluate_replay(
-            val_serving, val.replay_events, (10,), opts.seed, opts.max_sessions, params, variants=("hybrid",)
-        )
-        results.append({"params": blend_dict(params), METRIC: _hit_rate(replay, "hybrid")})
-        say(
-            f"  [{i:>2}/{len(points)}] weight_user={params.weight_user:<5} "
-            f"weight_popularity={params.weight_popularity:<5} HitRate@10={results[-1][METRIC]:.4f}"
-        )
-    val_data = replay["data"]
-    best_i = max(range(len(results)), key=lambda i: (results[i][METRIC], -i))  # first of the best
-    best = points[best_i]
-    say(f"  best: {blend_dict(best)} validation HitRate@10 {results[best_i][METRIC]:.4f}")
+    say(f"2/5 ALS search on validation: batch through {train_day}, replay {val_day}, configured blend")
+    als = search_als(settings, data, opts, say)
+    als_row = next(r for r in als.rows if r["params"] == als_dict(als.params))
+    say(f"  best ALS: {als_dict(als.params)} validation HitRate@10 {als_row[METRIC]:.4f} ({clock.lap('als')}s)")
 
-    say(f"3/4 test: batch through {validation_day}, replay {SYNTHETIC_END} with the default and the tuned blend")
-    test = synthetic_split(settings, data, SYNTHETIC_END, log)
-    test_serving = serving_model(test.run_dir, settings.popular_n)
-    test_scores = {}
-    for name, params in (("default", default), ("tuned", best)):
-        replay = evaluate_replay(
-            test_serving,
-            test.replay_events,
-            (10,),
-            opts.seed,
-            opts.max_sessions,
-            params,
-            variants=("batch_only", "hybrid"),
-        )
-        test_scores[name] = {
-            "params": blend_dict(params),
-            METRIC: _hit_rate(replay, "hybrid"),
-            "batch_only_hit_rate_at_10": _hit_rate(replay, "batch_only"),
-            "n_sessions": replay["data"]["n_sessions"],
-            "n_targets": replay["data"]["n_targets"],
-        }
+    say(f"3/5 blend search on validation with the chosen ALS ({len(grid(default_blend, opts))} points)")
+    blend, blend_rows = search_blend(als.serving, als.events, opts, default_blend, say)
+    blend_row = blend_rows[[r["params"] for r in blend_rows].index(blend_dict(blend))]
+    say(f"  best blend: {blend_dict(blend)} validation HitRate@10 {blend_row[METRIC]:.4f} ({clock.lap('blend')}s)")
 
+    say(f"4/5 test: batch through {val_day}, replay {SYNTHETIC_END}; Settings and tuned ALS x both blends")
+    test = score_test(settings, data, opts, (default_als, als.params), (default_blend, blend), log)
+    clock.lap("test")
     result = {
-        "best": blend_dict(best),
+        "als": als_dict(als.params),
+        "best": blend_dict(blend),
         "metric": METRIC,
-        "best_validation": results[best_i][METRIC],
-        "validation": {"n_sessions": val_data["n_sessions"], "n_targets": val_data["n_targets"]},
-        "grid": results,
+        "best_validation": blend_row[METRIC],
+        "validation": {k: blend_row[k] for k in ("n_sessions", "n_targets")},
+        "grid": blend_rows,
+        "blend_grid": {"weight_user": list(opts.weight_user), "weight_popularity": list(opts.weight_popularity)},
+        "als_search": {
+            "method": "coordinate search, one pass from the Settings point (evaluation.search)",
+            "start": als_dict(default_als),
+            "grid": opts.als_grid.as_dict(),
+            "blend": blend_dict(default_blend),
+            "points": als.rows,
+            "best_validation": als_row[METRIC],
+        },
         "split": {
-            "validation_train_through": str(validation_day - dt.timedelta(days=1)),
-            "validation_replay_day": str(validation_day),
-            "test_train_through": str(validation_day),
+            "validation_train_through": str(train_day),
+            "validation_replay_day": str(val_day),
+            "test_train_through": str(val_day),
             "test_replay_day": str(SYNTHETIC_END),
         },
         "seed": opts.seed,
         "data": {"name": "synthetic", "users": opts.users, "items": opts.items, "days": opts.days},
         "max_sessions": opts.max_sessions,
-        "test": test_scores,
+        "test": test,
+        "timings_s": {**clock.laps, "total": clock.total()},
     }
-    say(f"4/4 writing {opts.result_path} (the next batch run in that data dir publishes the blend)")
+    say(f"5/5 writing {opts.result_path} (the next batch run in that data dir trains and publishes with it)")
     opts.result_path.parent.mkdir(parents=True, exist_ok=True)
     write_json(opts.result_path, result)
     return result
+
+
+class _Clock:
+    """Wall seconds per stage (``laps``) and since construction (``total``), rounded to 0.1 s."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> float:
+        now = time.perf_counter()
+        self.laps[name], self.last = round(now - self.last, 1), now
+        return self.laps[name]
+
+    def total(self) -> float:
+        return round(time.perf_counter() - self.start, 1)

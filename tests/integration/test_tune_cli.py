@@ -1,85 +1,146 @@
 """`hybridrec tune --data synthetic` on a small world, then the next `run-batch` in that data dir.
 
-Checks the saved result (grid, split dates, seed, argmax) and that the chosen blend reaches the
-version meta the API ranks with (run manifest -> batch.publish.version_data -> BlendParams.for_version).
+Checks the saved result (ALS points, blend grid, split dates, seed, argmax), that the reported
+validation scores are those of day L-1 with a model trained through L-2 (recomputed independently
+here, so no test-day number could have driven a choice), and that the chosen ALS params and blend reach
+the next batch run and the version meta the API ranks with.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from batch.artifacts import RunArtifacts
 from batch.publish import version_data
+from evaluation.datasets import SYNTHETIC_END, ingest_synthetic, synthetic_split
+from evaluation.replay import evaluate_replay
+from evaluation.serving import serving_model
 from online.ranking import BlendParams
+from shared.config import get_settings
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent / "hybridrec"
+WORLD = {"users": 400, "items": 150, "days": 5, "seed": 3, "max_sessions": 150}
+ALS_GRID = ["--factors", "4,8", "--regularization", "0.05", "--alpha", "4", "--iterations", "15"]
+BLEND_GRID = ["--weight-user", "0,0.5,1", "--weight-popularity", "0,0.4"]
+METRIC = "hybrid_hit_rate_at_10"
 
 
-def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+def _env(**settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYBRIDREC_")}
+    return env | {f"HYBRIDREC_{k.upper()}": v for k, v in settings.items()}
+
+
+def _run(args: list[str], env: dict[str, str], code: int = 0) -> subprocess.CompletedProcess:
     proc = subprocess.run([str(BIN), *args], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == code, proc.stderr
     return proc
 
 
 @pytest.fixture(scope="module")
-def tuned(tmp_path_factory) -> tuple[Path, dict, str, dict[str, str]]:
+def tuned(tmp_path_factory) -> tuple[Path, dict, str]:
     root = tmp_path_factory.mktemp("tune")
     data_dir = root / "out" / "batch-data"  # tune into the scratch data dir, so a run-batch can follow
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYBRIDREC_")}
-    env["HYBRIDREC_ALS_FACTORS"] = "8"
-    args = ["tune", "--data", "synthetic", "--users", "400", "--items", "150", "--days", "5", "--max-sessions", "150"]
-    proc = _run([*args, "--seed", "3", "--out", str(root / "out"), "--data-dir", str(data_dir)], env)
+    world = [x for k, v in WORLD.items() for x in (f"--{k.replace('_', '-')}", str(v))]
+    args = ["tune", "--data", "synthetic", *world, *ALS_GRID, *BLEND_GRID]
+    proc = _run([*args, "--out", str(root / "out"), "--data-dir", str(data_dir)], _env(als_factors="8"))
     result = json.loads((data_dir / "tuning" / "best.json").read_text())
-    return data_dir, result, proc.stderr, env
+    return data_dir, result, proc.stderr
 
 
-def test_result_records_every_grid_point_the_split_and_the_seed(tuned) -> None:
-    _, result, stderr, _ = tuned
-    assert len(result["grid"]) == 15
-    assert {tuple(sorted(p["params"])) for p in result["grid"]} == {
-        ("session_half_life", "weight_popularity", "weight_session", "weight_user")
+def test_result_records_every_point_the_split_and_the_seed(tuned) -> None:
+    _, result, stderr = tuned
+    search = result["als_search"]
+    assert search["start"] == {"factors": 8, "regularization": 0.05, "alpha": 4.0, "iterations": 15}  # Settings
+    assert search["grid"] == {"factors": [4, 8], "regularization": [0.05], "alpha": [4.0], "iterations": [15]}
+    assert [p["params"]["factors"] for p in search["points"]] == [8, 4]  # the start first, then the sweep
+    assert len({p[METRIC] for p in search["points"]}) == 2  # the factors change what is served
+    assert result["als"] in [p["params"] for p in search["points"]]
+    assert len(result["grid"]) == 6
+    assert {(p["params"]["weight_user"], p["params"]["weight_popularity"]) for p in result["grid"]} == {
+        (u, w) for u in (0.0, 0.5, 1.0) for w in (0.0, 0.4)
     }
     assert {p["params"]["weight_session"] for p in result["grid"]} == {1.0}
-    assert all(0.0 <= p["hybrid_hit_rate_at_10"] <= 1.0 for p in result["grid"])
-    assert len({p["hybrid_hit_rate_at_10"] for p in result["grid"]}) > 1  # the weights change the ranking
     assert result["split"] == {
         "validation_train_through": "2026-01-29",
         "validation_replay_day": "2026-01-30",
         "test_train_through": "2026-01-30",
         "test_replay_day": "2026-01-31",
     }
-    assert result["seed"] == 3 and result["metric"] == "hybrid_hit_rate_at_10"
-    assert stderr.count("HitRate@10=") == 15 and "best:" in stderr
+    assert result["seed"] == 3 and result["metric"] == METRIC
+    assert stderr.count("HitRate@10=") == 2 + 6 and "best ALS:" in stderr and "best blend:" in stderr
 
 
-def test_chosen_point_is_the_first_argmax_of_the_validation_metric(tuned) -> None:
+def test_each_choice_is_the_first_argmax_of_its_validation_scores(tuned) -> None:
     result = tuned[1]
-    scores = [p["hybrid_hit_rate_at_10"] for p in result["grid"]]
-    best = scores.index(max(scores))
-    assert result["best"] == result["grid"][best]["params"]
-    assert result["best_validation"] == max(scores)
+    for rows, chosen, best in (
+        (result["als_search"]["points"], result["als"], result["als_search"]["best_validation"]),
+        (result["grid"], result["best"], result["best_validation"]),
+    ):
+        scores = [p[METRIC] for p in rows]
+        assert chosen == rows[scores.index(max(scores))]["params"]
+        assert best == max(scores)
 
 
-def test_test_day_is_scored_with_both_blends_on_the_same_sessions(tuned) -> None:
-    test = tuned[1]["test"]
-    assert test["tuned"]["params"] == tuned[1]["best"]
-    assert test["default"]["params"]["weight_user"] == 1.0  # the Settings default
-    assert test["default"]["n_targets"] == test["tuned"]["n_targets"] > 0
-    assert all(0.0 <= test[b]["hybrid_hit_rate_at_10"] <= 1.0 for b in ("default", "tuned"))
+def test_reported_validation_scores_are_day_l_minus_1_of_a_model_trained_through_l_minus_2(tuned, tmp_path) -> None:
+    """Recomputed outside `tune`: the chosen points' scores come from validation data, never the test day."""
+    result = tuned[1]
+    settings = get_settings(data_dir=tmp_path, seed=3, **{f"als_{k}": v for k, v in result["als"].items()})
+    data = ingest_synthetic(settings, WORLD["users"], WORLD["items"], WORLD["days"], WORLD["seed"])
+    val = synthetic_split(settings, data, SYNTHETIC_END - dt.timedelta(days=1), lambda *_: None)
+    serving = serving_model(val.run_dir, settings.popular_n)
+
+    def hit_rate(blend: dict) -> float:
+        params = dataclasses.replace(BlendParams.from_settings(settings), **blend)
+        replay = evaluate_replay(
+            serving, val.replay_events, (10,), 3, WORLD["max_sessions"], params, variants=("hybrid",)
+        )
+        return replay["variants"]["hybrid"]["10"]["hit_rate"]
+
+    assert hit_rate(result["als_search"]["blend"]) == result["als_search"]["best_validation"]
+    assert hit_rate(result["best"]) == result["best_validation"]
+    assert result["test"]["tuned"][METRIC] != result["best_validation"]  # the test day is another sample
 
 
-def test_next_batch_run_publishes_the_tuned_blend(tuned) -> None:
-    data_dir, result, _, env = tuned
-    _run(["run-batch", "--date", "2026-01-31", "--data-dir", str(data_dir)], env)
+def test_test_day_scores_both_als_points_with_both_blends_on_the_same_sessions(tuned) -> None:
+    result = tuned[1]
+    test = result["test"]
+    assert set(test) == {"default", "blend_only", "als_only", "tuned"}
+    start, default_blend = result["als_search"]["start"], result["als_search"]["blend"]
+    assert (test["default"]["als"], test["default"]["params"]) == (start, default_blend)
+    assert (test["blend_only"]["als"], test["blend_only"]["params"]) == (start, result["best"])
+    assert (test["als_only"]["als"], test["als_only"]["params"]) == (result["als"], default_blend)
+    assert (test["tuned"]["als"], test["tuned"]["params"]) == (result["als"], result["best"])
+    assert default_blend["weight_user"] == 1.0  # the Settings default
+    assert len({row["n_targets"] for row in test.values()}) == 1 and test["tuned"]["n_targets"] > 0
+    assert all(0.0 <= row[m] <= 1.0 for row in test.values() for m in (METRIC, "batch_only_hit_rate_at_10"))
+
+
+def test_next_batch_run_trains_with_the_tuned_als_and_publishes_the_tuned_blend(tuned) -> None:
+    data_dir, result, _ = tuned
+    _run(["run-batch", "--date", "2026-01-31", "--data-dir", str(data_dir)], _env(als_factors="16"))  # not in grid
     run_dir = data_dir / "runs" / "date=2026-01-31"
-    assert json.loads((run_dir / "manifest.json").read_text())["params"]["blend"] == result["best"]
+    params = json.loads((run_dir / "manifest.json").read_text())["params"]
+    assert params["als_source"] == "tuning" and {k: params[k] for k in result["als"]} == result["als"]
+    assert params["blend"] == result["best"]
+    with np.load(run_dir / "model.npz", allow_pickle=False) as model:
+        assert model["item_factors"].shape[1] == result["als"]["factors"]
     meta = version_data(RunArtifacts.load(run_dir), popular_n=50).meta
     served = BlendParams().for_version(meta)
     assert {k: getattr(served, k) for k in result["best"]} == result["best"]
+
+
+def test_junk_in_a_grid_option_fails_before_any_work(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = _run(["tune", "--data", "synthetic", "--alpha", "4,x", "--out", str(out)], _env(), code=2)
+    assert "--alpha" in proc.stderr and "'x'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()

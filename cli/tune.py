@@ -1,0 +1,92 @@
+"""``hybridrec tune`` glue: grid options as comma-separated lists, the scratch dir, the printed result.
+
+Each grid value is checked by the very constraints of the Settings field it will be set as (so a grid
+cannot hold a value a batch run would refuse), and must be finite; a list must be non-empty and
+without repeats. Bad input raises ``typer.BadParameter`` naming the option. Nothing heavy is imported
+at module level: the command line shows the default grids without loading the training code.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import TypeAdapter, ValidationError
+from rich.console import Console
+
+from evaluation.search import AlsGrid
+from shared.config import Settings
+
+# option -> the Settings field each of its values is validated as
+GRID_SETTINGS = {
+    "--factors": "als_factors",
+    "--regularization": "als_regularization",
+    "--alpha": "als_alpha",
+    "--iterations": "als_iterations",
+    "--weight-user": "weight_user",
+    "--weight-popularity": "weight_popularity",
+}
+
+
+def csv(values: Sequence[float]) -> str:
+    """``values`` as an option's default text: ``(1.0, 4.0, 0.05)`` -> ``"1,4,0.05"``."""
+    return ",".join(f"{v:g}" for v in values)
+
+
+def parse_grid(text: str, option: str) -> tuple[Any, ...]:
+    """The values of a comma-separated ``option`` (a key of ``GRID_SETTINGS``), in the order given."""
+    info = Settings.model_fields[GRID_SETTINGS[option]]
+    adapter = TypeAdapter(Annotated[(info.annotation, *info.metadata)])
+    values: list[Any] = []
+    for token in text.split(","):
+        try:
+            value = adapter.validate_python(token.strip())
+        except ValidationError as exc:
+            raise typer.BadParameter(
+                f"{token.strip()!r} in {text!r}: {exc.errors()[0]['msg']}", param_hint=option
+            ) from None
+        if not math.isfinite(value):
+            raise typer.BadParameter(f"{token.strip()!r} in {text!r} is not finite", param_hint=option)
+        if value in values:
+            raise typer.BadParameter(f"{text!r} lists {value:g} twice", param_hint=option)
+        values.append(value)
+    return tuple(values)
+
+
+def als_grid(factors: str, regularization: str, alpha: str, iterations: str) -> AlsGrid:
+    return AlsGrid(
+        factors=parse_grid(factors, "--factors"),
+        regularization=parse_grid(regularization, "--regularization"),
+        alpha=parse_grid(alpha, "--alpha"),
+        iterations=parse_grid(iterations, "--iterations"),
+    )
+
+
+def run_tune(
+    target: Path,
+    out_dir: Path,
+    settings_for: Callable[[Path], Settings],
+    options: dict[str, Any],
+    console: Console,
+    log: Callable[[str, float], None],
+) -> None:
+    """Tune in ``out_dir/batch-data`` (emptied first), write ``target``, print the test-day table.
+
+    ``options``: ``evaluation.tuning.TuneOptions`` fields other than ``result_path``, already parsed.
+    """
+    from evaluation.tuning import BATCH_METRIC, METRIC, TuneOptions, run_tuning
+
+    scratch = out_dir / "batch-data"
+    shutil.rmtree(scratch, ignore_errors=True)  # start clean: a stale partition would leak into training
+    result = run_tuning(settings_for(scratch), TuneOptions(target, **options), console.print, log)
+    for name, row in result["test"].items():
+        console.print(
+            f"test {result['split']['test_replay_day']} {name:<10} ALS {row['als']} blend weight_user="
+            f"{row['params']['weight_user']:g} weight_popularity={row['params']['weight_popularity']:g}: "
+            f"hybrid HitRate@10 {row[METRIC]:.4f} (batch-only {row[BATCH_METRIC]:.4f}, {row['n_targets']} targets)"
+        )
+    console.print(f"tuned in {result['timings_s']['total']:.0f}s ({result['timings_s']})")

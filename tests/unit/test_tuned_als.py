@@ -1,0 +1,96 @@
+"""Tuned ALS params travel from ``best.json`` into the next batch run: the reader's strictness, the run's use."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from batch.artifacts import read_json
+from batch.pipeline import run_batch
+from batch.train import AlsParams
+from batch.tuned import read_tuned_als, read_tuned_blend
+from evaluation.datasets import SYNTHETIC_END, ingest_synthetic
+from shared.config import get_settings
+from shared.errors import ConfigError
+
+BLEND = {"weight_user": 0.25, "weight_session": 1.0, "weight_popularity": 0.4, "session_half_life": 3.0}
+ALS = {"factors": 6, "regularization": 0.2, "alpha": 10.0, "iterations": 3}
+
+
+def _write(path: Path, doc: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_a_valid_als_section_is_read_as_params(tmp_path: Path) -> None:
+    path = _write(tmp_path / "best.json", {"best": BLEND, "als": {**ALS, "note": "extra keys are ignored"}})
+    assert read_tuned_als(path) == AlsParams(factors=6, regularization=0.2, alpha=10.0, iterations=3)
+    assert read_tuned_blend(path) == BLEND
+
+
+def test_no_file_or_a_file_from_before_the_als_search_means_settings(tmp_path: Path) -> None:
+    assert read_tuned_als(tmp_path / "missing.json") is None
+    old = _write(tmp_path / "best.json", {"best": BLEND, "grid": [], "metric": "hybrid_hit_rate_at_10"})
+    assert read_tuned_als(old) is None
+    assert read_tuned_blend(old) == BLEND  # and the old file's blend still holds
+
+
+@pytest.mark.parametrize(
+    ("als", "message"),
+    [
+        ({k: v for k, v in ALS.items() if k != "alpha"}, "KeyError"),
+        ({**ALS, "factors": 6.5}, "not a finite integer"),
+        ({**ALS, "factors": "64"}, "not a finite integer"),
+        ({**ALS, "iterations": True}, "not a finite integer"),
+        ({**ALS, "regularization": "0.1"}, "not a finite number"),
+        ({**ALS, "regularization": float("nan")}, "not a finite number"),
+        ({**ALS, "factors": 0}, "factors >= 1"),
+        ({**ALS, "alpha": 0.0}, "alpha > 0"),
+        ([6, 0.2, 10.0, 3], "not an object"),
+        (None, "not an object"),
+    ],
+)
+def test_a_malformed_als_section_is_refused(tmp_path: Path, als: object, message: str) -> None:
+    path = _write(tmp_path / "best.json", {"best": BLEND, "als": als})
+    with pytest.raises(ConfigError, match=message):
+        read_tuned_als(path)
+
+
+def test_a_file_that_is_not_a_json_object_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "best.json"
+    path.write_text("{not json")
+    with pytest.raises(ConfigError, match="not a tuning result"):
+        read_tuned_als(path)
+    _write(path, [ALS])
+    with pytest.raises(ConfigError, match="not a tuning result"):
+        read_tuned_als(path)
+
+
+def test_run_batch_trains_with_the_tuned_params_and_says_so(tmp_path: Path) -> None:
+    settings = get_settings(data_dir=tmp_path / "data", als_factors=4, als_iterations=2)
+    ingest_synthetic(settings, users=120, items=40, days=3, seed=5)
+    plain = read_json(run_batch(settings, SYNTHETIC_END) / "manifest.json")
+    assert plain["params"]["als_source"] == "settings" and plain["params"]["factors"] == 4
+
+    _write(settings.tuning_path, {"best": BLEND, "als": ALS})
+    run_dir = run_batch(settings, SYNTHETIC_END)
+    tuned = read_json(run_dir / "manifest.json")
+    assert tuned["params"]["als_source"] == "tuning"
+    assert {k: tuned["params"][k] for k in ALS} == ALS
+    assert tuned["params"]["blend"] == BLEND
+    model = np.load(run_dir / "model.npz", allow_pickle=False)
+    assert model["user_factors"].shape == (tuned["n_users"], 6)
+    assert model["item_factors"].shape == (tuned["n_items"], 6)
+    assert tuned["content_hash"] != plain["content_hash"]
+
+
+def test_run_batch_fails_before_any_work_on_a_malformed_als_section(tmp_path: Path) -> None:
+    settings = get_settings(data_dir=tmp_path / "data")  # no data at all: the file is read first
+    _write(settings.tuning_path, {"best": BLEND, "als": {**ALS, "iterations": -1}})
+    with pytest.raises(ConfigError, match="iterations >= 1"):
+        run_batch(settings, SYNTHETIC_END)
+    assert not settings.runs_dir.exists()
