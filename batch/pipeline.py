@@ -7,7 +7,8 @@ neighbours and popularity into
 ``runs/date=YYYY-MM-DD/`` (see batch.artifacts). Idempotent: a rerun replaces the run atomically and,
 with the same input and settings, produces the same bytes. A tuning result in
 ``<data_dir>/tuning/best.json`` (``hybridrec tune``, see batch.tuned) supplies the ALS params (manifest
-``params.als_source`` says "tuning" or "settings") and the blend recorded as ``params.blend``.
+``params.als_source`` says "tuning" or "settings"), the blend recorded as ``params.blend`` and the
+learned re-ranker recorded as ``params.reranker`` (the API serves session requests with it).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from batch.dataset import load_interactions, load_items
 from batch.evaluate import evaluate, temporal_split
 from batch.matrix import build_id_maps, confidence_matrix
 from batch.train import AlsParams, refresh_users, train_als
-from batch.tuned import read_tuned_als, read_tuned_blend
+from batch.tuned import read_tuned_als, read_tuned_blend, read_tuned_reranker
 from shared.config import Settings
 from shared.schemas import DATE_FORMAT, ITEM_COLUMNS
 
@@ -59,6 +60,7 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
     tuned_als = read_tuned_als(settings.tuning_path)  # read first: a bad file fails before any work
     params = tuned_als or AlsParams.from_settings(settings)
     blend = read_tuned_blend(settings.tuning_path)
+    reranker = read_tuned_reranker(settings.tuning_path)
     final = art.run_dir_for(settings.runs_dir, partition)
     reference_ts = partition_end(partition)
     with art.atomic_dir(final) as out:
@@ -114,7 +116,7 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
             art.save_npz(out / "covisit.npz", items=cov_items, scores=cov_scores)
             art.save_npz(out / "popularity.npz", scores=popularity)
             art.write_json(out / "metrics.json", metrics)
-            art.write_json(out / "serving.json", {"blend": blend})
+            art.write_json(out / "serving.json", {"blend": blend, "reranker": reranker})
             manifest = {
                 "partition": partition.strftime(DATE_FORMAT),
                 "window_days": settings.training_window_days,
@@ -134,6 +136,7 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
                     "session_gap_minutes": settings.session_gap_minutes,
                     "popularity_half_life_days": settings.popularity_half_life_days,
                     **({"blend": blend} if blend is not None else {}),
+                    **({"reranker": reranker} if reranker is not None else {}),
                 },
                 "timings_s": timings,
                 "content_hash": art.content_hash(out),

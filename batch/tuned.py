@@ -5,6 +5,7 @@ File format (written by ``evaluation.tuning``, read here)::
     {"best": {"weight_user": float, "weight_session": float, "weight_popularity": float,
               "weight_covisit": float (optional), "session_half_life": float},
      "als": {"factors": int, "regularization": float, "alpha": float, "iterations": int},
+     "reranker": {"kind": "linear", "features": [str, ...], "weights": [float, ...], "bias": float, ...},
      "metric": "hybrid_hit_rate_at_10", "grid": [...], "als_search": {...}, "split": {...}, "seed": int, ...}
 
 ``run_batch`` trains with ``als`` when the file has it (a file written before the ALS search existed
@@ -97,3 +98,29 @@ def read_tuned_als(path: Path) -> AlsParams | None:
         return AlsParams(**values)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}; {_FIX}") from None
+
+
+def read_tuned_reranker(path: Path) -> dict[str, Any] | None:
+    """The ``reranker`` section of the tuning file: the learned re-ranker to publish with the next run.
+
+    None when there is no file or no section (the API then serves session requests with the blend).
+    Checked here for shape only (``kind`` "linear", as many finite weights as distinct feature names,
+    a finite bias); whether the API computes those features is the API's check
+    (``online.reranker.LinearReranker``), since batch does not import online. ConfigError otherwise.
+    """
+    doc = _read(path)
+    if doc is None or "reranker" not in doc:
+        return None
+    spec = doc["reranker"]
+    try:
+        if not isinstance(spec, dict) or spec.get("kind") != "linear":
+            raise TypeError("not an object with kind 'linear'")
+        names, weights = spec["features"], spec["weights"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+            raise TypeError("features must be a list of distinct names")
+        numbers = [_number(w, False) for w in [*weights, spec.get("bias", 0.0)]]
+        if not names or len(weights) != len(names) or not all(math.isfinite(float(x)) for x in numbers):
+            raise ValueError(f"{len(names)} features need as many finite weights, got {weights!r}")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path} has no usable 'reranker' section ({exc!r}); {_FIX}") from None
+    return spec

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli.tune import als_grid, csv, parse_grid, run_tune
-from evaluation.search import WEIGHT_POPULARITY, WEIGHT_USER, AlsGrid
+from evaluation.search import WEIGHT_COVISIT, WEIGHT_POPULARITY, WEIGHT_USER, AlsGrid
 from shared.config import Settings, get_settings
 from shared.errors import HybridrecError
 from shared.ids import date_range, parse_date
@@ -359,9 +359,13 @@ def tune(
     iterations: Annotated[str, typer.Option(help="ALS sweep counts to search.")] = csv(AlsGrid().iterations),
     weight_user: Annotated[str, typer.Option(help="Blend weight_user values to search.")] = csv(WEIGHT_USER),
     weight_popularity: Annotated[str, typer.Option(help="Blend weight_popularity values.")] = csv(WEIGHT_POPULARITY),
+    weight_covisit: Annotated[str, typer.Option(help="Blend weight_covisit values (at the best pair).")] = csv(
+        WEIGHT_COVISIT
+    ),
+    reranker: Annotated[bool, typer.Option(help="Also train the learned re-ranker on validation.")] = True,
     data_dir: DataDir = None,
 ) -> None:
-    """Search ALS (coordinate search) then the blend on a validation replay; write <data-dir>/tuning/best.json."""
+    """Search ALS, then the blend, then fit the re-ranker on a validation replay; write <data-dir>/tuning/best.json."""
     if data is not EvalData.synthetic:
         raise typer.BadParameter("only --data synthetic has a validation day to tune on")
     options = {
@@ -373,6 +377,8 @@ def tune(
         "als_grid": als_grid(factors, regularization, alpha, iterations),
         "weight_user": parse_grid(weight_user, "--weight-user"),
         "weight_popularity": parse_grid(weight_popularity, "--weight-popularity"),
+        "weight_covisit": parse_grid(weight_covisit, "--weight-covisit"),
+        "reranker": reranker,
     }
     target = _settings(data_dir).tuning_path
     run_tune(

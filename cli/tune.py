@@ -29,6 +29,7 @@ GRID_SETTINGS = {
     "--iterations": "als_iterations",
     "--weight-user": "weight_user",
     "--weight-popularity": "weight_popularity",
+    "--weight-covisit": "weight_covisit",
 }
 
 
@@ -84,6 +85,13 @@ def run_tune(
     shutil.rmtree(scratch, ignore_errors=True)  # start clean: a stale partition would leak into training
     result = run_tuning(settings_for(scratch), TuneOptions(target, **options), console.print, log)
     for name, row in result["test"].items():
+        if name == "reranked":
+            console.print(
+                f"test {result['split']['test_replay_day']} {name:<10} ALS {row['als']} learned re-ranker: "
+                f"HitRate@10 {row[METRIC]:.4f} vs the tuned blend {row['blend_' + METRIC]:.4f} on the same "
+                f"{row['n_targets']} targets"
+            )
+            continue
         console.print(
             f"test {result['split']['test_replay_day']} {name:<10} ALS {row['als']} blend weight_user="
             f"{row['params']['weight_user']:g} weight_popularity={row['params']['weight_popularity']:g}: "

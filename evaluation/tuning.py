@@ -45,9 +45,11 @@ from batch.generate import SyntheticData
 from batch.train import AlsParams
 from batch.tuned import BLEND_FIELDS
 from evaluation.datasets import SYNTHETIC_END, Prepared, StepLog, ingest_synthetic, synthetic_split
-from evaluation.replay import evaluate_replay
+from evaluation.replay import evaluate_replay, sample_sessions
+from evaluation.reranker import collect_queries, train_reranker
 from evaluation.search import (
     ALS_AXES,
+    WEIGHT_COVISIT,
     WEIGHT_POPULARITY,
     WEIGHT_USER,
     AlsGrid,
@@ -57,6 +59,7 @@ from evaluation.search import (
 )
 from evaluation.serving import ServingModel, serving_model
 from online.ranking import BlendParams
+from online.reranker import LinearReranker
 from shared.config import Settings
 from shared.errors import ConfigError
 
@@ -74,7 +77,9 @@ class TuneOptions:
     days: int = 15
     weight_user: Sequence[float] = WEIGHT_USER
     weight_popularity: Sequence[float] = WEIGHT_POPULARITY
+    weight_covisit: Sequence[float] = WEIGHT_COVISIT
     als_grid: AlsGrid = field(default_factory=AlsGrid)
+    reranker: bool = True  # train the learned re-ranker on validation too
 
 
 @dataclass(frozen=True)
@@ -161,16 +166,46 @@ def search_als(settings: Settings, data: SyntheticData, opts: TuneOptions, say: 
 def search_blend(
     serving: ServingModel, events: pd.DataFrame, opts: TuneOptions, base: BlendParams, say: Callable[[str], None]
 ) -> tuple[BlendParams, list[dict]]:
-    """Stage 2 on validation: the chosen blend and every grid point's row, on the chosen ALS model."""
+    """Stage 2 on validation: the chosen blend and every scored point's row, on the chosen ALS model.
+
+    Every (weight_user, weight_popularity) pair first; then ``weight_covisit`` swept over its grid at
+    the best pair (one axis more; the pair grid's rows come first, so ties keep the pair's point).
+    """
     points = grid(base, opts)
     rows = []
-    for i, params in enumerate(points, 1):
+
+    def score(params: BlendParams) -> None:
         rows.append({"params": blend_dict(params), **_scores(serving, events, opts, params, both=False)})
         say(
-            f"  [{i:>2}/{len(points)}] weight_user={params.weight_user:<5} "
-            f"weight_popularity={params.weight_popularity:<5} HitRate@10={rows[-1][METRIC]:.4f}"
+            f"  [{len(rows):>2}] weight_user={params.weight_user:<5} weight_popularity={params.weight_popularity:<5} "
+            f"weight_covisit={params.weight_covisit:<5} HitRate@10={rows[-1][METRIC]:.4f}"
         )
+
+    for params in points:
+        score(params)
+    best_pair = points[first_argmax([r[METRIC] for r in rows])]
+    sweep = [replace(best_pair, weight_covisit=float(c)) for c in opts.weight_covisit]
+    for params in sweep:
+        if params not in points:
+            points.append(params)
+            score(params)
     return points[first_argmax([r[METRIC] for r in rows])], rows
+
+
+def fit_reranker(
+    serving: ServingModel, events: pd.DataFrame, opts: TuneOptions, blend: BlendParams, say: Callable[[str], None]
+) -> dict:
+    """Stage 3 on validation: the re-ranker trained on the validation sessions' targets (the same
+    seeded sample the blend was chosen on), with the chosen blend's pool parameters."""
+    sessions = sample_sessions(events, opts.max_sessions, opts.seed)
+    queries = collect_queries(serving, sessions, blend)
+    spec = train_reranker(queries, seed=opts.seed, blend=blend)
+    say(
+        f"  {queries.counts['n_queries_used']} of {queries.counts['n_queries']} queries had the next item in the "
+        f"pool; C={spec['c']}; in-pool HitRate@10 on held-out validation sessions: re-ranker "
+        f"{max(spec['c_grid_hit_rate_at_10_in_pool'].values()):.4f} vs blend {spec['blend_hit_rate_at_10_in_pool']:.4f}"
+    )
+    return spec
 
 
 TEST_ROWS = {"default": (0, 0), "blend_only": (0, 1), "als_only": (1, 0), "tuned": (1, 1)}  # (ALS, blend) index
@@ -183,21 +218,45 @@ def score_test(
     als: tuple[AlsParams, AlsParams],
     blends: tuple[BlendParams, BlendParams],
     log: StepLog,
+    reranker: LinearReranker | None = None,
 ) -> dict[str, dict]:
-    """The test day for (Settings, tuned) ALS x (configured, tuned) blend: ``TEST_ROWS`` name -> row.
+    """The test day for (Settings, tuned) ALS x (configured, tuned) blend: ``TEST_ROWS`` name -> row;
+    plus ``reranked`` (tuned ALS, the re-ranker on the tuned blend's pool) when ``reranker`` is given.
 
     One batch run per distinct ALS point; both write ``runs/date=L-1``, so each is replayed before the next.
     """
     scores: dict[tuple[AlsParams, BlendParams], dict] = {}
+    reranked: dict = {}
     for params in dict.fromkeys(als):
         split = _split(settings, params, data, SYNTHETIC_END, log)
         serving = serving_model(split.run_dir, settings.popular_n)
         for blend in dict.fromkeys(blends):
             scores[params, blend] = _scores(serving, split.replay_events, opts, blend, both=True)
-    return {
+        if reranker is not None and params == als[1]:
+            replay = evaluate_replay(
+                serving,
+                split.replay_events,
+                (10,),
+                opts.seed,
+                opts.max_sessions,
+                blends[1],
+                variants=("hybrid", "reranked"),
+                reranker=reranker,
+            )
+            reranked = {
+                "als": als_dict(params),
+                "params": blend_dict(blends[1]),
+                "reranker": True,
+                METRIC: float(replay["variants"]["reranked"]["10"]["hit_rate"]),
+                "blend_" + METRIC: float(replay["variants"]["hybrid"]["10"]["hit_rate"]),
+                "n_sessions": replay["data"]["n_sessions"],
+                "n_targets": replay["data"]["n_targets"],
+            }
+    rows = {
         name: {"als": als_dict(als[a]), "params": blend_dict(blends[b]), **scores[als[a], blends[b]]}
         for name, (a, b) in TEST_ROWS.items()
     }
+    return {**rows, **({"reranked": reranked} if reranked else {})}
 
 
 def _quiet(_name: str, _seconds: float) -> None:
@@ -218,22 +277,29 @@ def run_tuning(settings: Settings, opts: TuneOptions, say: Callable[[str], None]
     val_day = SYNTHETIC_END - dt.timedelta(days=1)
     train_day = val_day - dt.timedelta(days=1)
     default_als, default_blend = AlsParams.from_settings(settings), BlendParams.from_settings(settings)
-    say(f"1/5 generating {opts.users} users x {opts.items} items x {opts.days} days into {settings.data_dir}")
+    say(f"1/6 generating {opts.users} users x {opts.items} items x {opts.days} days into {settings.data_dir}")
     data = ingest_synthetic(settings, opts.users, opts.items, opts.days, opts.seed)
     clock.lap("data")
 
-    say(f"2/5 ALS search on validation: batch through {train_day}, replay {val_day}, configured blend")
+    say(f"2/6 ALS search on validation: batch through {train_day}, replay {val_day}, configured blend")
     als = search_als(settings, data, opts, say)
     als_row = next(r for r in als.rows if r["params"] == als_dict(als.params))
     say(f"  best ALS: {als_dict(als.params)} validation HitRate@10 {als_row[METRIC]:.4f} ({clock.lap('als')}s)")
 
-    say(f"3/5 blend search on validation with the chosen ALS ({len(grid(default_blend, opts))} points)")
+    n_blend = len(grid(default_blend, opts)) + len(opts.weight_covisit)
+    say(f"3/6 blend search on validation with the chosen ALS (up to {n_blend} points)")
     blend, blend_rows = search_blend(als.serving, als.events, opts, default_blend, say)
     blend_row = blend_rows[[r["params"] for r in blend_rows].index(blend_dict(blend))]
     say(f"  best blend: {blend_dict(blend)} validation HitRate@10 {blend_row[METRIC]:.4f} ({clock.lap('blend')}s)")
 
-    say(f"4/5 test: batch through {val_day}, replay {SYNTHETIC_END}; Settings and tuned ALS x both blends")
-    test = score_test(settings, data, opts, (default_als, als.params), (default_blend, blend), log)
+    spec = None
+    if opts.reranker:
+        say("4/6 re-ranker: trained on the validation targets with the chosen ALS and blend")
+        spec = fit_reranker(als.serving, als.events, opts, blend, say)
+        clock.lap("reranker")
+    say(f"5/6 test: batch through {val_day}, replay {SYNTHETIC_END}; Settings and tuned ALS x both blends")
+    reranker = LinearReranker.from_dict(spec) if spec is not None else None
+    test = score_test(settings, data, opts, (default_als, als.params), (default_blend, blend), log, reranker)
     clock.lap("test")
     result = {
         "als": als_dict(als.params),
@@ -242,7 +308,12 @@ def run_tuning(settings: Settings, opts: TuneOptions, say: Callable[[str], None]
         "best_validation": blend_row[METRIC],
         "validation": {k: blend_row[k] for k in ("n_sessions", "n_targets")},
         "grid": blend_rows,
-        "blend_grid": {"weight_user": list(opts.weight_user), "weight_popularity": list(opts.weight_popularity)},
+        "blend_grid": {
+            "weight_user": list(opts.weight_user),
+            "weight_popularity": list(opts.weight_popularity),
+            "weight_covisit": list(opts.weight_covisit),
+        },
+        **({"reranker": spec} if spec is not None else {}),
         "als_search": {
             "method": "coordinate search, one pass from the Settings point (evaluation.search)",
             "start": als_dict(default_als),
@@ -263,7 +334,7 @@ def run_tuning(settings: Settings, opts: TuneOptions, say: Callable[[str], None]
         "test": test,
         "timings_s": {**clock.laps, "total": clock.total()},
     }
-    say(f"5/5 writing {opts.result_path} (the next batch run in that data dir trains and publishes with it)")
+    say(f"6/6 writing {opts.result_path} (the next batch run in that data dir trains and publishes with it)")
     opts.result_path.parent.mkdir(parents=True, exist_ok=True)
     write_json(opts.result_path, result)
     return result

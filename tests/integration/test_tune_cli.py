@@ -25,13 +25,14 @@ from evaluation.datasets import SYNTHETIC_END, ingest_synthetic, synthetic_split
 from evaluation.replay import evaluate_replay
 from evaluation.serving import serving_model
 from online.ranking import BlendParams
+from online.reranker import LinearReranker
 from shared.config import get_settings
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent / "hybridrec"
 WORLD = {"users": 400, "items": 150, "days": 5, "seed": 3, "max_sessions": 150}
 ALS_GRID = ["--factors", "4,8", "--regularization", "0.05", "--alpha", "4", "--iterations", "15"]
-BLEND_GRID = ["--weight-user", "0,0.5,1", "--weight-popularity", "0,0.4"]
+BLEND_GRID = ["--weight-user", "0,0.5,1", "--weight-popularity", "0,0.4", "--weight-covisit", "0,1"]
 METRIC = "hybrid_hit_rate_at_10"
 
 
@@ -65,10 +66,22 @@ def test_result_records_every_point_the_split_and_the_seed(tuned) -> None:
     assert [p["params"]["factors"] for p in search["points"]] == [8, 4]  # the start first, then the sweep
     assert len({p[METRIC] for p in search["points"]}) == 2  # the factors change what is served
     assert result["als"] in [p["params"] for p in search["points"]]
-    assert len(result["grid"]) == 6
-    assert {(p["params"]["weight_user"], p["params"]["weight_popularity"]) for p in result["grid"]} == {
-        (u, w) for u in (0.0, 0.5, 1.0) for w in (0.0, 0.4)
-    }
+    # the 6 (weight_user, weight_popularity) pairs at the configured weight_covisit, then the other
+    # weight_covisit value at the best pair
+    assert len(result["grid"]) == 7
+    pairs = [(p["params"]["weight_user"], p["params"]["weight_popularity"]) for p in result["grid"]]
+    assert set(pairs[:6]) == {(u, w) for u in (0.0, 0.5, 1.0) for w in (0.0, 0.4)}
+    configured = result["als_search"]["blend"]["weight_covisit"]
+    assert {p["params"]["weight_covisit"] for p in result["grid"][:6]} == {configured}
+    swept = result["grid"][6]["params"]
+    assert swept["weight_covisit"] == ({0.0, 1.0} - {configured}).pop()
+    best_pair = result["grid"][
+        [p[METRIC] for p in result["grid"][:6]].index(max(p[METRIC] for p in result["grid"][:6]))
+    ]
+    assert (swept["weight_user"], swept["weight_popularity"]) == (
+        best_pair["params"]["weight_user"],
+        best_pair["params"]["weight_popularity"],
+    )
     assert {p["params"]["weight_session"] for p in result["grid"]} == {1.0}
     assert result["split"] == {
         "validation_train_through": "2026-01-29",
@@ -77,7 +90,7 @@ def test_result_records_every_point_the_split_and_the_seed(tuned) -> None:
         "test_replay_day": "2026-01-31",
     }
     assert result["seed"] == 3 and result["metric"] == METRIC
-    assert stderr.count("HitRate@10=") == 2 + 6 and "best ALS:" in stderr and "best blend:" in stderr
+    assert stderr.count("HitRate@10=") == 2 + 7 and "best ALS:" in stderr and "best blend:" in stderr
 
 
 def test_each_choice_is_the_first_argmax_of_its_validation_scores(tuned) -> None:
@@ -114,7 +127,11 @@ def test_reported_validation_scores_are_day_l_minus_1_of_a_model_trained_through
 def test_test_day_scores_both_als_points_with_both_blends_on_the_same_sessions(tuned) -> None:
     result = tuned[1]
     test = result["test"]
-    assert set(test) == {"default", "blend_only", "als_only", "tuned"}
+    assert set(test) == {"default", "blend_only", "als_only", "tuned", "reranked"}
+    reranked = test.pop("reranked")  # the learned re-ranker on the tuned ALS, over the tuned blend's pool
+    assert (reranked["als"], reranked["params"]) == (result["als"], result["best"])
+    assert reranked["blend_" + METRIC] == test["tuned"][METRIC]  # the same targets, the same blend
+    assert reranked["n_targets"] == test["tuned"]["n_targets"] and 0.0 <= reranked[METRIC] <= 1.0
     start, default_blend = result["als_search"]["start"], result["als_search"]["blend"]
     assert (test["default"]["als"], test["default"]["params"]) == (start, default_blend)
     assert (test["blend_only"]["als"], test["blend_only"]["params"]) == (start, result["best"])
@@ -137,6 +154,16 @@ def test_next_batch_run_trains_with_the_tuned_als_and_publishes_the_tuned_blend(
     meta = version_data(RunArtifacts.load(run_dir), popular_n=50).meta
     served = BlendParams().for_version(meta)
     assert {k: getattr(served, k) for k in result["best"]} == result["best"]
+    assert params["reranker"] == result["reranker"]  # published with the version; the API reads it so
+    assert LinearReranker.for_version(meta).features == tuple(result["reranker"]["features"])
+
+
+def test_reranker_is_trained_on_the_validation_sessions(tuned) -> None:
+    result = tuned[1]
+    spec = result["reranker"]
+    assert spec["data"]["n_sessions"] == result["validation"]["n_sessions"]
+    assert spec["data"]["n_queries_used"] > 0 and spec["c"] in (0.01, 0.1, 1.0, 10.0)
+    assert spec["c_grid_hit_rate_at_10_in_pool"][str(spec["c"])] == max(spec["c_grid_hit_rate_at_10_in_pool"].values())
 
 
 def test_junk_in_a_grid_option_fails_before_any_work(tmp_path: Path) -> None:
