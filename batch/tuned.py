@@ -3,7 +3,8 @@
 File format (written by ``evaluation.tuning``, read here)::
 
     {"best": {"weight_user": float, "weight_session": float, "weight_popularity": float,
-              "weight_covisit": float (optional), "session_half_life": float},
+              "weight_covisit": float (optional), "session_half_life": float,
+              "precomputed_weight_popularity": float (optional)},
      "als": {"factors": int, "regularization": float, "alpha": float, "iterations": int},
      "reranker": {"kind": "linear", "features": [str, ...], "weights": [float, ...], "bias": float, ...},
      "metric": "hybrid_hit_rate_at_10", "grid": [...], "als_search": {...}, "split": {...}, "seed": int, ...}
@@ -26,9 +27,16 @@ from batch.train import AlsParams
 from shared.errors import ConfigError
 
 # The same names as online.ranking.TUNABLE_FIELDS (a unit test keeps the two in step).
-BLEND_FIELDS = ("weight_user", "weight_session", "weight_popularity", "weight_covisit", "session_half_life")
+BLEND_FIELDS = (
+    "weight_user",
+    "weight_session",
+    "weight_popularity",
+    "weight_covisit",
+    "session_half_life",
+    "precomputed_weight_popularity",
+)
 # Fields a tuning file may lack (it predates them): the API then serves their configured value.
-OPTIONAL_BLEND_FIELDS = ("weight_covisit",)
+OPTIONAL_BLEND_FIELDS = ("weight_covisit", "precomputed_weight_popularity")
 ALS_INT_FIELDS = ("factors", "iterations")
 ALS_FLOAT_FIELDS = ("regularization", "alpha")
 _FIX = "rerun `hybridrec tune` or delete it"

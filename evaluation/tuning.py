@@ -49,6 +49,7 @@ from evaluation.replay import evaluate_replay, sample_sessions
 from evaluation.reranker import collect_queries, train_reranker
 from evaluation.search import (
     ALS_AXES,
+    PRECOMPUTED_WEIGHT_POPULARITY,
     WEIGHT_COVISIT,
     WEIGHT_POPULARITY,
     WEIGHT_USER,
@@ -78,6 +79,7 @@ class TuneOptions:
     weight_user: Sequence[float] = WEIGHT_USER
     weight_popularity: Sequence[float] = WEIGHT_POPULARITY
     weight_covisit: Sequence[float] = WEIGHT_COVISIT
+    precomputed_weight_popularity: Sequence[float] = PRECOMPUTED_WEIGHT_POPULARITY
     als_grid: AlsGrid = field(default_factory=AlsGrid)
     reranker: bool = True  # train the learned re-ranker on validation too
 
@@ -192,6 +194,26 @@ def search_blend(
     return points[first_argmax([r[METRIC] for r in rows])], rows
 
 
+def search_precomputed(
+    serving: ServingModel, events: pd.DataFrame, opts: TuneOptions, blend: BlendParams, say: Callable[[str], None]
+) -> tuple[BlendParams, list[dict]]:
+    """Stage 2b on validation: the precomputed tier's own popularity weight, by batch-only HitRate@10
+    (that tier serves a known user without a session; the session weights above never reach it)."""
+    rows = []
+    for w in opts.precomputed_weight_popularity:
+        params = replace(blend, precomputed_weight_popularity=float(w))
+        replay = evaluate_replay(serving, events, (10,), opts.seed, opts.max_sessions, params, variants=("batch_only",))
+        rows.append(
+            {
+                "precomputed_weight_popularity": float(w),
+                BATCH_METRIC: replay["variants"]["batch_only"]["10"]["hit_rate"],
+            }
+        )
+        say(f"  precomputed_weight_popularity={w:<5} batch-only HitRate@10={rows[-1][BATCH_METRIC]:.4f}")
+    best = opts.precomputed_weight_popularity[first_argmax([r[BATCH_METRIC] for r in rows])]
+    return replace(blend, precomputed_weight_popularity=float(best)), rows
+
+
 def fit_reranker(
     serving: ServingModel, events: pd.DataFrame, opts: TuneOptions, blend: BlendParams, say: Callable[[str], None]
 ) -> dict:
@@ -290,6 +312,7 @@ def run_tuning(settings: Settings, opts: TuneOptions, say: Callable[[str], None]
     say(f"3/6 blend search on validation with the chosen ALS (up to {n_blend} points)")
     blend, blend_rows = search_blend(als.serving, als.events, opts, default_blend, say)
     blend_row = blend_rows[[r["params"] for r in blend_rows].index(blend_dict(blend))]
+    blend, precomputed_rows = search_precomputed(als.serving, als.events, opts, blend, say)
     say(f"  best blend: {blend_dict(blend)} validation HitRate@10 {blend_row[METRIC]:.4f} ({clock.lap('blend')}s)")
 
     spec = None
@@ -313,6 +336,7 @@ def run_tuning(settings: Settings, opts: TuneOptions, say: Callable[[str], None]
             "weight_popularity": list(opts.weight_popularity),
             "weight_covisit": list(opts.weight_covisit),
         },
+        "precomputed_grid": precomputed_rows,
         **({"reranker": spec} if spec is not None else {}),
         "als_search": {
             "method": "coordinate search, one pass from the Settings point (evaluation.search)",

@@ -5,7 +5,8 @@ co-visitation neighbours of the session's recent items, popular head for users w
 Tiers, cheapest first (the response's ``strategy`` names the one that served):
 
 ``popular``      no user record and no known session item (cold start), or the store was not read;
-``precomputed``  a known user without a session: their batch list, ordered by the blend below;
+``precomputed``  a known user without a session: their batch list, ordered by
+  ``user_z + precomputed_weight_popularity * popularity_z`` (this tier's own weights);
 ``hybrid`` / ``session``  a live session (with / without a user record), scored by the blend::
 
     score(c) = w_user * user_z + w_session * session_z + w_pop * popularity_z + w_covisit * covisit_z
@@ -37,7 +38,14 @@ from shared.config import Settings
 __all__ = ["TUNABLE_FIELDS", "BlendParams", "Ranked", "blend_score", "rank", "session_vector", "similar_items"]
 
 # Blend fields a version's meta may set (``meta["params"]["blend"]``, written by batch from a tuning run).
-TUNABLE_FIELDS = ("weight_user", "weight_session", "weight_popularity", "weight_covisit", "session_half_life")
+TUNABLE_FIELDS = (
+    "weight_user",
+    "weight_session",
+    "weight_popularity",
+    "weight_covisit",
+    "session_half_life",
+    "precomputed_weight_popularity",
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,7 @@ class BlendParams:
     weight_popularity: float = 0.2
     weight_covisit: float = 0.0
     session_half_life: float = 3.0
+    precomputed_weight_popularity: float = 0.2  # the precomputed tier's own blend: user_z + this * popularity_z
     seed_items: int = 5
     popular_pool: int = 50
 
@@ -58,6 +67,7 @@ class BlendParams:
             weight_session=settings.weight_session,
             weight_popularity=settings.weight_popularity,
             weight_covisit=settings.weight_covisit,
+            precomputed_weight_popularity=settings.precomputed_weight_popularity,
             session_half_life=settings.session_half_life_events,
             seed_items=settings.session_seed_items,
         )
@@ -85,7 +95,16 @@ class Ranked:
 
 
 def blend_score(pool: Pool, params: BlendParams) -> np.ndarray:
-    """float32 (n,) hand-set blend of the pool's z-scored signals (module docstring)."""
+    """float32 (n,) hand-set blend of the pool's z-scored signals (module docstring).
+
+    The precomputed tier (a user record, no session) has its own weights, ``user_z +
+    precomputed_weight_popularity * popularity_z``: weights chosen for session requests (where the
+    session carries the signal) would otherwise reorder a user's batch list by popularity.
+    """
+    if pool.user is not None and pool.s_vec is None:
+        return (pool.column("user_z") + params.precomputed_weight_popularity * pool.column("popularity_z")).astype(
+            np.float32, copy=False
+        )
     score = params.weight_popularity * pool.column("popularity_z")
     if pool.user is not None and params.weight_user > 0:
         score = score + params.weight_user * pool.column("user_z")

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     weight_user: float = Field(default=1.0, ge=0.0, description="Blend weight of user-vector similarity.")
     weight_session: float = Field(default=1.0, ge=0.0, description="Blend weight of session-vector similarity.")
     weight_popularity: float = Field(default=0.2, ge=0.0, description="Blend weight of log popularity.")
+    precomputed_weight_popularity: float = Field(
+        default=0.2, ge=0.0, description="Popularity weight of the precomputed tier (known user, no session)."
+    )
     weight_covisit: float = Field(default=0.0, ge=0.0, description="Blend weight of the co-visitation score.")
     reranker_enabled: bool = Field(
         default=True, description="Serve session requests with the version's learned re-ranker when it has one."

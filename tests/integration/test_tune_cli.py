@@ -90,7 +90,7 @@ def test_result_records_every_point_the_split_and_the_seed(tuned) -> None:
         "test_replay_day": "2026-01-31",
     }
     assert result["seed"] == 3 and result["metric"] == METRIC
-    assert stderr.count("HitRate@10=") == 2 + 7 and "best ALS:" in stderr and "best blend:" in stderr
+    assert stderr.count("HitRate@10=") == 2 + 7 + 5 and "best ALS:" in stderr and "best blend:" in stderr
 
 
 def test_each_choice_is_the_first_argmax_of_its_validation_scores(tuned) -> None:
@@ -100,8 +100,17 @@ def test_each_choice_is_the_first_argmax_of_its_validation_scores(tuned) -> None
         (result["grid"], result["best"], result["best_validation"]),
     ):
         scores = [p[METRIC] for p in rows]
-        assert chosen == rows[scores.index(max(scores))]["params"]
+        chosen = {k: v for k, v in chosen.items() if k != "precomputed_weight_popularity"}  # its own stage
+        assert chosen == {k: v for k, v in rows[scores.index(max(scores))]["params"].items() if k in chosen}
         assert best == max(scores)
+    # the precomputed tier's own weight: the first argmax of batch-only HitRate@10 on validation
+    rows = result["precomputed_grid"]
+    batch = [r["batch_only_hit_rate_at_10"] for r in rows]
+    assert [r["precomputed_weight_popularity"] for r in rows] == [0.0, 0.1, 0.2, 0.4, 0.8]
+    assert (
+        result["best"]["precomputed_weight_popularity"]
+        == rows[batch.index(max(batch))]["precomputed_weight_popularity"]
+    )
 
 
 def test_reported_validation_scores_are_day_l_minus_1_of_a_model_trained_through_l_minus_2(tuned, tmp_path) -> None:

@@ -72,3 +72,12 @@ def test_similar_items_reads_precomputed_neighbours() -> None:
     ids, scores = similar_items(_model(), "b0", 5)
     assert ids == ["b1", "b2"]
     assert scores == [0.9, 0.9]
+
+
+def test_precomputed_tier_has_its_own_popularity_weight() -> None:
+    # u0's list is a0, a1, a2, b2; b2 is by far the most popular of them
+    session_led = BlendParams(weight_user=0.0, weight_popularity=5.0, precomputed_weight_popularity=0.0)
+    r = rank(_model(), RequestFeatures(user=USER_A, session=[]), 4, None, session_led)
+    assert r.strategy == "precomputed" and r.item_ids[:3] == ["a0", "a1", "a2"]  # session weights unused
+    popular_led = BlendParams(precomputed_weight_popularity=5.0)
+    assert rank(_model(), RequestFeatures(user=USER_A, session=[]), 4, None, popular_led).item_ids[0] == "b2"

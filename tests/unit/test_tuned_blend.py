@@ -25,6 +25,7 @@ TUNED = {
     "weight_popularity": 0.1,
     "weight_covisit": 0.5,
     "session_half_life": 2.0,
+    "precomputed_weight_popularity": 0.4,
 }
 # u0 points at a-items; the session is b0, so the user signal pulls a-items, the session b-items.
 USER_A = UserRecord(vector=np.array([2.0, 0.0], dtype=np.float32), candidates=np.array([0, 1, 2, 5], dtype=np.int32))
