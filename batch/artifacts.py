@@ -156,7 +156,11 @@ class RunArtifacts:
         model = load_npz(run_dir / "model.npz")
         cands = load_npz(run_dir / "candidates.npz")
         nbrs = load_npz(run_dir / "neighbours.npz")
-        covisit = load_npz(run_dir / "covisit.npz")
+        if "n_covisit" in manifest.get("params", {}) or (run_dir / "covisit.npz").exists():
+            covisit = load_npz(run_dir / "covisit.npz")
+        else:  # a run built before co-visitation existed (e.g. the serving run the quality gate reads)
+            n_items = len(nbrs["items"])
+            covisit = {"items": np.empty((n_items, 0), np.int32), "scores": np.empty((n_items, 0), np.float32)}
         pop = load_npz(run_dir / "popularity.npz")
         arts = cls(
             run_dir=run_dir,

@@ -1,0 +1,73 @@
+"""A tuned re-ranker travels from best.json into the next batch run; runs from before co-visitation still load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from batch.artifacts import RunArtifacts, read_json, write_json
+from batch.pipeline import run_batch
+from batch.publish import version_data
+from batch.tuned import read_tuned_reranker
+from evaluation.datasets import SYNTHETIC_END, ingest_synthetic
+from online.reranker import LinearReranker
+from shared.config import get_settings
+from shared.errors import ArtifactNotFound, ConfigError
+
+SPEC = {"kind": "linear", "features": ["session_z", "covisit"], "weights": [1.5, 0.25], "bias": 0.0, "c": 1.0}
+BLEND = {"weight_user": 0.25, "weight_session": 1.0, "weight_popularity": 0.4, "session_half_life": 3.0}
+
+
+def _write(path: Path, doc: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_reader_returns_the_section_or_none(tmp_path: Path) -> None:
+    assert read_tuned_reranker(tmp_path / "missing.json") is None
+    assert read_tuned_reranker(_write(tmp_path / "old.json", {"best": BLEND})) is None
+    assert read_tuned_reranker(_write(tmp_path / "best.json", {"best": BLEND, "reranker": SPEC})) == SPEC
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {**SPEC, "kind": "trees"},
+        {**SPEC, "weights": [1.0]},
+        {**SPEC, "weights": [1.0, "x"]},
+        {**SPEC, "features": ["covisit", "covisit"]},
+        {**SPEC, "features": "covisit"},
+        {**SPEC, "bias": float("inf")},
+        [1, 2],
+    ],
+)
+def test_a_malformed_section_is_refused(tmp_path: Path, spec: object) -> None:
+    path = tmp_path / "best.json"
+    path.write_text(json.dumps({"best": BLEND, "reranker": spec}))  # json writes inf as Infinity
+    with pytest.raises(ConfigError, match="reranker"):
+        read_tuned_reranker(path)
+
+
+def test_run_batch_publishes_the_reranker_and_old_runs_still_load(tmp_path: Path) -> None:
+    settings = get_settings(data_dir=tmp_path / "data", als_factors=4, als_iterations=2)
+    ingest_synthetic(settings, users=120, items=40, days=3, seed=5)
+    _write(settings.tuning_path, {"best": BLEND, "reranker": SPEC})
+    run_dir = run_batch(settings, SYNTHETIC_END)
+    assert read_json(run_dir / "serving.json")["reranker"] == SPEC
+    meta = version_data(RunArtifacts.load(run_dir), popular_n=20).meta
+    served = LinearReranker.for_version(meta)
+    assert served is not None and served.features == ("session_z", "covisit") and served.weights.tolist() == [1.5, 0.25]
+
+    # the same run as an older release wrote it: no covisit.npz, no n_covisit param -> empty lists
+    manifest = read_json(run_dir / "manifest.json")
+    assert manifest["params"]["n_covisit"] == settings.n_covisit
+    (run_dir / "covisit.npz").unlink()
+    with pytest.raises(ArtifactNotFound, match="covisit"):  # a new run missing its file is broken
+        RunArtifacts.load(run_dir)
+    del manifest["params"]["n_covisit"]
+    write_json(run_dir / "manifest.json", manifest)
+    arts = RunArtifacts.load(run_dir)
+    assert arts.covisit.shape == (len(arts.items), 0) and arts.covisit_scores.shape == arts.covisit.shape
