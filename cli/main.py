@@ -314,6 +314,12 @@ def evaluate(
     users: Annotated[int, typer.Option(min=2, help="Synthetic users.")] = 5_000,
     items: Annotated[int, typer.Option(min=20, help="Synthetic items.")] = 2_000,
     days: Annotated[int, typer.Option(min=2, help="Synthetic days: train on all but the last, replay the last.")] = 15,
+    tuning: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="A `hybridrec tune` best.json: train, blend and re-rank with it."
+        ),
+    ] = None,
 ) -> None:
     """Static protocols + session replay through the API's ranking code; writes report.md/json and plots."""
     import shutil
@@ -325,7 +331,7 @@ def evaluate(
     scratch = out_dir / "batch-data"
     shutil.rmtree(scratch, ignore_errors=True)  # start clean: a stale partition would leak into training
     settings = get_settings(data_dir=scratch, seed=seed)
-    opts = EvalOptions(data.value, out_dir, seed, max_sessions, users, items, days, lastfm_dir)
+    opts = EvalOptions(data.value, out_dir, seed, max_sessions, users, items, days, lastfm_dir, tuning)
     with _progress() as bar:
         task = bar.add_task("replaying sessions", total=None, visible=False)
 

@@ -7,6 +7,7 @@ run by ``evaluation.serving``. Both use the same ``seed``.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,13 @@ from batch.evaluation.baselines import default_models
 from batch.evaluation.protocols import RandomHoldout, SplitProtocol, TemporalHoldout
 from batch.evaluation.static import evaluate_static
 from batch.train import AlsParams
+from batch.tuned import read_tuned_blend
 from evaluation.datasets import Prepared, StepLog, prepare_lastfm, prepare_synthetic
-from evaluation.replay import evaluate_replay
+from evaluation.replay import VARIANTS, evaluate_replay
 from evaluation.report import write_report
 from evaluation.serving import serving_model
 from online.ranking import BlendParams
+from online.reranker import LinearReranker
 from shared.config import Settings
 
 KS = (10, 20, 50)
@@ -36,6 +39,7 @@ class EvalOptions:
     items: int = 2_000
     days: int = 15
     lastfm_dir: Path = Path("../shared/datasets/lastfm-hetrec2011-2k")
+    tuning: Path | None = None  # a `hybridrec tune` result: the batch run trains and publishes with it
 
 
 def blend_params(settings: Settings) -> BlendParams:
@@ -56,6 +60,12 @@ def run_evaluation(
     replayed session. Returns the report dict and console notes.
     """
     say(f"1/4 preparing {opts.data} data and the batch run in {settings.data_dir}")
+    if opts.tuning is not None:
+        # exactly what a production data dir does with a tuning result: the next batch run trains with
+        # its ALS params and publishes its blend and re-ranker with the version
+        read_tuned_blend(opts.tuning)  # fail before any work on a file that is not a tuning result
+        settings.tuning_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(opts.tuning, settings.tuning_path)
     if opts.data == "synthetic":
         prepared: Prepared = prepare_synthetic(settings, opts.users, opts.items, opts.days, opts.seed, log)
         protocols: list[SplitProtocol] = [TemporalHoldout(), RandomHoldout()]
@@ -80,8 +90,13 @@ def run_evaluation(
 
     say(f"3/4 session replay through online.ranking.rank (at most {opts.max_sessions} sessions)")
     serving = serving_model(prepared.run_dir, settings.popular_n)
-    params = blend_params(settings).for_version(serving.model.bundle.meta)  # as the API would serve it
-    replay = evaluate_replay(serving, prepared.replay_events, KS, opts.seed, opts.max_sessions, params, progress)
+    meta = serving.model.bundle.meta
+    params = blend_params(settings).for_version(meta)  # as the API would serve it
+    reranker = LinearReranker.for_version(meta)  # a version published with a tuned re-ranker
+    variants = (*VARIANTS, "reranked") if reranker is not None else VARIANTS
+    replay = evaluate_replay(
+        serving, prepared.replay_events, KS, opts.seed, opts.max_sessions, params, progress, variants, reranker
+    )
 
     say(f"4/4 writing the report to {opts.out_dir}")
     return write_report(opts.out_dir, prepared.name, prepared.notes, static, replay)

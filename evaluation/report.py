@@ -15,7 +15,6 @@ from pathlib import Path
 from batch.artifacts import write_json
 from batch.evaluation.metrics import METRICS
 from batch.evaluation.static import markdown_table
-from evaluation.replay import VARIANTS
 
 
 def _cell(x: float) -> str:
@@ -34,16 +33,22 @@ def replay_table(replay: Mapping) -> str:
 def position_table(replay: Mapping) -> str:
     """HitRate@10 per target position (steps seen before the target), one column per variant."""
     by_pos, counts = replay["hit_rate_at_10_by_position"], replay["n_by_position"]
-    lines = ["| position | n | " + " | ".join(VARIANTS) + " |", "|" + "---|" * (len(VARIANTS) + 2)]
+    variants = list(by_pos)
+    lines = ["| position | n | " + " | ".join(variants) + " |", "|" + "---|" * (len(variants) + 2)]
     for label, n in counts.items():
         if n:
-            lines.append(f"| {label} | {n} | " + " | ".join(_cell(by_pos[v][label]) for v in VARIANTS) + " |")
+            lines.append(f"| {label} | {n} | " + " | ".join(_cell(by_pos[v][label]) for v in variants) + " |")
     return "\n".join(lines)
 
 
 def summary_lines(report: Mapping) -> list[str]:
     """The acceptance ratios: hybrid / batch-only HitRate@10 (replay), ALS / popularity NDCG@10 (static)."""
     out = [f"- replay: hybrid / batch-only HitRate@10 = {report['replay']['hybrid_over_batch_hit_rate_at_10']:.3f}"]
+    variants = report["replay"]["variants"]
+    if "reranked" in variants and "10" in variants["reranked"]:
+        reranked, hybrid = variants["reranked"]["10"]["hit_rate"], variants["hybrid"]["10"]["hit_rate"]
+        ratio = reranked / hybrid if hybrid > 0 else float("nan")
+        out.append(f"- replay: re-ranked / hybrid (blend) HitRate@10 = {ratio:.3f} ({reranked:.4f} vs {hybrid:.4f})")
     for result in report["static"]:
         models = result["models"]
         if {"als", "popularity"} <= models.keys() and "10" in models["als"]:
@@ -104,7 +109,7 @@ def _plots(report: Mapping, out_dir: Path) -> list[str]:
     ks = replay["protocol"]["ks"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("hit_rate", "ndcg"), strict=True):
-        for v in VARIANTS:
+        for v in replay["variants"]:
             ax.plot(ks, [replay["variants"][v][str(k)][metric] for k in ks], marker="o", label=v)
         ax.set(xlabel="k", ylabel=f"{metric}@k", title=f"session replay: {metric}@k", xticks=ks)
         ax.grid(alpha=0.3)
@@ -116,7 +121,7 @@ def _plots(report: Mapping, out_dir: Path) -> list[str]:
 
     labels = [label for label, n in replay["n_by_position"].items() if n]
     fig, ax = plt.subplots(figsize=(6, 4))
-    for v in ("hybrid", "batch_only", "session_only"):
+    for v in [v for v in ("reranked", "hybrid", "batch_only", "session_only") if v in replay["variants"]]:
         ax.plot(labels, [replay["hit_rate_at_10_by_position"][v][label] for label in labels], marker="o", label=v)
     ax.set(xlabel="session position (items seen before the target)", ylabel="HitRate@10", title="by session position")
     ax.grid(alpha=0.3)
