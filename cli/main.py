@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli.tune import als_grid, csv, parse_grid, run_tune
-from evaluation.search import WEIGHT_COVISIT, WEIGHT_POPULARITY, WEIGHT_USER, AlsGrid
+from evaluation.search import PRECOMPUTED_WEIGHT_POPULARITY, WEIGHT_COVISIT, WEIGHT_POPULARITY, WEIGHT_USER, AlsGrid
 from shared.config import Settings, get_settings
 from shared.errors import HybridrecError
 from shared.ids import date_range, parse_date
@@ -368,6 +368,9 @@ def tune(
     weight_covisit: Annotated[str, typer.Option(help="Blend weight_covisit values (at the best pair).")] = csv(
         WEIGHT_COVISIT
     ),
+    precomputed_weight_popularity: Annotated[
+        str, typer.Option(help="The precomputed tier's popularity weights (by batch-only HitRate).")
+    ] = csv(PRECOMPUTED_WEIGHT_POPULARITY),
     reranker: Annotated[bool, typer.Option(help="Also train the learned re-ranker on validation.")] = True,
     data_dir: DataDir = None,
 ) -> None:
@@ -384,6 +387,7 @@ def tune(
         "weight_user": parse_grid(weight_user, "--weight-user"),
         "weight_popularity": parse_grid(weight_popularity, "--weight-popularity"),
         "weight_covisit": parse_grid(weight_covisit, "--weight-covisit"),
+        "precomputed_weight_popularity": parse_grid(precomputed_weight_popularity, "--precomputed-weight-popularity"),
         "reranker": reranker,
     }
     target = _settings(data_dir).tuning_path

@@ -30,6 +30,7 @@ GRID_SETTINGS = {
     "--weight-user": "weight_user",
     "--weight-popularity": "weight_popularity",
     "--weight-covisit": "weight_covisit",
+    "--precomputed-weight-popularity": "precomputed_weight_popularity",
 }
 
 
@@ -93,8 +94,9 @@ def run_tune(
             )
             continue
         console.print(
-            f"test {result['split']['test_replay_day']} {name:<10} ALS {row['als']} blend weight_user="
-            f"{row['params']['weight_user']:g} weight_popularity={row['params']['weight_popularity']:g}: "
+            f"test {result['split']['test_replay_day']} {name:<10} ALS {row['als']} blend "
+            + " ".join(f"{k}={v:g}" for k, v in row["params"].items() if k != "session_half_life")
+            + ": "
             f"hybrid HitRate@10 {row[METRIC]:.4f} (batch-only {row[BATCH_METRIC]:.4f}, {row['n_targets']} targets)"
         )
     console.print(f"tuned in {result['timings_s']['total']:.0f}s ({result['timings_s']})")

@@ -25,7 +25,7 @@ WEIGHT_USER = (0.0, 0.1, 0.25, 0.5, 1.0)
 # Doubling steps: with (0, 0.1, 0.2) the choice sat at the top edge; with 0.4 and 0.8 added it sat at
 # 0.8, and on validation 1.2 and 1.6 score well below 0.8, so 1.6 closes the range above the peak.
 WEIGHT_POPULARITY = (0.0, 0.1, 0.2, 0.4, 0.8, 1.6)
-PRECOMPUTED_WEIGHT_POPULARITY = (0.0, 0.1, 0.2, 0.4, 0.8)  # the precomputed tier's own, by batch-only
+PRECOMPUTED_WEIGHT_POPULARITY = (0.0, 0.2, 0.4, 0.8, 1.6, 3.2)  # the precomputed tier's own, by batch-only
 WEIGHT_COVISIT = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)  # swept at the best (weight_user, weight_popularity) pair
 
 P = TypeVar("P")  # a frozen dataclass with a field per ALS axis, e.g. batch.train.AlsParams

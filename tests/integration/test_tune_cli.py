@@ -90,7 +90,7 @@ def test_result_records_every_point_the_split_and_the_seed(tuned) -> None:
         "test_replay_day": "2026-01-31",
     }
     assert result["seed"] == 3 and result["metric"] == METRIC
-    assert stderr.count("HitRate@10=") == 2 + 7 + 5 and "best ALS:" in stderr and "best blend:" in stderr
+    assert stderr.count("HitRate@10=") == 2 + 7 + 6 and "best ALS:" in stderr and "best blend:" in stderr
 
 
 def test_each_choice_is_the_first_argmax_of_its_validation_scores(tuned) -> None:
@@ -106,7 +106,7 @@ def test_each_choice_is_the_first_argmax_of_its_validation_scores(tuned) -> None
     # the precomputed tier's own weight: the first argmax of batch-only HitRate@10 on validation
     rows = result["precomputed_grid"]
     batch = [r["batch_only_hit_rate_at_10"] for r in rows]
-    assert [r["precomputed_weight_popularity"] for r in rows] == [0.0, 0.1, 0.2, 0.4, 0.8]
+    assert [r["precomputed_weight_popularity"] for r in rows] == [0.0, 0.2, 0.4, 0.8, 1.6, 3.2]
     assert (
         result["best"]["precomputed_weight_popularity"]
         == rows[batch.index(max(batch))]["precomputed_weight_popularity"]
