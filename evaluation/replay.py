@@ -33,6 +33,7 @@ import pandas as pd
 
 from batch.evaluation.metrics import mean_metrics, popularity_percentile
 from evaluation.serving import ServingModel
+from evaluation.stats import paired_difference
 from feature_store.base import RequestFeatures, SessionEvent
 from feature_store.codecs import UserRecord
 from online.ranking import BlendParams, rank
@@ -41,6 +42,8 @@ from shared.errors import DataValidationError
 
 VARIANTS = ("popularity", "batch_only", "session_only", "hybrid")
 ALL_VARIANTS = (*VARIANTS, "reranked")  # reranked: only when a re-ranker is given
+# HitRate@10 differences reported with a session-bootstrap 95% interval (evaluation.stats)
+PAIRED_COMPARISONS = (("hybrid", "batch_only"), ("hybrid", "session_only"), ("reranked", "hybrid"))
 RANKED_VARIANTS = ("batch_only", "session_only", "hybrid")
 POSITION_CAP = 10  # positions >= this share one bucket, "10+"
 REQUIRED_COLUMNS = ("session_id", "user_id", "item_id", "event_type", "position")
@@ -53,6 +56,7 @@ class _Targets:
     ranked: dict[str, np.ndarray]  # variant -> int64 (n_targets, max_k), -1 padded
     targets: np.ndarray  # int64 (n_targets,) item index of the next item
     positions: np.ndarray  # int64 (n_targets,) t, the number of steps seen before the target
+    sessions: np.ndarray  # int64 (n_targets,) ordinal of the target's session
     strategies: dict[str, Counter]  # variant -> strategy name -> count
     skipped_repeat: int
     skipped_unknown: int
@@ -187,9 +191,10 @@ def replay_targets(
     rows: dict[str, list[np.ndarray]] = {v: [] for v in variants}
     targets: list[int] = []
     positions: list[int] = []
+    session_of: list[int] = []
     strategies: dict[str, Counter] = {v: Counter() for v in (*RANKED_VARIANTS, "reranked") if v in rows}
     counts = TargetCounts()
-    for _events, user, found in iter_targets(serving, sessions, counts):
+    for s, (_events, user, found) in enumerate(iter_targets(serving, sessions, counts)):
         batch = rank(model, RequestFeatures(user, []), max_k, None, params)
         batch_row = _indices(serving, batch.item_ids, max_k)
         for q in found:
@@ -208,6 +213,7 @@ def replay_targets(
                     strategies[name][ranked.strategy] += 1
             targets.append(q.target)
             positions.append(q.position)
+            session_of.append(s)
         if progress is not None:
             progress(1)
     empty = np.empty((0, max_k), dtype=np.int64)
@@ -215,6 +221,7 @@ def replay_targets(
         ranked={v: np.vstack(r) if r else empty for v, r in rows.items()},
         targets=np.asarray(targets, dtype=np.int64),
         positions=np.asarray(positions, dtype=np.int64),
+        sessions=np.asarray(session_of, dtype=np.int64),
         strategies=strategies,
         skipped_repeat=counts.skipped_repeat,
         skipped_unknown=counts.skipped_unknown,
@@ -244,6 +251,7 @@ def evaluate_replay(
          "n_sessions_unknown_user"}, "variants": {variant: {"<k>": {metric: float, "n_lists": int}}},
          "hit_rate_at_10_by_position": {variant: {"1".."10+": float}}, "n_by_position": {label: int},
          "strategies": {variant: {strategy: count}}, "hybrid_over_batch_hit_rate_at_10": float,
+         "paired_hit_rate_at_10": {"<a>_vs_<b>": evaluation.stats.paired_difference(...)},
          "timings_s": {"replay": float}}
 
     ``events``: session_id, user_id, item_id, event_type, position (+ optional ts); ``progress`` is
@@ -281,6 +289,12 @@ def evaluate_replay(
     both = 10 in ks and {"batch_only", "hybrid"} <= set(variants)
     batch_hr = metrics["batch_only"]["10"]["hit_rate"] if both else float("nan")
     hybrid_hr = metrics["hybrid"]["10"]["hit_rate"] if both else float("nan")
+    paired = {}
+    if 10 in ks:
+        hit10 = {v: (out.ranked[v][:, :10] == out.targets[:, None]).any(axis=1) for v in variants}
+        for a, b in PAIRED_COMPARISONS:
+            if a in hit10 and b in hit10:
+                paired[f"{a}_vs_{b}"] = paired_difference(hit10[a], hit10[b], out.sessions, seed=seed)
     return {
         "protocol": {
             "name": "session_replay",
@@ -301,5 +315,6 @@ def evaluate_replay(
         "n_by_position": n_by_position,
         "strategies": {v: dict(sorted(c.items())) for v, c in out.strategies.items()},
         "hybrid_over_batch_hit_rate_at_10": hybrid_hr / batch_hr if batch_hr > 0 else float("nan"),
+        "paired_hit_rate_at_10": paired,
         "timings_s": {"replay": elapsed},
     }

@@ -44,6 +44,11 @@ def position_table(replay: Mapping) -> str:
 def summary_lines(report: Mapping) -> list[str]:
     """The acceptance ratios: hybrid / batch-only HitRate@10 (replay), ALS / popularity NDCG@10 (static)."""
     out = [f"- replay: hybrid / batch-only HitRate@10 = {report['replay']['hybrid_over_batch_hit_rate_at_10']:.3f}"]
+    for name, p in report["replay"].get("paired_hit_rate_at_10", {}).items():
+        out.append(
+            f"- replay: {name.replace('_vs_', ' - ')} HitRate@10 = {p['difference']:+.4f} "
+            f"(95% session-bootstrap interval {p['ci95_low']:+.4f} .. {p['ci95_high']:+.4f}, {p['n_sessions']} sessions)"
+        )
     variants = report["replay"]["variants"]
     if "reranked" in variants and "10" in variants["reranked"]:
         reranked, hybrid = variants["reranked"]["10"]["hit_rate"], variants["hybrid"]["10"]["hit_rate"]

@@ -107,3 +107,15 @@ def test_serving_model_is_the_published_content() -> None:
     bundle = item_bundle(data)
     assert bundle.item_index["b0"] == 3
     assert {k: v.tolist() for k, v in bundle.popular.items()} == {k: v.tolist() for k, v in tiny.POPULAR.items()}
+
+
+def test_paired_differences_use_the_same_targets_and_sessions() -> None:
+    report = evaluate_replay(_serving(), _events(), ks=(10,), seed=0, max_sessions=None)
+    hit = {v: report["variants"][v]["10"]["hit_rate"] for v in report["variants"]}
+    paired = report["paired_hit_rate_at_10"]
+    assert set(paired) == {"hybrid_vs_batch_only", "hybrid_vs_session_only"}  # no re-ranker given
+    for name, p in paired.items():
+        a, b = name.split("_vs_")
+        assert p["difference"] == pytest.approx(hit[a] - hit[b])
+        assert (p["n_targets"], p["n_sessions"]) == (3, 2)
+        assert p["ci95_low"] <= p["difference"] <= p["ci95_high"]
