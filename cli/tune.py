@@ -90,7 +90,8 @@ def run_tune(
             console.print(
                 f"test {result['split']['test_replay_day']} {name:<10} ALS {row['als']} learned re-ranker: "
                 f"HitRate@10 {row[METRIC]:.4f} vs the tuned blend {row['blend_' + METRIC]:.4f} on the same "
-                f"{row['n_targets']} targets"
+                f"{row['n_targets']} targets; difference 95% session-bootstrap interval "
+                f"{row['paired_difference']['ci95_low']:+.4f} .. {row['paired_difference']['ci95_high']:+.4f}"
             )
             continue
         console.print(

@@ -271,6 +271,7 @@ def score_test(
                 "reranker": True,
                 METRIC: float(replay["variants"]["reranked"]["10"]["hit_rate"]),
                 "blend_" + METRIC: float(replay["variants"]["hybrid"]["10"]["hit_rate"]),
+                "paired_difference": replay["paired_hit_rate_at_10"]["reranked_vs_hybrid"],
                 "n_sessions": replay["data"]["n_sessions"],
                 "n_targets": replay["data"]["n_targets"],
             }
