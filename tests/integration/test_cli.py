@@ -97,4 +97,4 @@ def test_a_tuned_blend_is_part_of_the_version(data: Path) -> None:
         tuning.unlink()
     assert tuned["params"]["blend"] == blend and "blend" not in plain["params"]
     assert tuned["content_hash"] != plain["content_hash"]
-    assert json.loads((data / f"runs/date={day}/serving.json").read_text()) == {"blend": blend}
+    assert json.loads((data / f"runs/date={day}/serving.json").read_text()) == {"blend": blend, "reranker": None}
