@@ -7,6 +7,8 @@ Re-ranker routing: a request with a live session goes to the version's learned r
 version has a usable one, ``reranker_enabled`` is set, and the time spent so far plus the re-ranker's
 typical cost (an exponential moving average of its measured ranking time) fits ``reranker_budget_ms``;
 otherwise the blend serves it, with the flag ``reranker_over_budget`` when the budget was the reason.
+Every such skip decays the average by the same factor, so a transient stall (GC, a noisy neighbour)
+cannot switch the re-ranker off for good.
 A version whose re-ranker cannot be parsed is served by the blend and logged once.
 """
 
@@ -94,6 +96,9 @@ class Recommender:
             if spent_ms + self.reranker_cost_ms > self.reranker_budget_ms:
                 reranker = None
                 flags.append("reranker_over_budget")
+                # The average only moves on re-ranked requests, so one stall could keep it above the
+                # budget for good; each skip decays it, and the re-ranker is tried again soon.
+                self.reranker_cost_ms *= 1 - _COST_SMOOTHING
         rank_start = time.perf_counter()
         ranked = rank(model, features, k, category, self.params_for(model), reranker)
         if ranked.strategy == "reranked":
