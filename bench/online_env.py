@@ -19,27 +19,60 @@ import httpx
 import numpy as np
 import pandas as pd
 
+import online_reranker
 from common import REPO_DIR, DataSpec, build_dataset, console, step
 
 HOST = "127.0.0.1"
 POST_BATCH = 100  # events per POST /events when seeding (the API accepts up to 1000)
 
 
-def prepare_run(spec: DataSpec, data_dir: Path, reuse: bool, timings: dict[str, float]) -> tuple[dict, Path]:
-    """Data set + batch run for ``spec`` in ``data_dir``, reusing both when asked and complete."""
-    from batch.artifacts import run_dir_for
-    from batch.pipeline import is_complete, run_batch
+def prepare_run(
+    spec: DataSpec, data_dir: Path, reuse: bool, timings: dict[str, float], reranker_sessions: int, seed: int
+) -> tuple[dict, Path, dict]:
+    """Data set + batch run for ``spec`` in ``data_dir`` whose version carries a learned re-ranker.
+
+    A run without ``params.reranker`` is built in two passes: ``run_batch`` without a tuning file, a
+    re-ranker trained on it (bench/online_reranker.py), ``run_batch`` again, which publishes it. ALS
+    trains with Settings both times, so the second run's model is the first's (checked, recorded).
+    With ``reuse``, a complete run (every artifact of today's pipeline) that has a re-ranker is reused.
+    Returns (data set info, run dir, re-ranker summary).
+    """
+    from batch.artifacts import HASHED_FILES, run_dir_for
+    from batch.pipeline import run_batch
     from shared.config import get_settings
 
     info = build_dataset(spec, data_dir, reuse)
     timings.update({f"data_{k}": v for k, v in info["timings_s"].items()})
     settings = get_settings(data_dir=data_dir)
-    if reuse and is_complete(settings, spec.end):
-        console.print(f"[green]✓[/] reusing batch run {run_dir_for(settings.runs_dir, spec.end)}")
-        return info, run_dir_for(settings.runs_dir, spec.end)
-    with step("run_batch", timings, f"run_batch {spec.end}"):
-        run_dir = run_batch(settings, spec.end, log=lambda name, s: console.print(f"    {name:<14} {s:6.2f}s"))
-    return info, run_dir
+    run_dir = run_dir_for(settings.runs_dir, spec.end)
+    complete = all((run_dir / f).exists() for f in (*HASHED_FILES, "manifest.json"))
+    existing = online_reranker.manifest_reranker(run_dir) if complete else None
+    if reuse and existing is not None:
+        console.print(f"[green]✓[/] reusing batch run {run_dir} (with its re-ranker)")
+        online_reranker.describe(existing)
+        return info, run_dir, {"reused": True, **online_reranker.summary(existing)}
+
+    def log(name: str, s: float) -> None:
+        console.print(f"    {name:<14} {s:6.2f}s")
+
+    settings.tuning_path.unlink(missing_ok=True)  # a stale re-ranker or blend must not reach pass 1
+    if reuse and complete:
+        console.print(f"[green]✓[/] reusing batch run {run_dir} (it has no re-ranker yet)")
+    else:
+        with step("run_batch", timings, f"run_batch {spec.end} (pass 1: no re-ranker)"):
+            run_batch(settings, spec.end, log=log)
+    model_before = online_reranker.file_sha256(run_dir / "model.npz")
+    what = f"train the bench re-ranker on {reranker_sessions:,} sessions of the last day (in-sample)"
+    with step("train_reranker", timings, what):
+        trained = online_reranker.train_bench_reranker(run_dir, data_dir, spec.end_date, reranker_sessions, seed)
+    online_reranker.describe(trained)
+    with step("run_batch_reranker", timings, f"run_batch {spec.end} (pass 2: publishes the re-ranker)"):
+        run_batch(settings, spec.end, log=log)
+    same = online_reranker.file_sha256(run_dir / "model.npz") == model_before
+    if online_reranker.manifest_reranker(run_dir) != trained:
+        raise RuntimeError(f"{run_dir}/manifest.json does not carry the re-ranker just written")
+    console.print(f"  model.npz of pass 2 {'is identical to' if same else '[red]differs from[/]'} pass 1's")
+    return info, run_dir, {"reused": False, "model_identical_to_pass_1": same, **online_reranker.summary(trained)}
 
 
 def publish(run_dir: Path, data_dir: Path, redis_url: str, timings: dict[str, float]) -> dict:
@@ -65,12 +98,20 @@ class Api:
 
 
 @contextlib.contextmanager
-def api_server(redis_url: str, data_dir: Path, port: int, workers: int, log_path: Path) -> Iterator[Api]:
+def api_server(
+    redis_url: str,
+    data_dir: Path,
+    port: int,
+    workers: int,
+    log_path: Path,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Api]:
     """uvicorn with ``workers`` processes in its own session; yields where it is, stops it on exit.
 
     Access logging is off: at hundreds of requests per second it would measure the terminal.
+    ``extra_env``: more environment for the API (``HYBRIDREC_*`` settings), over the bench's own.
     """
-    env = {**os.environ, "HYBRIDREC_REDIS_URL": redis_url, "HYBRIDREC_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "HYBRIDREC_REDIS_URL": redis_url, "HYBRIDREC_DATA_DIR": str(data_dir), **(extra_env or {})}
     cmd = [sys.executable, "-m", "uvicorn", "online.app:app_from_env", "--factory", "--workers", str(workers)]
     cmd += ["--host", HOST, "--port", str(port), "--log-level", "warning", "--no-access-log"]
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,32 @@ from common import console, fmt_ms, fmt_ratio
 
 TARGET_P99_MS = 50.0
 FLOOR = "ready_floor"
-MIXES = (FLOOR, "known_user", "known_user_session", "unknown_user_session")
+BLEND_FLOOR = "ready_floor_blend"
+# Round-robin order: each re-ranked mix is followed by its blend twin, so a pair samples the same background.
+MIXES = (
+    FLOOR,
+    "known_user",
+    "known_user_session",
+    "known_user_session_blend",
+    "unknown_user_session",
+    "unknown_user_session_blend",
+    BLEND_FLOOR,
+)
+# mix -> the same paths sent to the blend server (HYBRIDREC_RERANKER_ENABLED=false). The floor pair is
+# the null comparison: the same cheap route on both servers, so its ratio shows the noise of a pair.
+BLEND_OF = {
+    "known_user_session": "known_user_session_blend",
+    "unknown_user_session": "unknown_user_session_blend",
+    FLOOR: BLEND_FLOOR,
+}
+BLEND_SERVER_MIXES = frozenset(BLEND_OF.values())
+EXPECTED_STRATEGY = {
+    "known_user": "precomputed",
+    "known_user_session": "reranked",
+    "known_user_session_blend": "hybrid",
+    "unknown_user_session": "reranked",
+    "unknown_user_session_blend": "session",
+}
 _QS = {"p50": 50, "p90": 90, "p95": 95, "p99": 99, "p99_9": 99.9, "max": 100}
 
 
@@ -77,6 +102,14 @@ def summarise_mix(slices: list[dict], wrk: list[dict], rate: float) -> dict:
         "transport_errors": dict(errors),
         "strategies": dict(strategies),
         "flags": dict(flags),
+        # per slice, in round order: a fallback that starts in one round and never ends shows here
+        "strategies_per_round": [
+            dict(collections.Counter(s for s, c in zip(raw["strategy"], raw["status"], strict=True) if s and c == 200))
+            for raw in slices
+        ],
+        "reranker_over_budget_per_round": [
+            sum("reranker_over_budget" in fl.split(",") for fl in raw["flags"]) for raw in slices
+        ],
         "server_cpu_ms_per_request": round(float(np.mean([r["server_cpu_s_per_request"] for r in slices])) * 1000, 3),
         "foreign_cpu_cores_per_round": [round(r["foreign_cpu_cores"], 2) for r in slices],
         "client_cpu_us_per_request": round(sum(r["client_cpu_s"] for r in slices) / max(1, n) * 1e6, 1),
@@ -125,6 +158,47 @@ def add_ratios(results: dict[str, dict]) -> None:
         r["wrk_rps_vs_floor"] = round(w["rps"] / fw["rps"], 3) if w and fw else None
         p99 = r["latency_ms"]["p99"]
         r["meets_p99_target"] = p99 is not None and p99 < TARGET_P99_MS and r["non_200"] == 0
+    for name, r in results.items():
+        expected = EXPECTED_STRATEGY.get(name)
+        r["expected_strategy"] = expected
+        r["expected_strategy_share"] = (
+            round(r["strategies"].get(expected, 0) / r["ok"], 4) if expected and r["ok"] else None
+        )
+    for mix, twin in BLEND_OF.items():
+        if mix in results and twin in results:
+            results[mix]["vs_blend"] = vs_blend(results[mix], results[twin], twin)
+
+
+def _diff(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else round(a - b, 3)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else round(a / b, 2)
+
+
+def vs_blend(r: dict, b: dict, twin: str) -> dict:
+    """What the re-ranker adds over the blend on the same paths (mix ``r`` minus its blend twin ``b``).
+
+    ``p99_added_ms_median_of_rounds``: the median over rounds of (this round's p99 - the twin's p99 in the
+    same round, run right after it): a paired difference, robust to one round hit by a stall.
+    """
+    lat, blat = r["latency_ms"], b["latency_ms"]
+    paired = [_diff(x, y) for x, y in zip(r["p99_ms_per_round"], b["p99_ms_per_round"], strict=False)]
+    w, bw = r["wrk"], b["wrk"]
+    return {
+        "blend_mix": twin,
+        "p50_added_ms": _diff(lat["p50"], blat["p50"]),
+        "p99_added_ms": _diff(lat["p99"], blat["p99"]),
+        "p50_ratio": _ratio(lat["p50"], blat["p50"]),
+        "p99_ratio": _ratio(lat["p99"], blat["p99"]),
+        "p99_added_ms_per_round": paired,
+        "p99_added_ms_median_of_rounds": _median([p for p in paired if p is not None]),
+        "took_p50_added_ms": _diff(r["server_took_ms"]["p50"], b["server_took_ms"]["p50"]),
+        "took_p99_added_ms": _diff(r["server_took_ms"]["p99"], b["server_took_ms"]["p99"]),
+        "server_cpu_added_ms_per_request": _diff(r["server_cpu_ms_per_request"], b["server_cpu_ms_per_request"]),
+        "wrk_rps_ratio": round(w["rps"] / bw["rps"], 3) if w and bw else None,
+    }
 
 
 def print_tables(results: dict[str, dict], args: argparse.Namespace) -> None:
@@ -132,17 +206,19 @@ def print_tables(results: dict[str, dict], args: argparse.Namespace) -> None:
         title=f"Open loop at {args.rate:g} req/s, {args.duration:g}s per mix in {args.rounds} interleaved rounds "
         "(latency from the scheduled send time, ms)"
     )
-    cols = ("mix", "target/s", "achieved/s", "p50", "p95", "p99", "max", "err/non-200", "p99 vs floor")
+    cols = ("mix", "achieved/s", "p50", "p95", "p99", "max", "err/non-200", "p99 vs floor")
+    width = max(map(len, results), default=3)
     for col in (*cols, "same, median of rounds"):
-        t.add_column(col, justify="left" if col == "mix" else "right")
+        t.add_column(col, justify="left" if col == "mix" else "right", min_width=width if col == "mix" else None)
     t.add_column(f"p99<{TARGET_P99_MS:g}", justify="center")
     t.add_column(f"wrk -c{args.wrk_connections} max/s", justify="right")
     t.add_column("wrk vs floor", justify="right")
+    t.add_column("p99 vs blend", justify="right")
+    t.add_column("added p50/p99", justify="right")
     for name, r in results.items():
-        lat, wrk = r["latency_ms"], r["wrk"]
+        lat, wrk, vb = r["latency_ms"], r["wrk"], r.get("vs_blend")
         t.add_row(
             name,
-            f"{r['target_rps']:g}",
             f"{r['achieved_rps']:.1f}",
             fmt_ms(lat["p50"]),
             fmt_ms(lat["p95"]),
@@ -154,8 +230,11 @@ def print_tables(results: dict[str, dict], args: argparse.Namespace) -> None:
             "[green]yes[/]" if r["meets_p99_target"] else "[red]no[/]",
             f"{wrk['rps']:.0f}" if wrk else "-",
             fmt_ratio(r["wrk_rps_vs_floor"]),
+            fmt_ratio(vb["p99_ratio"]) if vb else "",
+            f"{_signed(vb['p50_added_ms'])} / {_signed(vb['p99_added_ms'])}" if vb else "",
         )
     console.print(t)
+    _print_pairs(results)
     d = Table(
         title="Diagnostics: service = from actual send (ms), lag = send - scheduled (ms), took = server's own timer "
         "(ms), server CPU = API + Redis CPU per request (ms), foreign = CPU cores used by other processes"
@@ -182,3 +261,52 @@ def print_tables(results: dict[str, dict], args: argparse.Namespace) -> None:
             strat,
         )
     console.print(d)
+
+
+def _signed(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.1f}"
+
+
+def _print_pairs(results: dict[str, dict]) -> None:
+    """Re-ranker server vs blend server on the same paths, one row per pair, with the routing check."""
+    pairs = [(m, t) for m, t in BLEND_OF.items() if "vs_blend" in results.get(m, {})]
+    if not pairs:
+        return
+    p = Table(
+        title="Re-ranker vs blend: the same paths, Redis and version; the twin's server has "
+        "HYBRIDREC_RERANKER_ENABLED=false. added = this mix - its twin (ms); paired median = median over rounds of "
+        "(this round's p99 - the twin's p99 right after it); the floor pair is the null comparison"
+    )
+    cols = ("mix", "p50", "twin p50", "p99", "twin p99", "p99 ratio", "added p99", "paired median")
+    for col in (*cols, "took added p50/p99", "CPU added", "wrk ratio", "strategies (this | twin)"):
+        p.add_column(col, justify="left" if col in ("mix", "strategies (this | twin)") else "right")
+    for mix, twin in pairs:
+        r, b, vb = results[mix], results[twin], results[mix]["vs_blend"]
+
+        def strat(x: dict) -> str:
+            got = ", ".join(f"{k}={v}" for k, v in sorted(x["strategies"].items())) or "-"
+            over = x["flags"].get("reranker_over_budget")
+            return got + (f" (over budget {over})" if over else "")
+
+        p.add_row(
+            mix,
+            fmt_ms(r["latency_ms"]["p50"]),
+            fmt_ms(b["latency_ms"]["p50"]),
+            fmt_ms(r["latency_ms"]["p99"]),
+            fmt_ms(b["latency_ms"]["p99"]),
+            fmt_ratio(vb["p99_ratio"]),
+            _signed(vb["p99_added_ms"]),
+            _signed(vb["p99_added_ms_median_of_rounds"]),
+            f"{_signed(vb['took_p50_added_ms'])} / {_signed(vb['took_p99_added_ms'])}",
+            _signed(vb["server_cpu_added_ms_per_request"]),
+            fmt_ratio(vb["wrk_rps_ratio"]),
+            f"{strat(r)} | {strat(b)}",
+        )
+    console.print(p)
+    for mix, _ in pairs:  # a re-ranked mix the blend served (budget fallback) does not measure the re-ranker
+        share = results[mix]["expected_strategy_share"]
+        if share is not None and share < 0.99:
+            console.print(
+                f"[yellow]{mix}: only {share:.1%} served by reranked[/] (reranker_over_budget per round "
+                f"{results[mix]['reranker_over_budget_per_round']}): its latency is partly the blend's"
+            )
