@@ -113,7 +113,8 @@ def similar(
     ] = "als",
 ) -> SimilarItems:
     ids, scores, version = _recommender(request).similar(item_id, k, kind)
-    items = [ScoredItem(item_id=i, score=s, reason=f"similar_to:{item_id}") for i, s in zip(ids, scores, strict=True)]
+    why = f"{'often_next_to' if kind == 'covisit' else 'similar_to'}:{item_id}"  # the reasons rank() gives
+    items = [ScoredItem(item_id=i, score=s, reason=why) for i, s in zip(ids, scores, strict=True)]
     return SimilarItems(item_id=item_id, kind=kind, items=items, model_version=version)
 
 

@@ -85,7 +85,9 @@ def test_similar_items_by_co_visitation(api: httpx.Client) -> None:
     body = api.get("/items/a0/similar", params={"k": 5, "kind": "covisit"}).json()
     assert body["kind"] == "covisit" and body["model_version"] == V1
     assert [(i["item_id"], i["score"]) for i in body["items"]] == [("b0", 0.75), ("a2", 0.5)]
-    assert api.get("/items/a0/similar", params={"k": 5}).json()["kind"] == "als"
+    assert {i["reason"] for i in body["items"]} == {"often_next_to:a0"}  # the reason rank() gives them
+    als = api.get("/items/a0/similar", params={"k": 5}).json()
+    assert als["kind"] == "als" and {i["reason"] for i in als["items"]} == {"similar_to:a0"}
     assert api.get("/items/b1/similar", params={"kind": "covisit"}).json()["items"] == []
     r = api.get("/items/nope/similar", params={"kind": "covisit"})
     assert r.status_code == 404 and r.json()["error"] == "not_found"
