@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,26 +14,20 @@ from batch.tuned import read_tuned_als, read_tuned_blend
 from evaluation.datasets import SYNTHETIC_END, ingest_synthetic
 from shared.config import get_settings
 from shared.errors import ConfigError
+from tests.support.tuning import BLEND, write_tuning
 
-BLEND = {"weight_user": 0.25, "weight_session": 1.0, "weight_popularity": 0.4, "session_half_life": 3.0}
 ALS = {"factors": 6, "regularization": 0.2, "alpha": 10.0, "iterations": 3}
 
 
-def _write(path: Path, doc: object) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc))
-    return path
-
-
 def test_a_valid_als_section_is_read_as_params(tmp_path: Path) -> None:
-    path = _write(tmp_path / "best.json", {"best": BLEND, "als": {**ALS, "note": "extra keys are ignored"}})
+    path = write_tuning(tmp_path / "best.json", {"best": BLEND, "als": {**ALS, "note": "extra keys are ignored"}})
     assert read_tuned_als(path) == AlsParams(factors=6, regularization=0.2, alpha=10.0, iterations=3)
     assert read_tuned_blend(path) == BLEND
 
 
 def test_no_file_or_a_file_from_before_the_als_search_means_settings(tmp_path: Path) -> None:
     assert read_tuned_als(tmp_path / "missing.json") is None
-    old = _write(tmp_path / "best.json", {"best": BLEND, "grid": [], "metric": "hybrid_hit_rate_at_10"})
+    old = write_tuning(tmp_path / "best.json", {"best": BLEND, "grid": [], "metric": "hybrid_hit_rate_at_10"})
     assert read_tuned_als(old) is None
     assert read_tuned_blend(old) == BLEND  # and the old file's blend still holds
 
@@ -55,7 +48,7 @@ def test_no_file_or_a_file_from_before_the_als_search_means_settings(tmp_path: P
     ],
 )
 def test_a_malformed_als_section_is_refused(tmp_path: Path, als: object, message: str) -> None:
-    path = _write(tmp_path / "best.json", {"best": BLEND, "als": als})
+    path = write_tuning(tmp_path / "best.json", {"best": BLEND, "als": als})
     with pytest.raises(ConfigError, match=message):
         read_tuned_als(path)
 
@@ -65,7 +58,7 @@ def test_a_file_that_is_not_a_json_object_is_refused(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(ConfigError, match="not a tuning result"):
         read_tuned_als(path)
-    _write(path, [ALS])
+    write_tuning(path, [ALS])
     with pytest.raises(ConfigError, match="not a tuning result"):
         read_tuned_als(path)
 
@@ -76,7 +69,7 @@ def test_run_batch_trains_with_the_tuned_params_and_says_so(tmp_path: Path) -> N
     plain = read_json(run_batch(settings, SYNTHETIC_END) / "manifest.json")
     assert plain["params"]["als_source"] == "settings" and plain["params"]["factors"] == 4
 
-    _write(settings.tuning_path, {"best": BLEND, "als": ALS})
+    write_tuning(settings.tuning_path, {"best": BLEND, "als": ALS})
     run_dir = run_batch(settings, SYNTHETIC_END)
     tuned = read_json(run_dir / "manifest.json")
     assert tuned["params"]["als_source"] == "tuning"
@@ -90,7 +83,7 @@ def test_run_batch_trains_with_the_tuned_params_and_says_so(tmp_path: Path) -> N
 
 def test_run_batch_fails_before_any_work_on_a_malformed_als_section(tmp_path: Path) -> None:
     settings = get_settings(data_dir=tmp_path / "data")  # no data at all: the file is read first
-    _write(settings.tuning_path, {"best": BLEND, "als": {**ALS, "iterations": -1}})
+    write_tuning(settings.tuning_path, {"best": BLEND, "als": {**ALS, "iterations": -1}})
     with pytest.raises(ConfigError, match="iterations >= 1"):
         run_batch(settings, SYNTHETIC_END)
     assert not settings.runs_dir.exists()

@@ -15,21 +15,15 @@ from evaluation.datasets import SYNTHETIC_END, ingest_synthetic
 from online.reranker import LinearReranker
 from shared.config import get_settings
 from shared.errors import ArtifactNotFound, ConfigError
+from tests.support.tuning import BLEND, write_tuning
 
 SPEC = {"kind": "linear", "features": ["session_z", "covisit"], "weights": [1.5, 0.25], "bias": 0.0, "c": 1.0}
-BLEND = {"weight_user": 0.25, "weight_session": 1.0, "weight_popularity": 0.4, "session_half_life": 3.0}
-
-
-def _write(path: Path, doc: object) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc))
-    return path
 
 
 def test_reader_returns_the_section_or_none(tmp_path: Path) -> None:
     assert read_tuned_reranker(tmp_path / "missing.json") is None
-    assert read_tuned_reranker(_write(tmp_path / "old.json", {"best": BLEND})) is None
-    assert read_tuned_reranker(_write(tmp_path / "best.json", {"best": BLEND, "reranker": SPEC})) == SPEC
+    assert read_tuned_reranker(write_tuning(tmp_path / "old.json", {"best": BLEND})) is None
+    assert read_tuned_reranker(write_tuning(tmp_path / "best.json", {"best": BLEND, "reranker": SPEC})) == SPEC
 
 
 @pytest.mark.parametrize(
@@ -54,7 +48,7 @@ def test_a_malformed_section_is_refused(tmp_path: Path, spec: object) -> None:
 def test_run_batch_publishes_the_reranker_and_old_runs_still_load(tmp_path: Path) -> None:
     settings = get_settings(data_dir=tmp_path / "data", als_factors=4, als_iterations=2)
     ingest_synthetic(settings, users=120, items=40, days=3, seed=5)
-    _write(settings.tuning_path, {"best": BLEND, "reranker": SPEC})
+    write_tuning(settings.tuning_path, {"best": BLEND, "reranker": SPEC})
     run_dir = run_batch(settings, SYNTHETIC_END)
     assert read_json(run_dir / "serving.json")["reranker"] == SPEC
     meta = version_data(RunArtifacts.load(run_dir), popular_n=20).meta
