@@ -25,18 +25,8 @@ from typing import Any
 
 from batch.train import AlsParams
 from shared.errors import ConfigError
+from shared.schemas import BLEND_FIELDS, OPTIONAL_BLEND_FIELDS
 
-# The same names as online.ranking.TUNABLE_FIELDS (a unit test keeps the two in step).
-BLEND_FIELDS = (
-    "weight_user",
-    "weight_session",
-    "weight_popularity",
-    "weight_covisit",
-    "session_half_life",
-    "precomputed_weight_popularity",
-)
-# Fields a tuning file may lack (it predates them): the API then serves their configured value.
-OPTIONAL_BLEND_FIELDS = ("weight_covisit", "precomputed_weight_popularity")
 ALS_INT_FIELDS = ("factors", "iterations")
 ALS_FLOAT_FIELDS = ("regularization", "alpha")
 _FIX = "rerun `hybridrec tune` or delete it"

@@ -43,7 +43,6 @@ import pandas as pd
 from batch.artifacts import read_json, write_json
 from batch.generate import SyntheticData
 from batch.train import AlsParams
-from batch.tuned import BLEND_FIELDS
 from evaluation.datasets import SYNTHETIC_END, Prepared, StepLog, ingest_synthetic, synthetic_split
 from evaluation.replay import evaluate_replay, sample_sessions
 from evaluation.reranker import collect_queries, train_reranker
@@ -63,6 +62,7 @@ from online.ranking import BlendParams
 from online.reranker import LinearReranker
 from shared.config import Settings
 from shared.errors import ConfigError
+from shared.schemas import BLEND_FIELDS
 
 METRIC = "hybrid_hit_rate_at_10"
 BATCH_METRIC = "batch_only_hit_rate_at_10"

@@ -34,18 +34,9 @@ from online.features import Pool, build_pool, session_vector
 from online.model import LoadedModel
 from online.reranker import LinearReranker
 from shared.config import Settings
+from shared.schemas import BLEND_FIELDS
 
-__all__ = ["TUNABLE_FIELDS", "BlendParams", "Ranked", "blend_score", "rank", "session_vector", "similar_items"]
-
-# Blend fields a version's meta may set (``meta["params"]["blend"]``, written by batch from a tuning run).
-TUNABLE_FIELDS = (
-    "weight_user",
-    "weight_session",
-    "weight_popularity",
-    "weight_covisit",
-    "session_half_life",
-    "precomputed_weight_popularity",
-)
+__all__ = ["BlendParams", "Ranked", "blend_score", "rank", "session_vector", "similar_items"]
 
 
 @dataclass(frozen=True)
@@ -81,7 +72,7 @@ class BlendParams:
         configured value too.
         """
         blend = (meta.get("params") or {}).get("blend") or {}
-        tuned = {name: float(blend[name]) for name in TUNABLE_FIELDS if name in blend}
+        tuned = {name: float(blend[name]) for name in BLEND_FIELDS if name in blend}
         return replace(self, **tuned) if tuned else self
 
 

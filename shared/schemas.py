@@ -38,3 +38,16 @@ PARTITION_COLUMN: Final[str] = "date"
 DATE_FORMAT: Final[str] = "%Y-%m-%d"
 
 MAX_ID_LENGTH: Final[int] = 128
+
+# Online blend fields a tuning result may set: batch reads them from tuning/best.json and publishes
+# them in the version meta (``params.blend``); online.ranking.BlendParams applies them per version.
+BLEND_FIELDS: Final[tuple[str, ...]] = (
+    "weight_user",
+    "weight_session",
+    "weight_popularity",
+    "weight_covisit",
+    "session_half_life",
+    "precomputed_weight_popularity",
+)
+# Fields a tuning file may lack (it predates them): the API then serves their configured value.
+OPTIONAL_BLEND_FIELDS: Final[tuple[str, ...]] = ("weight_covisit", "precomputed_weight_popularity")

@@ -9,14 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from batch.tuned import BLEND_FIELDS, read_tuned_blend
+from batch.tuned import read_tuned_blend
 from feature_store.base import RequestFeatures, SessionEvent
 from feature_store.codecs import UserRecord
 from online.model import LoadedModel
-from online.ranking import TUNABLE_FIELDS, BlendParams, rank
+from online.ranking import BlendParams, rank
 from online.service import Recommender
 from shared.config import get_settings
 from shared.errors import ConfigError
+from shared.schemas import BLEND_FIELDS
 from tests.support import tiny
 
 TUNED = {
@@ -36,16 +37,15 @@ def _model(meta: dict, version: str = "2026-01-01.00000000aa") -> LoadedModel:
     return LoadedModel.from_bundle(dataclasses.replace(tiny.bundle(), version=version, meta=meta))
 
 
-def test_batch_and_online_agree_on_the_tunable_fields() -> None:
-    assert BLEND_FIELDS == TUNABLE_FIELDS
-    assert set(TUNABLE_FIELDS) <= {f.name for f in dataclasses.fields(BlendParams)}
+def test_every_shared_blend_field_is_a_blend_param() -> None:
+    assert set(BLEND_FIELDS) <= {f.name for f in dataclasses.fields(BlendParams)}
 
 
 def test_meta_blend_overrides_the_settings_and_its_absence_keeps_them() -> None:
     configured = BlendParams.from_settings(get_settings(weight_user=0.7, weight_popularity=0.3))
     assert configured.weight_user == 0.7 and configured.weight_popularity == 0.3
     tuned = configured.for_version({"params": {"blend": TUNED, "other": 1}})
-    assert {name: getattr(tuned, name) for name in TUNABLE_FIELDS} == TUNED
+    assert {name: getattr(tuned, name) for name in BLEND_FIELDS} == TUNED
     assert tuned.seed_items == configured.seed_items  # untouched by the blend
     assert configured.for_version({"params": {"n_candidates": 100}}) == configured
     assert configured.for_version({}) == configured
