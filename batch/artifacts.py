@@ -15,7 +15,7 @@ One run per partition date lives in ``<data_dir>/runs/date=YYYY-MM-DD/``::
                         the quality gate; not published)
     serving.json        {"blend": tuned blend weights or null}: how the API ranks this version
                         (hashed, so a new blend is a new version that the API reloads)
-    metrics.json        offline evaluation (see batch.evaluate)
+    metrics.json        holdout metrics (see batch.holdout_metrics)
     manifest.json       params, counts, data window, timings, content_hash   <- written last
 
 A run is built in a temporary sibling directory and renamed into place, so a directory named

@@ -75,7 +75,7 @@ def _serving_run(settings: Settings, store: RedisStore, partition: dt.date) -> t
     return run_dir, version, ""
 
 
-def evaluate_day(settings: Settings, run_dir: str) -> dict:
+def compare_day(settings: Settings, run_dir: str) -> dict:
     """Compare the new run with the serving model on the same fair holdout; also kept as comparison.json."""
     partition = parse_date(read_json(Path(run_dir) / "manifest.json")["partition"])
     store = RedisStore.from_settings(settings)

@@ -6,7 +6,7 @@ refreshes user vectors on all data, and precomputes candidates, item neighbours,
 neighbours and popularity into
 ``runs/date=YYYY-MM-DD/`` (see batch.artifacts). Idempotent: a rerun replaces the run atomically and,
 with the same input and settings, produces the same bytes. A tuning result in
-``<data_dir>/tuning/best.json`` (``hybridrec tune``, see batch.tuned) supplies the ALS params (manifest
+``<data_dir>/tuning/best.json`` (``hybridrec tune``, see batch.tuning_file) supplies the ALS params (manifest
 ``params.als_source`` says "tuning" or "settings"), the blend recorded as ``params.blend`` and the
 learned re-ranker recorded as ``params.reranker`` (the API serves session requests with it).
 """
@@ -27,10 +27,11 @@ from batch import artifacts as art
 from batch.candidates import decayed_popularity, item_neighbours, top_n_unseen
 from batch.covisit import covisit_neighbours
 from batch.dataset import load_interactions, load_items
-from batch.evaluate import evaluate, temporal_split
+from batch.holdout import temporal_split
+from batch.holdout_metrics import holdout_metrics
 from batch.matrix import build_id_maps, confidence_matrix
 from batch.train import AlsParams, refresh_users, train_als
-from batch.tuned import read_tuned_als, read_tuned_blend, read_tuned_reranker
+from batch.tuning_file import read_tuned_als, read_tuned_blend, read_tuned_reranker
 from shared.config import Settings
 from shared.schemas import DATE_FORMAT, ITEM_COLUMNS
 
@@ -77,14 +78,14 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
             train_matrix, full_matrix = matrix(train_df), matrix(interactions)
         with _step("train", timings, log):
             model = train_als(train_matrix, params, settings.seed)
-        with _step("evaluate", timings, log):
+        with _step("holdout_metrics", timings, log):
             holdout_idx = {
                 maps.user_index[u]: np.fromiter((maps.item_index[i] for i in its), dtype=np.int64)
                 for u, its in holdout.items()
             }
             train_pop = decayed_popularity(train_df, maps, reference_ts, settings.popularity_half_life_days)
             if holdout_idx:
-                metrics = evaluate(
+                metrics = holdout_metrics(
                     model, train_matrix, holdout_idx, settings.eval_k, settings.eval_max_users, settings.seed, train_pop
                 )
             else:  # too little history to hold anything out: say so instead of failing the run

@@ -4,7 +4,7 @@ Both models are ranked on the SAME users and items: each user's held-out latest 
 fall on the new run's partition day. The serving model was trained before that day, and the new
 model's holdout-blind vectors (``eval_model.npz``) never saw those items, so neither has an unfair
 advantage. Items unknown to the serving model get a zero vector (a real weakness of an older model);
-users unknown to it are left out. Both are scored with batch.evaluate's full-ranking metrics.
+users unknown to it are left out. Both are scored with batch.holdout_metrics' full-ranking metrics.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import pandas as pd
 from batch.artifacts import RunArtifacts, load_npz
 from batch.candidates import decayed_popularity
 from batch.dataset import load_interactions
-from batch.evaluate import evaluate, holdout_indices, temporal_split
+from batch.holdout import holdout_indices, temporal_split
+from batch.holdout_metrics import holdout_metrics
 from batch.matrix import build_id_maps, confidence_matrix
 from batch.pipeline import partition_end
 from batch.train import AlsModel
@@ -93,7 +94,7 @@ def compare_with_serving(
     candidate = AlsModel(load_npz(run_dir / "eval_model.npz")["user_factors"], new.item_factors)
     serving = AlsModel(cur_users, cur_items)
     args = (train, holdout_idx, k, settings.eval_max_users, settings.seed, pop)
-    m_new, m_cur = evaluate(candidate, *args), evaluate(serving, *args)
+    m_new, m_cur = holdout_metrics(candidate, *args), holdout_metrics(serving, *args)
     return Comparison(k, m_new["n_users_evaluated"], m_new["als"], m_cur["als"], serving_version)
 
 

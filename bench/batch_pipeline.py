@@ -58,7 +58,7 @@ def build_train_matrix(data_dir: Path, end: str, reuse: bool, timings: dict[str,
     import scipy.sparse as sp
 
     from batch.dataset import load_interactions
-    from batch.evaluate import temporal_split
+    from batch.holdout import temporal_split
     from batch.matrix import build_id_maps, confidence_matrix
     from shared.config import get_settings
     from shared.ids import parse_date

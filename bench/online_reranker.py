@@ -6,8 +6,8 @@ day of the bench data, which the run itself trained on, so the weights are in-sa
 about quality. They are real weights of the real trainer over the real features, though, which is all
 the latency needs: the API computes every feature the spec names, whatever the weights.
 
-How: ``evaluation.serving.serving_model`` (the run as the API would hold it), a seeded sample of the
-last day's sessions (``evaluation.replay.sample_sessions``), ``evaluation.reranker.collect_queries`` +
+How: ``lab.serving.serving_model`` (the run as the API would hold it), a seeded sample of the
+last day's sessions (``lab.replay.sample_sessions``), ``lab.train_reranker.collect_queries`` +
 ``train_reranker``; then ``<data_dir>/tuning/best.json`` = {"best": the configured blend, "reranker":
 spec} (no ``als``: ALS still trains with Settings), and the next ``run_batch`` publishes it.
 """
@@ -48,10 +48,10 @@ def train_bench_reranker(run_dir: Path, data_dir: Path, end: str, sessions: int,
     Returns the spec (what the manifest's ``params.reranker`` will hold).
     """
     from batch.artifacts import write_json
-    from evaluation.replay import sample_sessions
-    from evaluation.reranker import collect_queries, train_reranker
-    from evaluation.serving import serving_model
-    from evaluation.tuning import blend_dict
+    from lab.replay import sample_sessions
+    from lab.serving import serving_model
+    from lab.train_reranker import collect_queries, train_reranker
+    from lab.tune import blend_dict
     from online.ranking import BlendParams
     from shared.config import get_settings
 
@@ -115,8 +115,8 @@ def rank_cost(run_dir: Path, data_dir: Path, events: list[dict], k: int, repeats
 
     import numpy as np
 
-    from evaluation.serving import serving_model
     from feature_store.base import RequestFeatures, SessionEvent
+    from lab.serving import serving_model
     from online.ranking import BlendParams, rank
     from online.reranker import LinearReranker
     from shared.config import get_settings

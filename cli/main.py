@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.tune import als_grid, csv, parse_grid, run_tune
-from evaluation.search import PRECOMPUTED_WEIGHT_POPULARITY, WEIGHT_COVISIT, WEIGHT_POPULARITY, WEIGHT_USER, AlsGrid
+from cli.tune_options import als_grid, csv, parse_grid, run_tune
+from lab.search import PRECOMPUTED_WEIGHT_POPULARITY, WEIGHT_COVISIT, WEIGHT_POPULARITY, WEIGHT_USER, AlsGrid
 from shared.config import Settings, get_settings
 from shared.errors import HybridrecError
 from shared.ids import date_range, parse_date
@@ -324,8 +324,8 @@ def evaluate(
     """Static protocols + session replay through the API's ranking code; writes report.md/json and plots."""
     import shutil
 
-    from evaluation.harness import EvalOptions, run_evaluation
-    from evaluation.report import replay_table, summary_lines
+    from lab.evaluate import EvalOptions, run_evaluation
+    from lab.report import replay_table, summary_lines
 
     out_dir = out or Path("var/reports") / data.value
     scratch = out_dir / "batch-data"
@@ -339,7 +339,7 @@ def evaluate(
             bar.update(task, advance=n, visible=True)
 
         report, notes = run_evaluation(settings, opts, console.print, _step_logger, tick)
-    from batch.evaluation.static import markdown_table
+    from lab.static import markdown_table
 
     for result in report["static"]:
         console.print(f"\nstatic {result['protocol']['name']}:\n" + markdown_table(result))

@@ -1,4 +1,4 @@
-"""hybridrec_daily: ingest -> train -> evaluate -> quality gate -> publish -> prune, once per day.
+"""hybridrec_daily: ingest -> train -> compare_with_serving -> quality gate -> publish -> prune, once per day.
 
 Wiring only: every task body is a local import and one call into ``batch.daily``. Everything keys
 off the run's data interval (the partition is ``data_interval_start``'s date), never the wall clock.
@@ -23,7 +23,7 @@ For the day in the run's data interval (`data_interval_start`, UTC):
    partition exists (the hourly compaction also writes there). *Fails when the day has no data*:
    deliver the files or run the compaction DAG, then clear the task.
 2. **train**: `run-batch` for the day into `<data_dir>/runs/date=YYYY-MM-DD/` (atomic, idempotent).
-3. **evaluate**: ranks the new model and the serving one on the same fair holdout (users' latest
+3. **compare_with_serving**: ranks the new model and the serving one on the same fair holdout (users' latest
    items from that day); writes `comparison.json` into the run.
 4. **quality_gate**: fails (no retries) when Recall@k or NDCG@k fell by more than
    `HYBRIDREC_QUALITY_TOLERANCE` against the serving model. The serving version stays. Read the
@@ -63,7 +63,7 @@ def hybridrec_daily() -> None:
 
         return ingest_day(get_settings(), _partition(data_interval_start))
 
-    @task(doc_md="Train ALS, evaluate on the temporal holdout, precompute candidates; returns the run directory.")
+    @task(doc_md="Train ALS, measure it on the temporal holdout, precompute candidates; returns the run directory.")
     def train(data_interval_start: pendulum.DateTime | None = None) -> str:
         from batch.daily import train_day
         from shared.config import get_settings
@@ -71,11 +71,11 @@ def hybridrec_daily() -> None:
         return train_day(get_settings(), _partition(data_interval_start))
 
     @task(doc_md="New model vs serving model on the same fair holdout; returns both metric sets.", **REDIS_RETRIES)
-    def evaluate(run_dir: str) -> dict:
-        from batch.daily import evaluate_day
+    def compare_with_serving(run_dir: str) -> dict:
+        from batch.daily import compare_day
         from shared.config import get_settings
 
-        return evaluate_day(get_settings(), run_dir)
+        return compare_day(get_settings(), run_dir)
 
     @task(doc_md="Refuse a model worse than the serving one (no retries); force_publish overrides.", retries=0)
     def quality_gate(comparison: dict, params: dict | None = None) -> str:
@@ -100,7 +100,7 @@ def hybridrec_daily() -> None:
 
     run_dir = train()
     ingest() >> run_dir
-    prune(publish(run_dir, quality_gate(evaluate(run_dir))))
+    prune(publish(run_dir, quality_gate(compare_with_serving(run_dir))))
 
 
 hybridrec_daily()

@@ -17,7 +17,7 @@ from online.errors import install_error_handlers
 from online.model import ModelHolder
 from online.monitoring import ServedCounters
 from online.routes import router
-from online.service import Recommender
+from online.service import RecommendationService
 from shared.config import Settings, get_settings
 
 log = logging.getLogger("hybridrec.online")
@@ -36,7 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.store = store
         app.state.holder = holder
         app.state.counters = counters
-        app.state.recommender = Recommender(store, holder, settings, counters)
+        app.state.service = RecommendationService(store, holder, settings, counters)
         try:
             yield
         finally:

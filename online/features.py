@@ -1,5 +1,5 @@
 """Candidates of one request and their request-time features: the one definition that the API ranks
-with and that the re-ranker is trained on (``evaluation.reranker`` calls these very functions).
+with and that the re-ranker is trained on (``lab.train_reranker`` calls these very functions).
 
 Candidate pool (indices into the loaded version's items):
 

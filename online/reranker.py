@@ -1,6 +1,6 @@
 """The learned re-ranker as the API runs it: a linear model over request-time features, numpy only.
 
-Trained offline with scikit-learn (``evaluation.reranker``) and exported as plain numbers, so the
+Trained offline with scikit-learn (``lab.train_reranker``) and exported as plain numbers, so the
 request path never imports sklearn. The exported form (a version's ``meta["params"]["reranker"]``)::
 
     {"kind": "linear", "features": ["session_z", "covisit", ...],   names from online.features.FEATURES

@@ -19,7 +19,7 @@ from online.api_models import (
     SimilarKind,
 )
 from online.monitoring import prometheus_text
-from online.service import Recommender
+from online.service import RecommendationService
 from shared.errors import StoreError
 from shared.schemas import MAX_ID_LENGTH
 
@@ -28,8 +28,8 @@ _errors = {422: {"model": ErrorBody}, 503: {"model": ErrorBody}}
 MAX_EVENTS_PER_POST = 1_000
 
 
-def _recommender(request: Request) -> Recommender:
-    return request.app.state.recommender
+def _service(request: Request) -> RecommendationService:
+    return request.app.state.service
 
 
 @router.get("/recommendations/{user_id}", response_model=Recommendations, responses=_errors)
@@ -40,7 +40,7 @@ def recommendations(
     session_id: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)] = None,
     category: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)] = None,
 ) -> Recommendations:
-    served = _recommender(request).recommend(user_id, k, session_id, category)
+    served = _service(request).recommend(user_id, k, session_id, category)
     r = served.ranked
     return Recommendations(
         items=[
@@ -99,7 +99,7 @@ _EVENTS_SCHEMA = {
 @router.post("/events", status_code=202, response_model=EventsAccepted, responses=_errors, openapi_extra=_EVENTS_SCHEMA)
 def post_events(request: Request, events: Annotated[list[EventIn], Depends(_events_body)]) -> EventsAccepted:
     """Accept one event or up to 1000; they shape the very next recommendation of their session."""
-    ids = _recommender(request).record_events(events)
+    ids = _service(request).record_events(events)
     return EventsAccepted(accepted=len(ids), event_ids=ids)
 
 
@@ -112,7 +112,7 @@ def similar(
         SimilarKind, Query(description="als: neighbours in the ALS factor space; covisit: co-visited in sessions")
     ] = "als",
 ) -> SimilarItems:
-    ids, scores, version = _recommender(request).similar(item_id, k, kind)
+    ids, scores, version = _service(request).similar(item_id, k, kind)
     why = f"{'often_next_to' if kind == 'covisit' else 'similar_to'}:{item_id}"  # the reasons rank() gives
     items = [ScoredItem(item_id=i, score=s, reason=why) for i, s in zip(ids, scores, strict=True)]
     return SimilarItems(item_id=item_id, kind=kind, items=items, model_version=version)

@@ -41,7 +41,7 @@ class Served:
     took_ms: float
 
 
-class Recommender:
+class RecommendationService:
     def __init__(
         self, store: FeatureStore, holder: ModelHolder, settings: Settings, counters: ServedCounters | None = None
     ) -> None:

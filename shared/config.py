@@ -124,7 +124,7 @@ class Settings(BaseSettings):
 
     @property
     def tuning_path(self) -> Path:
-        """The blend ``hybridrec tune`` chose; the next batch run publishes it (see batch.tuned)."""
+        """The blend ``hybridrec tune`` chose; the next batch run publishes it (see batch.tuning_file)."""
         return self.data_dir / "tuning" / "best.json"
 
 

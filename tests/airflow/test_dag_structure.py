@@ -32,9 +32,9 @@ def test_daily_task_graph(dagbag) -> None:
     edges = {(t.task_id, d) for t in dag.tasks for d in t.downstream_task_ids}
     assert edges == {
         ("ingest", "train"),
-        ("train", "evaluate"),
+        ("train", "compare_with_serving"),
         ("train", "publish"),
-        ("evaluate", "quality_gate"),
+        ("compare_with_serving", "quality_gate"),
         ("quality_gate", "publish"),
         ("publish", "prune"),
     }

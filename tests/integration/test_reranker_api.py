@@ -71,7 +71,7 @@ def test_a_stall_does_not_switch_the_reranker_off_for_good(settings: Settings, s
     """The cost average only moves on re-ranked requests; skips must decay it or one stall lasts forever."""
     from feature_store.base import SessionEvent
     from online.model import ModelHolder
-    from online.service import Recommender
+    from online.service import RecommendationService
 
     data = tiny.version_data(VERSION)
     store.write_version(dataclasses.replace(data, meta={**data.meta, "params": {"reranker": POPULARITY_ONLY}}))
@@ -79,7 +79,7 @@ def test_a_stall_does_not_switch_the_reranker_off_for_good(settings: Settings, s
     store.append_session_events([SessionEvent(item_id="a0", event_type="view", ts=0.0, event_id="e1", session_id="s1")])
     holder = ModelHolder(store, 60.0)
     assert holder.refresh()
-    recommender = Recommender(store, holder, settings.model_copy(update={"reranker_budget_ms": 30.0}))
+    recommender = RecommendationService(store, holder, settings.model_copy(update={"reranker_budget_ms": 30.0}))
     recommender.reranker_cost_ms = 500.0  # as after a 5-second stall of one re-ranked request
     strategies = [recommender.recommend("u0", 5, "s1", None).ranked.strategy for _ in range(60)]
     assert strategies[0] == "hybrid"  # over budget: the blend serves, flagged

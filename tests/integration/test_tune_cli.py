@@ -21,9 +21,9 @@ import pytest
 
 from batch.artifacts import RunArtifacts
 from batch.publish import version_data
-from evaluation.datasets import SYNTHETIC_END, ingest_synthetic, synthetic_split
-from evaluation.replay import evaluate_replay
-from evaluation.serving import serving_model
+from lab.datasets import SYNTHETIC_END, ingest_synthetic, synthetic_split
+from lab.replay import evaluate_replay
+from lab.serving import serving_model
 from online.ranking import BlendParams
 from online.reranker import LinearReranker
 from shared.config import get_settings

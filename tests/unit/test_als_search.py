@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from batch.train import AlsParams
-from evaluation.search import AlsGrid, coordinate_search, first_argmax, n_scores
+from lab.search import AlsGrid, coordinate_search, first_argmax, n_scores
 
 START = AlsParams(factors=64, regularization=0.05, alpha=4.0, iterations=15)
 GRID = AlsGrid(factors=(32, 64, 128), regularization=(0.01, 0.05, 0.2), alpha=(1.0, 4.0, 10.0), iterations=(15,))

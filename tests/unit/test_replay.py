@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.replay import evaluate_replay, position_label, sample_sessions
-from evaluation.serving import ServingModel, item_bundle, user_records
 from feature_store.codecs import UserRecord
+from lab.replay import evaluate_replay, position_label, sample_sessions
+from lab.serving import ServingModel, item_bundle, user_records
 from online.model import LoadedModel
 from shared.errors import DataValidationError
 from tests.support import tiny

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from evaluation.stats import paired_difference
+from lab.stats import paired_difference
 
 
 def test_identical_recommenders_differ_by_exactly_zero() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import typer
 
-from cli.tune import csv, parse_grid
-from evaluation.search import AlsGrid
-from evaluation.tuning import TuneOptions, run_tuning
+from cli.tune_options import csv, parse_grid
+from lab.search import AlsGrid
+from lab.tune import TuneOptions, run_tuning
 from shared.config import get_settings
 from shared.errors import ConfigError
 

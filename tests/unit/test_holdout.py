@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from scipy.sparse import csr_matrix
 
-from batch.evaluate import evaluate, holdout_indices, temporal_split
+from batch.holdout import holdout_indices, temporal_split
+from batch.holdout_metrics import holdout_metrics
 from batch.train import AlsModel, AlsParams, train_als
 from shared.errors import ModelError
 
@@ -83,7 +84,7 @@ def _block_setup() -> tuple[AlsModel, csr_matrix, dict[int, np.ndarray]]:
 def test_evaluate_block_model_is_perfect_and_popularity_is_not() -> None:
     model, train, holdout = _block_setup()
     popularity = np.arange(8, dtype=np.float32)  # item 7 most popular, then 6, ...
-    result = evaluate(model, train, holdout, k=1, max_users=100, seed=0, popularity_scores=popularity)
+    result = holdout_metrics(model, train, holdout, k=1, max_users=100, seed=0, popularity_scores=popularity)
 
     assert result["k"] == 1 and result["n_users_evaluated"] == 8
     assert result["als"] == pytest.approx({"recall": 1.0, "ndcg": 1.0, "coverage": 1.0})
@@ -96,19 +97,19 @@ def test_evaluate_block_model_is_perfect_and_popularity_is_not() -> None:
 def test_evaluate_samples_users_reproducibly_with_the_seed() -> None:
     model, train, holdout = _block_setup()
     pop = np.ones(8, dtype=np.float32)
-    a = evaluate(model, train, holdout, k=2, max_users=3, seed=4, popularity_scores=pop)
-    b = evaluate(model, train, holdout, k=2, max_users=3, seed=4, popularity_scores=pop)
+    a = holdout_metrics(model, train, holdout, k=2, max_users=3, seed=4, popularity_scores=pop)
+    b = holdout_metrics(model, train, holdout, k=2, max_users=3, seed=4, popularity_scores=pop)
     assert a == b and a["n_users_evaluated"] == 3
 
 
 def test_evaluate_validates_shapes() -> None:
     model, train, holdout = _block_setup()
     with pytest.raises(ModelError, match="popularity"):
-        evaluate(model, train, holdout, k=1, max_users=10, seed=0, popularity_scores=np.ones(3))
+        holdout_metrics(model, train, holdout, k=1, max_users=10, seed=0, popularity_scores=np.ones(3))
     with pytest.raises(ModelError, match="train_matrix"):
-        evaluate(model, train[:4], holdout, k=1, max_users=10, seed=0, popularity_scores=np.ones(8))
+        holdout_metrics(model, train[:4], holdout, k=1, max_users=10, seed=0, popularity_scores=np.ones(8))
     with pytest.raises(ModelError, match="no user"):
-        evaluate(model, train, {}, k=1, max_users=10, seed=0, popularity_scores=np.ones(8))
+        holdout_metrics(model, train, {}, k=1, max_users=10, seed=0, popularity_scores=np.ones(8))
 
 
 def test_holdout_indices_maps_ids() -> None:

@@ -18,7 +18,7 @@ import typer
 from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 
-from evaluation.search import AlsGrid
+from lab.search import AlsGrid
 from shared.config import Settings
 
 # option -> the Settings field each of its values is validated as
@@ -78,9 +78,9 @@ def run_tune(
 ) -> None:
     """Tune in ``out_dir/batch-data`` (emptied first), write ``target``, print the test-day table.
 
-    ``options``: ``evaluation.tuning.TuneOptions`` fields other than ``result_path``, already parsed.
+    ``options``: ``lab.tune.TuneOptions`` fields other than ``result_path``, already parsed.
     """
-    from evaluation.tuning import BATCH_METRIC, METRIC, TuneOptions, run_tuning
+    from lab.tune import BATCH_METRIC, METRIC, TuneOptions, run_tuning
 
     scratch = out_dir / "batch-data"
     shutil.rmtree(scratch, ignore_errors=True)  # start clean: a stale partition would leak into training

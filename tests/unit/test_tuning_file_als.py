@@ -10,8 +10,8 @@ import pytest
 from batch.artifacts import read_json
 from batch.pipeline import run_batch
 from batch.train import AlsParams
-from batch.tuned import read_tuned_als, read_tuned_blend
-from evaluation.datasets import SYNTHETIC_END, ingest_synthetic
+from batch.tuning_file import read_tuned_als, read_tuned_blend
+from lab.datasets import SYNTHETIC_END, ingest_synthetic
 from shared.config import get_settings
 from shared.errors import ConfigError
 from tests.support.tuning import BLEND, write_tuning

@@ -1,6 +1,6 @@
 """Train the learned re-ranker with scikit-learn on historical sessions; export it for numpy serving.
 
-Examples. Every replay target of the training sessions (``evaluation.replay.iter_targets``: the
+Examples. Every replay target of the training sessions (``lab.replay.iter_targets``: the
 session so far -> the next item) becomes one *query*: the candidate pool the API would build for it
 (``online.features.build_pool``, the same function the API calls) with the request-time features of
 every candidate. A query whose pool does not contain the next item teaches nothing about ordering
@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from evaluation.replay import TargetCounts, iter_targets
-from evaluation.serving import ServingModel
 from feature_store.base import RequestFeatures
+from lab.replay import TargetCounts, iter_targets
+from lab.serving import ServingModel
 from online.features import build_pool
 from online.ranking import BlendParams
 from shared.errors import DataValidationError

@@ -15,7 +15,7 @@ event before step ``t`` (funnel events kept, so their weights count as online) a
   with a live session (for an unknown user it is the session path, as in the API).
 
 A target is *relevant* = {target item}, so HitRate@k = Recall@k and MRR@k is the reciprocal rank
-(``batch.evaluation.metrics``). Targets that repeat an item already in the context are skipped (the
+(``batch.metrics``). Targets that repeat an item already in the context are skipped (the
 ranking excludes session items by design, so no variant could hit them), as are targets unknown to
 the model; both counts are reported. Popularity percentiles for PopBias come from the version's
 recency-decayed popularity (``ItemBundle.popularity``), the only popularity the serving model has.
@@ -31,18 +31,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from batch.evaluation.metrics import mean_metrics, popularity_percentile
-from evaluation.serving import ServingModel
-from evaluation.stats import paired_difference
+from batch.metrics import mean_metrics, popularity_percentile
 from feature_store.base import RequestFeatures, SessionEvent
 from feature_store.codecs import UserRecord
+from lab.serving import ServingModel
+from lab.stats import paired_difference
 from online.ranking import BlendParams, rank
 from online.reranker import LinearReranker
 from shared.errors import DataValidationError
 
 VARIANTS = ("popularity", "batch_only", "session_only", "hybrid")
 ALL_VARIANTS = (*VARIANTS, "reranked")  # reranked: only when a re-ranker is given
-# HitRate@10 differences reported with a session-bootstrap 95% interval (evaluation.stats)
+# HitRate@10 differences reported with a session-bootstrap 95% interval (lab.stats)
 PAIRED_COMPARISONS = (("hybrid", "batch_only"), ("hybrid", "session_only"), ("reranked", "hybrid"))
 RANKED_VARIANTS = ("batch_only", "session_only", "hybrid")
 POSITION_CAP = 10  # positions >= this share one bucket, "10+"
@@ -143,7 +143,7 @@ def iter_targets(
     serving: ServingModel, sessions: pd.DataFrame, counts: TargetCounts | None = None
 ) -> Iterator[tuple[list[SessionEvent], UserRecord | None, list[Target]]]:
     """Per session (as ``sample_sessions`` returns them, in session-id order): its events, its user's
-    record and its scorable targets. Skips are counted into ``counts``; ``evaluation.reranker``
+    record and its scorable targets. Skips are counted into ``counts``; ``lab.train_reranker``
     trains on exactly these targets, the replay scores them."""
     counts = counts if counts is not None else TargetCounts()
     index = serving.model.bundle.item_index
@@ -251,7 +251,7 @@ def evaluate_replay(
          "n_sessions_unknown_user"}, "variants": {variant: {"<k>": {metric: float, "n_lists": int}}},
          "hit_rate_at_10_by_position": {variant: {"1".."10+": float}}, "n_by_position": {label: int},
          "strategies": {variant: {strategy: count}}, "hybrid_over_batch_hit_rate_at_10": float,
-         "paired_hit_rate_at_10": {"<a>_vs_<b>": evaluation.stats.paired_difference(...)},
+         "paired_hit_rate_at_10": {"<a>_vs_<b>": lab.stats.paired_difference(...)},
          "timings_s": {"replay": float}}
 
     ``events``: session_id, user_id, item_id, event_type, position (+ optional ts); ``progress`` is

@@ -2,7 +2,7 @@
 
 A split returns ``(train, holdout)``: ``train`` the interaction rows a model may learn from (input
 columns and row order kept) and ``holdout`` user_id -> the set of item_ids to be recovered, the same
-shape as ``batch.evaluate.temporal_split`` returns. Ranking is always over the whole catalogue (no
+shape as ``batch.holdout.temporal_split`` returns. Ranking is always over the whole catalogue (no
 sampled negatives, which inflate metrics and can reorder models) with each user's train items removed.
 """
 
@@ -17,7 +17,7 @@ import pandas as pd
 from scipy.sparse import csr_matrix
 
 from batch.candidates import top_k
-from batch.evaluate import temporal_split
+from batch.holdout import temporal_split
 from shared.errors import DataValidationError, ModelError
 
 Holdout = dict[str, set[str]]
@@ -27,7 +27,7 @@ ScoreFn = Callable[[np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class TemporalHoldout:
-    """Each user's last ``holdout_per_user`` distinct items, exactly as ``batch.evaluate.temporal_split``.
+    """Each user's last ``holdout_per_user`` distinct items, exactly as ``batch.holdout.temporal_split``.
 
     Needs a datetime ``ts`` column; data without real timestamps (Last.fm ``user_artists.dat``) is
     refused with DataValidationError rather than split on made-up times. Deterministic: the seed is

@@ -10,8 +10,8 @@ import pytest
 from batch.artifacts import RunArtifacts, read_json, write_json
 from batch.pipeline import run_batch
 from batch.publish import version_data
-from batch.tuned import read_tuned_reranker
-from evaluation.datasets import SYNTHETIC_END, ingest_synthetic
+from batch.tuning_file import read_tuned_reranker
+from lab.datasets import SYNTHETIC_END, ingest_synthetic
 from online.reranker import LinearReranker
 from shared.config import get_settings
 from shared.errors import ArtifactNotFound, ConfigError

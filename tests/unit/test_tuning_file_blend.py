@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from batch.tuned import read_tuned_blend
+from batch.tuning_file import read_tuned_blend
 from feature_store.base import RequestFeatures, SessionEvent
 from feature_store.codecs import UserRecord
 from online.model import LoadedModel
 from online.ranking import BlendParams, rank
-from online.service import Recommender
+from online.service import RecommendationService
 from shared.config import get_settings
 from shared.errors import ConfigError
 from shared.schemas import BLEND_FIELDS
@@ -56,7 +56,7 @@ def test_meta_blend_overrides_the_settings_and_its_absence_keeps_them() -> None:
 
 def test_the_service_ranks_with_the_loaded_versions_blend() -> None:
     settings = get_settings(weight_user=1.0, weight_session=0.1, weight_popularity=0.0)  # user-led
-    recommender = Recommender(None, None, settings)  # type: ignore[arg-type]  # params_for reads neither
+    recommender = RecommendationService(None, None, settings)  # type: ignore[arg-type]  # params_for reads neither
     plain, tuned = _model({"params": {}}), _model({"params": {"blend": TUNED}}, "2026-01-02.00000000bb")
     assert recommender.params_for(plain) == BlendParams.from_settings(settings)
     assert recommender.params_for(tuned).weight_user == 0.0

@@ -17,18 +17,18 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from batch.evaluate import holdout_indices
-from batch.evaluation.baselines import Recommender
-from batch.evaluation.metrics import METRICS, item_counts, mean_metrics, popularity_percentile
-from batch.evaluation.protocols import SplitProtocol
+from batch.holdout import holdout_indices
 from batch.matrix import build_id_maps, confidence_matrix
+from batch.metrics import METRICS, item_counts, mean_metrics, popularity_percentile
+from lab.baselines import Baseline
+from lab.splits import SplitProtocol
 from shared.errors import ModelError
 
 
-def evaluate_static(
+def run_static_protocol(
     interactions: pd.DataFrame,
     protocol: SplitProtocol,
-    models: Mapping[str, Recommender],
+    models: Mapping[str, Baseline],
     ks: Sequence[int] = (10, 20, 50),
     seed: int = 42,
     scheme: Literal["log", "bm25"] = "log",
@@ -104,7 +104,7 @@ def evaluate_static(
 
 
 def markdown_table(result: Mapping) -> str:
-    """``evaluate_static``'s metrics as a markdown table: one row per (model, k), one column per metric."""
+    """``run_static_protocol``'s metrics as a markdown table: one row per (model, k), one column per metric."""
     head = "| model | k | " + " | ".join(METRICS) + " |"
     lines = [head, "|" + "---|" * (len(METRICS) + 2)]
     for name, by_k in result["models"].items():

@@ -5,8 +5,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from evaluation.reranker import Queries, hit_rate_in_pools, train_reranker
 from feature_store.base import RequestFeatures, SessionEvent
+from lab.train_reranker import Queries, hit_rate_in_pools, train_reranker
 from online.model import LoadedModel
 from online.ranking import BlendParams, rank
 from online.reranker import LinearReranker, RerankerFormatError

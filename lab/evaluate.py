@@ -1,8 +1,8 @@
 """One evaluation run end to end: prepare the data, static protocols, session replay, report folder.
 
-The static protocols (``batch.evaluation.static``) measure the batch models (popularity, item-kNN, ALS)
-by full ranking; the replay (``evaluation.replay``) measures what the API serves, built from the batch
-run by ``evaluation.serving``. Both use the same ``seed``.
+The static protocols (``lab.static``) measure the batch models (popularity, item-kNN, ALS)
+by full ranking; the replay (``lab.replay``) measures what the API serves, built from the batch
+run by ``lab.serving``. Both use the same ``seed``.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from batch.evaluation.baselines import default_models
-from batch.evaluation.protocols import RandomHoldout, SplitProtocol, TemporalHoldout
-from batch.evaluation.static import evaluate_static
 from batch.train import AlsParams
-from batch.tuned import read_tuned_blend
-from evaluation.datasets import Prepared, StepLog, prepare_lastfm, prepare_synthetic
-from evaluation.replay import VARIANTS, evaluate_replay
-from evaluation.report import write_report
-from evaluation.serving import serving_model
+from batch.tuning_file import read_tuned_blend
+from lab.baselines import default_models
+from lab.datasets import Prepared, StepLog, prepare_lastfm, prepare_synthetic
+from lab.replay import VARIANTS, evaluate_replay
+from lab.report import write_report
+from lab.serving import serving_model
+from lab.splits import RandomHoldout, SplitProtocol, TemporalHoldout
+from lab.static import run_static_protocol
 from online.ranking import BlendParams
 from online.reranker import LinearReranker
 from shared.config import Settings
@@ -77,7 +77,7 @@ def run_evaluation(
     for i, protocol in enumerate(protocols, 1):
         say(f"2/4 static protocol {protocol.name} ({i}/{len(protocols)}): popularity, item-kNN, ALS")
         static.append(
-            evaluate_static(
+            run_static_protocol(
                 prepared.static_interactions,
                 protocol,
                 default_models(AlsParams.from_settings(settings), opts.seed),

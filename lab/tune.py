@@ -1,6 +1,6 @@
 """``hybridrec tune``: choose the ALS hyper-parameters, then the online blend, on a validation split.
 
-Split (synthetic data ending on day L, ``evaluation.datasets``):
+Split (synthetic data ending on day L, ``lab.datasets``):
 
 - validation: batch trained through L-2, replaying the sessions that start on L-1. Every choice is
   made here;
@@ -9,14 +9,14 @@ Split (synthetic data ending on day L, ``evaluation.datasets``):
   configured and with the tuned blend. So the gain, and how much of it each stage brings, is measured
   on sessions no choice saw.
 
-Metric, both stages: hybrid HitRate@10 of the validation replay (``evaluation.replay``, through
+Metric, both stages: hybrid HitRate@10 of the validation replay (``lab.replay``, through
 ``online.ranking.rank``, the API's code). It scores the ALS model as well as the blend because the ALS
 factors feed every signal the API blends: the user vector and its precomputed candidates, the session
 vector (built from item factors), and the item neighbours. Batch-only HitRate@10, or a static NDCG@10
 of the L-2 model, would judge the user half only; the replay's batch-only HitRate@10 is recorded per
 ALS point for reference.
 
-Stage 1, ALS: one pass of coordinate search (``evaluation.search``) from the Settings point over
+Stage 1, ALS: one pass of coordinate search (``lab.search``) from the Settings point over
 factors, regularization, alpha, iterations. Each point is one batch run through L-2 with those params
 (``Settings.model_copy``), replayed with the configured blend right after its run: every point writes
 the same ``runs/date=L-2``, so each is scored before the next overwrites it, and the best point's
@@ -25,7 +25,7 @@ pair on that model. ``weight_session`` stays fixed because only ratios of the we
 blend is a weighted sum of z-scores ranked per request).
 
 Ties: the first point in scoring (grid) order with the highest validation score wins. The result is
-written to ``TuneOptions.result_path`` (format in ``batch.tuned``); the next batch run in that data dir
+written to ``TuneOptions.result_path`` (format in ``batch.tuning_file``); the next batch run in that data dir
 trains with its ``als`` and publishes its ``best`` blend.
 """
 
@@ -43,10 +43,9 @@ import pandas as pd
 from batch.artifacts import read_json, write_json
 from batch.generate import SyntheticData
 from batch.train import AlsParams
-from evaluation.datasets import SYNTHETIC_END, Prepared, StepLog, ingest_synthetic, synthetic_split
-from evaluation.replay import evaluate_replay, sample_sessions
-from evaluation.reranker import collect_queries, train_reranker
-from evaluation.search import (
+from lab.datasets import SYNTHETIC_END, Prepared, StepLog, ingest_synthetic, synthetic_split
+from lab.replay import evaluate_replay, sample_sessions
+from lab.search import (
     ALS_AXES,
     PRECOMPUTED_WEIGHT_POPULARITY,
     WEIGHT_COVISIT,
@@ -57,7 +56,8 @@ from evaluation.search import (
     first_argmax,
     n_scores,
 )
-from evaluation.serving import ServingModel, serving_model
+from lab.serving import ServingModel, serving_model
+from lab.train_reranker import collect_queries, train_reranker
 from online.ranking import BlendParams
 from online.reranker import LinearReranker
 from shared.config import Settings
@@ -103,12 +103,12 @@ def grid(base: BlendParams, opts: TuneOptions) -> list[BlendParams]:
 
 
 def blend_dict(params: BlendParams) -> dict[str, float]:
-    """The tunable fields of ``params``: what ``best`` holds and ``batch.tuned`` reads back."""
+    """The tunable fields of ``params``: what ``best`` holds and ``batch.tuning_file`` reads back."""
     return {name: float(getattr(params, name)) for name in BLEND_FIELDS}
 
 
 def als_dict(params: AlsParams) -> dict[str, float]:
-    """What ``als`` holds and ``batch.tuned.read_tuned_als`` reads back (factors, iterations stay ints)."""
+    """What ``als`` holds and ``batch.tuning_file.read_tuned_als`` reads back (factors, iterations stay ints)."""
     return {name: getattr(params, name) for name in ALS_AXES}
 
 
@@ -340,7 +340,7 @@ def run_tuning(settings: Settings, opts: TuneOptions, say: Callable[[str], None]
         "precomputed_grid": precomputed_rows,
         **({"reranker": spec} if spec is not None else {}),
         "als_search": {
-            "method": "coordinate search, one pass from the Settings point (evaluation.search)",
+            "method": "coordinate search, one pass from the Settings point (lab.search)",
             "start": als_dict(default_als),
             "grid": opts.als_grid.as_dict(),
             "blend": blend_dict(default_blend),

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from scipy.sparse import csr_matrix
 
-from batch.evaluation.baselines import ALS, ItemKNN, Popularity
-from batch.evaluation.protocols import TemporalHoldout
-from batch.evaluation.static import evaluate_static, markdown_table
 from batch.train import AlsParams
+from lab.baselines import ALS, ItemKNN, Popularity
+from lab.splits import TemporalHoldout
+from lab.static import markdown_table, run_static_protocol
 from shared.errors import ModelError
 
 PARAMS = AlsParams(factors=4, regularization=0.05, alpha=4.0, iterations=20)
@@ -79,7 +79,7 @@ def _block_events() -> pd.DataFrame:
 
 def test_evaluate_static_on_the_block() -> None:
     models = {"popularity": Popularity(), "item_knn": ItemKNN(neighbours=10), "als": ALS(PARAMS, seed=1)}
-    result = evaluate_static(_block_events(), TemporalHoldout(1), models, ks=(1, 2), seed=0)
+    result = run_static_protocol(_block_events(), TemporalHoldout(1), models, ks=(1, 2), seed=0)
 
     assert result["data"]["n_eval_users"] == 8 and result["data"]["n_heldout_pairs"] == 8
     assert result["protocol"] == {"name": "temporal", "holdout_per_user": 1}

@@ -1,4 +1,4 @@
-"""Every metric of batch.evaluation.metrics against values worked out by hand (arithmetic in comments)."""
+"""Every metric of batch.metrics against values worked out by hand (arithmetic in comments)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.sparse import csr_matrix
 
-from batch.evaluation.metrics import (
+from batch.metrics import (
     catalog_coverage,
     hit_rate_at_k,
     item_counts,

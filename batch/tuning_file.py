@@ -1,6 +1,6 @@
 """What a ``hybridrec tune`` run leaves for the next batch run: ``<data_dir>/tuning/best.json``.
 
-File format (written by ``evaluation.tuning``, read here)::
+File format (written by ``lab.tune``, read here)::
 
     {"best": {"weight_user": float, "weight_session": float, "weight_popularity": float,
               "weight_covisit": float (optional), "session_half_life": float,

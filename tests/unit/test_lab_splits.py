@@ -1,4 +1,4 @@
-"""Seeded splits and full ranking of batch.evaluation.protocols on hand-made data."""
+"""Seeded splits and full ranking of lab.splits on hand-made data."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from scipy.sparse import csr_matrix
 
-from batch.evaluate import temporal_split
-from batch.evaluation.protocols import Factors, RandomHoldout, TemporalHoldout, random_split, rank_all
+from batch.holdout import temporal_split
+from lab.splits import Factors, RandomHoldout, TemporalHoldout, random_split, rank_all
 from shared.errors import DataValidationError
 
 T0 = pd.Timestamp("2024-03-01", tz="UTC")

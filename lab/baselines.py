@@ -18,19 +18,19 @@ from implicit.utils import ParameterWarning
 from scipy.sparse import csr_matrix
 from threadpoolctl import threadpool_limits
 
-from batch.evaluation.metrics import item_counts
-from batch.evaluation.protocols import Factors, rank_all
 from batch.matrix import check_user_items
+from batch.metrics import item_counts
 from batch.train import AlsParams, train_als
+from lab.splits import Factors, rank_all
 from shared.errors import ModelError
 
 _T = TypeVar("_T")
 
 
-class Recommender(Protocol):
+class Baseline(Protocol):
     """What the harness needs from a model (see the module docstring for shapes and semantics)."""
 
-    def fit(self, train_matrix: csr_matrix) -> Recommender: ...
+    def fit(self, train_matrix: csr_matrix) -> Baseline: ...
 
     def recommend(self, users: np.ndarray, k: int) -> np.ndarray: ...
 
@@ -132,6 +132,6 @@ class ALS:
         return rank_all(factors, train, users, k)
 
 
-def default_models(als_params: AlsParams, seed: int) -> dict[str, Recommender]:
+def default_models(als_params: AlsParams, seed: int) -> dict[str, Baseline]:
     """The static protocol's baselines, unfitted: popularity, item-kNN (cosine) and ALS seeded with ``seed``."""
     return {"popularity": Popularity(), "item_knn": ItemKNN(), "als": ALS(als_params, seed)}

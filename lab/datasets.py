@@ -9,7 +9,7 @@ last): trained through day n-2, replaying the sessions that start on day n-1 (va
 
 Last.fm (HetRec 2011, read in place). There is no time split: the batch pipeline trains on ALL
 ``user_artists.dat`` plays (ingested as one partition, ``LASTFM_PARTITION``) and the tag sessions of
-``batch.evaluation.lastfm.load_tag_sessions`` are replayed. Their order within a session is unknown
+``lab.lastfm.load_tag_sessions`` are replayed. Their order within a session is unknown
 (file order, by artistID) and they overlap the training plays in time; the report says so.
 """
 
@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from batch.evaluation.lastfm import USER_ARTISTS, load_tag_sessions, load_user_artists
 from batch.generate import SyntheticData, generate, write_synthetic
 from batch.ingest import ingest_interactions, ingest_items
 from batch.pipeline import partition_end, run_batch
+from lab.lastfm import USER_ARTISTS, load_tag_sessions, load_user_artists
 from shared.config import Settings
 
 SYNTHETIC_END = dt.date(2026, 1, 31)  # fixed, so the same arguments give the same report

@@ -1,6 +1,6 @@
 """Write an evaluation report folder: ``report.json``, ``report.md`` and (with matplotlib) PNG plots.
 
-``report.json`` holds ``{"data": name, "notes": [str], "static": [evaluate_static results],
+``report.json`` holds ``{"data": name, "notes": [str], "static": [run_static_protocol results],
 "replay": evaluate_replay result}``. The plots need the optional ``eval`` extra (matplotlib); without it
 they are skipped and the returned notes say so.
 """
@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from batch.artifacts import write_json
-from batch.evaluation.metrics import METRICS
-from batch.evaluation.static import markdown_table
+from batch.metrics import METRICS
+from lab.static import markdown_table
 
 
 def _cell(x: float) -> str:

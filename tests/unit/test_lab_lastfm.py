@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from batch.evaluation.lastfm import load_tag_sessions, load_user_artists
-from batch.evaluation.protocols import RandomHoldout, TemporalHoldout
+from lab.lastfm import load_tag_sessions, load_user_artists
+from lab.splits import RandomHoldout, TemporalHoldout
 from shared.errors import DataValidationError
 
 TAGGED = """userID\tartistID\ttagID\tday\tmonth\tyear
