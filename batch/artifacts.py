@@ -16,7 +16,10 @@ One run per partition date lives in ``<data_dir>/runs/date=YYYY-MM-DD/``::
     serving.json        {"blend": tuned blend weights or null}: how the API ranks this version
                         (hashed, so a new blend is a new version that the API reloads)
     metrics.json        holdout metrics (see batch.holdout_metrics)
-    manifest.json       params, counts, data window, timings, content_hash   <- written last
+    manifest.json       params, counts, data window, timings, files, content_hash   <- written last
+
+Which arrays of these files are published, under which names and encodings, is declared once in
+``feature_store.layout``; :class:`RunArtifacts` loads and checks a run from those tables.
 
 A run is built in a temporary sibling directory and renamed into place, so a directory named
 ``date=...`` is always complete and a crashed run leaves only a ``.tmp-*`` directory behind, which the
@@ -40,17 +43,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from feature_store.layout import INDEX_ARRAYS, ITEM_ARRAY, ITEM_ARRAYS, USER_ARRAY, USER_ARRAYS, Ragged
 from shared.errors import ArtifactNotFound, ModelError
 from shared.schemas import DATE_FORMAT
 
-HASHED_FILES = (
+# sha256 over these, in this order, is a run's content hash and so its version id: the catalogue, the
+# users, every published array's file (feature_store.layout, in table order) and the serving params.
+HASHED_FILES: tuple[str, ...] = (
     "users.parquet",
     "items.parquet",
-    "model.npz",
-    "candidates.npz",
-    "neighbours.npz",
-    "covisit.npz",
-    "popularity.npz",
+    *dict.fromkeys(a.artifact[0] for a in (*USER_ARRAYS, *ITEM_ARRAYS)),
     "serving.json",
 )
 
@@ -129,21 +131,22 @@ def content_hash(run_dir: Path) -> str:
     return h.hexdigest()
 
 
+UserRows = np.ndarray | Ragged  # (n_users, w) rows, or ragged rows
+
+
 @dataclass(frozen=True)
 class RunArtifacts:
-    """Everything publish needs, loaded and checked for consistent shapes."""
+    """Everything publish needs, loaded by the tables of ``feature_store.layout`` and checked.
+
+    ``user_arrays[name]``: (n_users, w) for dense and padded arrays, ``Ragged`` rows for ragged ones;
+    ``item_arrays[name]``: (n_items,) or (n_items, w). Arrays a run predates (``required=False``) load empty.
+    """
 
     run_dir: Path
     user_ids: np.ndarray  # object/str (n_users,)
     items: pd.DataFrame  # item_id, category, title, available; row j = item j
-    user_factors: np.ndarray  # float32 (n_users, f)
-    item_factors: np.ndarray  # float32 (n_items, f)
-    candidates: np.ndarray  # int32 (n_users, n_candidates), -1 padded
-    neighbours: np.ndarray  # int32 (n_items, n_neighbours), -1 padded
-    neighbour_scores: np.ndarray  # float32 (n_items, n_neighbours)
-    covisit: np.ndarray  # int32 (n_items, n_covisit), -1 padded
-    covisit_scores: np.ndarray  # float32 (n_items, n_covisit)
-    popularity: np.ndarray  # float32 (n_items,)
+    user_arrays: dict[str, UserRows]
+    item_arrays: dict[str, np.ndarray]
     metrics: dict
     manifest: dict
 
@@ -153,27 +156,38 @@ class RunArtifacts:
             date = run_dir.name.removeprefix("date=")
             raise ArtifactNotFound(f"no complete run in {run_dir}: run `hybridrec run-batch --date {date}` first")
         manifest = read_json(run_dir / "manifest.json")
-        model = load_npz(run_dir / "model.npz")
-        cands = load_npz(run_dir / "candidates.npz")
-        nbrs = load_npz(run_dir / "neighbours.npz")
-        if "n_covisit" in manifest.get("params", {}) or (run_dir / "covisit.npz").exists():
-            covisit = load_npz(run_dir / "covisit.npz")
-        else:  # a run built before co-visitation existed (e.g. the serving run the quality gate reads)
-            n_items = len(nbrs["items"])
-            covisit = {"items": np.empty((n_items, 0), np.int32), "scores": np.empty((n_items, 0), np.float32)}
-        pop = load_npz(run_dir / "popularity.npz")
+        user_ids = pd.read_parquet(run_dir / "users.parquet")["user_id"].to_numpy(dtype=object)
+        items = pd.read_parquet(run_dir / "items.parquet")
+        listed = set(manifest.get("files", ()))  # what the run wrote; runs older than the list lack it
+        files: dict[str, dict[str, np.ndarray] | None] = {}
+
+        def npz(name: str, required: bool) -> dict[str, np.ndarray] | None:
+            """A file the run lists (or a required one) must exist; an optional one the run predates may not."""
+            if name not in files:
+                path = run_dir / name
+                files[name] = load_npz(path) if required or name in listed or path.exists() else None
+            return files[name]
+
+        user_arrays: dict[str, UserRows] = {}
+        for spec in USER_ARRAYS:
+            data = npz(spec.artifact[0], spec.required)
+            if data is None:
+                user_arrays[spec.name] = Ragged.empty(len(user_ids), spec.memory)
+            elif spec.kind == "ragged":
+                user_arrays[spec.name] = Ragged(data["indptr"], data[spec.artifact[1]])
+            else:
+                user_arrays[spec.name] = data[spec.artifact[1]]
+        item_arrays = {}
+        for spec in ITEM_ARRAYS:
+            data = npz(spec.artifact[0], spec.required)
+            empty = np.empty((len(items), 0) if spec.width else (len(items),), dtype=spec.memory)
+            item_arrays[spec.name] = empty if data is None else data[spec.artifact[1]]
         arts = cls(
             run_dir=run_dir,
-            user_ids=pd.read_parquet(run_dir / "users.parquet")["user_id"].to_numpy(dtype=object),
-            items=pd.read_parquet(run_dir / "items.parquet"),
-            user_factors=model["user_factors"],
-            item_factors=model["item_factors"],
-            candidates=cands["items"],
-            neighbours=nbrs["items"],
-            neighbour_scores=nbrs["scores"],
-            covisit=covisit["items"],
-            covisit_scores=covisit["scores"],
-            popularity=pop["scores"],
+            user_ids=user_ids,
+            items=items,
+            user_arrays=user_arrays,
+            item_arrays=item_arrays,
             metrics=read_json(run_dir / "metrics.json"),
             manifest=manifest,
         )
@@ -181,32 +195,33 @@ class RunArtifacts:
         return arts
 
     def validate(self) -> None:
+        """Rows match users / items, arrays sharing a width agree, index arrays stay in range, factors finite."""
         n_users, n_items = len(self.user_ids), len(self.items)
-        checks = [
-            (
-                self.user_factors.shape[0] == n_users,
-                f"user_factors rows {self.user_factors.shape[0]} != users {n_users}",
-            ),
-            (
-                self.item_factors.shape[0] == n_items,
-                f"item_factors rows {self.item_factors.shape[0]} != items {n_items}",
-            ),
-            (self.user_factors.shape[1] == self.item_factors.shape[1], "user and item factor widths differ"),
-            (self.candidates.shape[0] == n_users, "candidates rows != users"),
-            (
-                self.neighbours.shape == self.neighbour_scores.shape,
-                "neighbour ids and scores differ in shape",
-            ),
-            (self.neighbours.shape[0] == n_items, "neighbours rows != items"),
-            (self.covisit.shape == self.covisit_scores.shape, "co-visitation ids and scores differ in shape"),
-            (self.covisit.shape[0] == n_items, "co-visitation rows != items"),
-            (self.popularity.shape == (n_items,), "popularity length != items"),
-            (bool(np.isfinite(self.user_factors).all()), "user_factors contain NaN/inf"),
-            (bool(np.isfinite(self.item_factors).all()), "item_factors contain NaN/inf"),
-            (int(self.candidates.max(initial=-1)) < n_items, "candidate index out of range"),
-            (int(self.neighbours.max(initial=-1)) < n_items, "neighbour index out of range"),
-            (int(self.covisit.max(initial=-1)) < n_items, "co-visitation index out of range"),
-        ]
-        problems = [msg for ok, msg in checks if not ok]
+        problems = []
+        widths: dict[str, tuple[str, int]] = {}
+        for spec in ITEM_ARRAYS:
+            arr = self.item_arrays[spec.name]
+            if arr.shape[0] != n_items:
+                problems.append(f"{spec.name} rows {arr.shape[0]} != items {n_items}")
+            if spec.width is not None:
+                first = widths.setdefault(spec.width, (spec.name, arr.shape[1] if arr.ndim == 2 else -1))
+                if arr.ndim != 2 or arr.shape[1] != first[1]:
+                    problems.append(f"{spec.name} and {first[0]} differ in shape")
+        for spec in USER_ARRAYS:
+            rows = self.user_arrays[spec.name]
+            if len(rows) != n_users:
+                problems.append(f"{spec.name} rows {len(rows)} != users {n_users}")
+        vector = self.user_arrays["vector"]
+        if isinstance(vector, np.ndarray) and vector.shape[1:] != self.item_arrays["item_factors"].shape[1:]:
+            problems.append("user and item factor widths differ")
+        for name, arr in self._values():
+            if name in INDEX_ARRAYS and int(arr.max(initial=-1)) >= n_items:
+                problems.append(f"{name} index out of range")
+            if (ITEM_ARRAY.get(name) or USER_ARRAY[name]).finite and not bool(np.isfinite(arr).all()):
+                problems.append(f"{name} contain NaN/inf")
         if problems:
             raise ModelError(f"run {self.run_dir} is inconsistent: " + "; ".join(problems))
+
+    def _values(self) -> list[tuple[str, np.ndarray]]:
+        users = [(n, r.values if isinstance(r, Ragged) else r) for n, r in self.user_arrays.items()]
+        return users + list(self.item_arrays.items())

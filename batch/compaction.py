@@ -44,7 +44,7 @@ import pyarrow as pa
 
 from batch.dataset import INTERACTION_SCHEMA, partition_dir, write_parquet_atomic
 from batch.ingest import TS_RANGE_S
-from feature_store.base import FeatureStore, ProgressFn, SessionEvent
+from feature_store.base import EventLog, ProgressFn, SessionEvent
 from feature_store.keys import COMPACTION_GROUP
 from shared.config import Settings
 from shared.errors import ConfigError
@@ -94,7 +94,7 @@ class CompactionReport:
 
 
 def compact_events(
-    store: FeatureStore,
+    store: EventLog,
     settings: Settings,
     consumer: str = "compactor",
     batch_size: int = 5_000,
@@ -127,7 +127,7 @@ def compact_events(
 
 
 def _compact_batch(
-    store: FeatureStore,
+    store: EventLog,
     settings: Settings,
     batch: Sequence[tuple[str, SessionEvent]],
     report: CompactionReport,

@@ -15,6 +15,7 @@ from batch.ingest import ingest_interactions
 from batch.pipeline import run_batch
 from batch.publish import publish_run
 from batch.quality import Comparison, check_gate, compare_with_serving
+from feature_store.base import VersionStore
 from feature_store.redis_store import RedisStore
 from shared.config import Settings
 from shared.errors import ArtifactNotFound
@@ -45,7 +46,7 @@ def train_day(settings: Settings, partition: dt.date) -> str:
     return str(run_batch(settings, partition))
 
 
-def _serving_partition(store: RedisStore) -> tuple[str | None, dt.date | None]:
+def _serving_partition(store: VersionStore) -> tuple[str | None, dt.date | None]:
     version = store.current_version()
     if version is None:
         return None, None
@@ -53,7 +54,7 @@ def _serving_partition(store: RedisStore) -> tuple[str | None, dt.date | None]:
     return version, parse_date(meta.get("partition", version[:10]))
 
 
-def _serving_run(settings: Settings, store: RedisStore, partition: dt.date) -> tuple[Path | None, str | None, str]:
+def _serving_run(settings: Settings, store: VersionStore, partition: dt.date) -> tuple[Path | None, str | None, str]:
     """The local run directory of the serving version, if it is older than ``partition`` and unchanged.
 
     A serving model from a LATER day has seen the new run's holdout, so comparing with it would be
@@ -78,11 +79,8 @@ def _serving_run(settings: Settings, store: RedisStore, partition: dt.date) -> t
 def compare_day(settings: Settings, run_dir: str) -> dict:
     """Compare the new run with the serving model on the same fair holdout; also kept as comparison.json."""
     partition = parse_date(read_json(Path(run_dir) / "manifest.json")["partition"])
-    store = RedisStore.from_settings(settings)
-    try:
-        serving_dir, version, note = _serving_run(settings, store, partition)
-    finally:
-        store.close()
+    with RedisStore.from_settings(settings) as store:
+        serving_dir, version, note = _serving_run(settings, store.versions, partition)
     if serving_dir is None:
         comparison = Comparison(settings.eval_k, 0, None, None, version, note)
     else:
@@ -100,33 +98,24 @@ def publish_day(settings: Settings, run_dir: str, force: bool = False) -> str:
     """Publish the run and return the version now serving. A run for an older day than the serving
     version (a backfill) is built but not published, unless ``force``: serving never moves back in time."""
     partition = parse_date(read_json(Path(run_dir) / "manifest.json")["partition"])
-    store = RedisStore.from_settings(settings)
-    try:
-        version, serving_day = _serving_partition(store)
+    with RedisStore.from_settings(settings) as store:
+        version, serving_day = _serving_partition(store.versions)
         if version and serving_day and serving_day > partition and not force:
             return version
-        return publish_run(Path(run_dir), store, settings, prune=False).version
-    finally:
-        store.close()
+        return publish_run(Path(run_dir), store.versions, settings, prune=False).version
 
 
 def prune_versions(settings: Settings) -> list[str]:
-    store = RedisStore.from_settings(settings)
-    try:
-        return store.prune(settings.keep_versions)
-    finally:
-        store.close()
+    with RedisStore.from_settings(settings) as store:
+        return store.versions.prune(settings.keep_versions)
 
 
 def compact_live_events(settings: Settings) -> dict:
     """Hourly: drain the live events stream into the interaction dataset (see batch.compaction)."""
     from batch.compaction import compact_events
 
-    store = RedisStore.from_settings(settings)
-    try:
-        report = compact_events(store, settings)
-    finally:
-        store.close()
+    with RedisStore.from_settings(settings) as store:
+        report = compact_events(store.events, settings)
     return {
         "events_read": report.events_read,
         "rows_written": report.rows_written,

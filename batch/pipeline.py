@@ -140,6 +140,7 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
                     **({"reranker": reranker} if reranker is not None else {}),
                 },
                 "timings_s": timings,
+                "files": list(art.HASHED_FILES),
                 "content_hash": art.content_hash(out),
             }
             art.write_json(out / "manifest.json", manifest)

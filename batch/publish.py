@@ -11,8 +11,9 @@ import numpy as np
 
 from batch.artifacts import RunArtifacts
 from batch.candidates import popular_by_category
-from feature_store.base import FeatureStore, VersionData
+from feature_store.base import Catalogue, VersionData, VersionStore
 from feature_store.keys import ALL_CATEGORIES
+from feature_store.layout import ITEM_ARRAYS, user_layout
 from shared.config import Settings
 from shared.ids import make_version_id, parse_date
 
@@ -40,19 +41,20 @@ def version_data(arts: RunArtifacts, popular_n: int) -> VersionData:
     items = arts.items
     categories = items["category"].astype(str).to_numpy()
     available = items["available"].astype(bool).to_numpy()
-    popular = popular_by_category(arts.popularity, categories, popular_n, available)
+    popularity = arts.item_arrays["popularity"].astype(np.float32)
+    popular = popular_by_category(popularity, categories, popular_n, available)
     popular = {(ALL_CATEGORIES if cat == "" else cat): idx for cat, idx in popular.items()}
     version = make_version_id(parse_date(m["partition"]), m["content_hash"])
+    widths = {spec.width: int(arts.item_arrays[spec.name].shape[1]) for spec in ITEM_ARRAYS if spec.width}
     meta = {
         "version": version,
         "partition": m["partition"],
         "content_hash": m["content_hash"],
         "n_users": len(arts.user_ids),
         "n_items": len(items),
-        "n_factors": int(arts.item_factors.shape[1]),
-        "n_candidates": int(arts.candidates.shape[1]),
-        "n_neighbours": int(arts.neighbours.shape[1]),
-        "n_covisit": int(arts.covisit.shape[1]),
+        **widths,
+        "n_candidates": int(arts.user_arrays["candidates"].shape[1]),  # type: ignore[union-attr]
+        "user_record": user_layout(),
         "n_interactions": m.get("n_interactions"),
         "params": m.get("params", {}),
         "metrics": arts.metrics,
@@ -61,25 +63,21 @@ def version_data(arts: RunArtifacts, popular_n: int) -> VersionData:
         version=version,
         meta=meta,
         user_ids=[str(u) for u in arts.user_ids],
-        user_factors=arts.user_factors,
-        candidates=arts.candidates,
-        item_ids=items["item_id"].astype(str).tolist(),
-        categories=categories.tolist(),
-        titles=items["title"].astype(str).tolist(),
-        available=available.tolist(),
-        item_factors=arts.item_factors,
-        neighbours=arts.neighbours,
-        neighbour_scores=arts.neighbour_scores,
-        covisit=arts.covisit,
-        covisit_scores=arts.covisit_scores,
-        popularity=arts.popularity.astype(np.float32),
+        user_arrays=arts.user_arrays,
+        catalogue=Catalogue(
+            item_ids=items["item_id"].astype(str).tolist(),
+            categories=categories.tolist(),
+            titles=items["title"].astype(str).tolist(),
+            available=available.tolist(),
+        ),
+        item_arrays=arts.item_arrays,
         popular=popular,
     )
 
 
 def publish_run(
     run_dir: Path,
-    store: FeatureStore,
+    store: VersionStore,
     settings: Settings,
     progress: Callable[[int], None] | None = None,
     prune: bool = True,
@@ -98,6 +96,6 @@ def publish_run(
         previous=previous,
         pruned=pruned,
         n_users=len(data.user_ids),
-        n_items=len(data.item_ids),
+        n_items=len(data.catalogue.item_ids),
         seconds=time.perf_counter() - start,
     )

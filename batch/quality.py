@@ -81,8 +81,8 @@ def compare_with_serving(
     day_start = partition_end(partition) - pd.Timedelta(days=1)
     today = interactions[interactions["ts"] >= day_start]
     fresh = set(zip(today["user_id"], today["item_id"], strict=True))
-    cur_users, user_known = _mapped(current.user_ids, current.user_factors, maps.user_ids)
-    cur_items, _ = _mapped(current.items["item_id"].to_numpy(), current.item_factors, maps.item_ids)
+    cur_users, user_known = _mapped(current.user_ids, current.user_arrays["vector"], maps.user_ids)
+    cur_items, _ = _mapped(current.items["item_id"].to_numpy(), current.item_arrays["item_factors"], maps.item_ids)
     known_users = set(maps.user_ids[user_known].tolist())
     fair = {u: {i for i in items if (u, i) in fresh} for u, items in holdout.items() if u in known_users}
     fair = {u: items for u, items in fair.items() if items}
@@ -91,7 +91,7 @@ def compare_with_serving(
     holdout_idx = holdout_indices(fair, maps.user_index, maps.item_index)
     train = confidence_matrix(train_df, maps, settings.confidence, settings.bm25_k1, settings.bm25_b)
     pop = decayed_popularity(train_df, maps, partition_end(partition), settings.popularity_half_life_days)
-    candidate = AlsModel(load_npz(run_dir / "eval_model.npz")["user_factors"], new.item_factors)
+    candidate = AlsModel(load_npz(run_dir / "eval_model.npz")["user_factors"], new.item_arrays["item_factors"])
     serving = AlsModel(cur_users, cur_items)
     args = (train, holdout_idx, k, settings.eval_max_users, settings.seed, pop)
     m_new, m_cur = holdout_metrics(candidate, *args), holdout_metrics(serving, *args)

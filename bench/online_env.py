@@ -81,12 +81,8 @@ def publish(run_dir: Path, data_dir: Path, redis_url: str, timings: dict[str, fl
     from shared.config import get_settings
 
     settings = get_settings(data_dir=data_dir, redis_url=redis_url)
-    store = RedisStore.from_settings(settings)
-    try:
-        with step("publish", timings, "publish into the fresh Redis"):
-            result = publish_run(run_dir, store, settings)
-    finally:
-        store.close()
+    with RedisStore.from_settings(settings) as store, step("publish", timings, "publish into the fresh Redis"):
+        result = publish_run(run_dir, store.versions, settings)
     console.print(f"  {result.summary()}")
     return {"version": result.version, "n_users": result.n_users, "n_items": result.n_items, "seconds": result.seconds}
 

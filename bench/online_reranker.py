@@ -52,7 +52,7 @@ def train_bench_reranker(run_dir: Path, data_dir: Path, end: str, sessions: int,
     from lab.serving import serving_model
     from lab.train_reranker import collect_queries, train_reranker
     from lab.tune import blend_dict
-    from online.ranking import BlendParams
+    from online.blend import BlendParams
     from shared.config import get_settings
 
     settings = get_settings(data_dir=data_dir)
@@ -117,7 +117,8 @@ def rank_cost(run_dir: Path, data_dir: Path, events: list[dict], k: int, repeats
 
     from feature_store.base import RequestFeatures, SessionEvent
     from lab.serving import serving_model
-    from online.ranking import BlendParams, rank
+    from online.blend import BlendParams
+    from online.ranking import rank
     from online.reranker import LinearReranker
     from shared.config import get_settings
 

@@ -112,11 +112,8 @@ def run_demo(settings: Settings, opts: DemoOptions, console: Console) -> None:
         console.print(f"3/4 run-batch {end}:")
         run_dir = run_batch(settings, end, log=lambda name, s: console.print(f"    ✓ {name:<14} {s:6.2f}s"))
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        store = RedisStore.from_settings(settings, url=redis_url)
-        try:
-            result = publish_run(run_dir, store, settings)
-        finally:
-            store.close()
+        with RedisStore.from_settings(settings, url=redis_url) as store:
+            result = publish_run(run_dir, store.versions, settings)
         console.print(f"4/4 {result.summary()}")
         _report_metrics(metrics, console)
 

@@ -124,13 +124,9 @@ def compact(
     from batch.compaction import compact_events
 
     settings = _settings(data_dir)
-    store = _store(settings)
-    try:
-        with _progress() as bar:
-            task = bar.add_task("compacting live events", total=store.stream_length())
-            report = compact_events(store, settings, batch_size=batch_size, progress=lambda n: bar.advance(task, n))
-    finally:
-        store.close()
+    with _store(settings) as store, _progress() as bar:
+        task = bar.add_task("compacting live events", total=store.events.stream_length())
+        report = compact_events(store.events, settings, batch_size=batch_size, progress=lambda n: bar.advance(task, n))
     console.print(report.summary())
 
 
@@ -170,13 +166,9 @@ def _publish(settings: Settings, partition: dt.date, url: str | None = None) -> 
     from batch.publish import publish_run
 
     run_dir = run_dir_for(settings.runs_dir, partition)
-    store = _store(settings, url)
-    try:
-        with _progress() as bar:
-            task = bar.add_task(f"publishing {partition}", total=None)
-            result = publish_run(run_dir, store, settings, progress=lambda n: bar.advance(task, n))
-    finally:
-        store.close()
+    with _store(settings, url) as store, _progress() as bar:
+        task = bar.add_task(f"publishing {partition}", total=None)
+        result = publish_run(run_dir, store.versions, settings, progress=lambda n: bar.advance(task, n))
     console.print(result.summary())
     return result.version
 
@@ -222,9 +214,9 @@ def status(data_dir: DataDir = None) -> None:
     import time
 
     settings = _settings(data_dir)
-    store = _store(settings)
-    try:
-        infos = store.list_versions()
+    with _store(settings) as store:
+        versions = store.versions
+        infos = versions.list_versions()
         table = Table(title=f"versions in {settings.redis_url} (prefix {settings.key_prefix!r})")
         for col in ("version", "state", "started (UTC)", "users", "items", "user keys", "recall", "ndcg"):
             table.add_column(col)
@@ -240,26 +232,21 @@ def status(data_dir: DataDir = None) -> None:
                 time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(v.started_at)),
                 f"{meta.get('n_users', 0):,}",
                 f"{meta.get('n_items', 0):,}",
-                f"{store.count_user_keys(v.version):,}",
+                f"{versions.count_user_keys(v.version):,}",
                 f"{als.get('recall', float('nan')):.4f}",
                 f"{als.get('ndcg', float('nan')):.4f}",
             )
         Console(width=None if sys.stdout.isatty() else 160).print(table)
-        console.print(f"live events waiting in the stream: {store.stream_length():,}")
+        console.print(f"live events waiting in the stream: {store.events.stream_length():,}")
         if not infos:
             console.print("nothing published yet: run `hybridrec run-batch` then `hybridrec publish`")
-    finally:
-        store.close()
 
 
 @app.command()
 def rollback(data_dir: DataDir = None) -> None:
     """Switch readers back to the previous version (and make the current one the rollback target)."""
-    store = _store(_settings(data_dir))
-    try:
-        console.print(f"now serving {store.rollback()}")
-    finally:
-        store.close()
+    with _store(_settings(data_dir)) as store:
+        console.print(f"now serving {store.versions.rollback()}")
 
 
 @app.command()

@@ -1,8 +1,14 @@
-"""The online store's one narrow interface, and the records that cross it.
+"""The online store's interfaces, one per kind of user, and the records that cross them.
 
-Batch publishes a :class:`VersionData`; online reads an :class:`ItemBundle` (once per version, kept in
-memory) and, per request, a :class:`RequestFeatures` (one round trip). Implementations translate their
-client's exceptions into ``shared.errors.StoreError`` subclasses.
+* :class:`VersionStore`: batch publishes a :class:`VersionData` (write, verify, activate, prune,
+  rollback); the API loads an :class:`ItemBundle` once per version and, per request, a
+  :class:`RequestFeatures` (user record + live session, one round trip).
+* :class:`EventLog`: the API appends live events (to the session and to the durable stream);
+  compaction drains the stream through a consumer group.
+* :class:`Counters`: served-request counters shared by all API workers.
+
+Implementations translate their client's exceptions into ``shared.errors.StoreError`` subclasses.
+Which arrays a version holds is declared once, in ``feature_store.layout``.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from feature_store.codecs import UserRecord
+from feature_store.layout import ITEM_ARRAY, USER_ARRAY
 
 
 @dataclass(frozen=True)
@@ -27,31 +33,68 @@ class SessionEvent:
     weight: float | None = None
 
 
-@dataclass(frozen=True)
-class VersionData:
-    """A complete version to publish. Row i of user arrays = ``user_ids[i]``; row j of item arrays = item j."""
+class UserRecord:
+    """One user's arrays of a version (``layout.USER_ARRAYS``), by name: ``UserRecord(vector=...,
+    candidates=...)``; ``record.vector`` float32 (f,), ``record.candidates`` int32 (n,). An array the
+    version does not hold reads as empty."""
 
-    version: str
-    meta: dict[str, Any]
-    user_ids: Sequence[str]
-    user_factors: np.ndarray  # float32 (n_users, f)
-    candidates: np.ndarray  # int32 (n_users, n), -1 padded
+    __slots__ = ("arrays",)
+
+    def __init__(self, **arrays: np.ndarray) -> None:
+        unknown = set(arrays) - set(USER_ARRAY)
+        if unknown:
+            raise TypeError(f"unknown user array(s) {sorted(unknown)}; layout.USER_ARRAYS has {sorted(USER_ARRAY)}")
+        self.arrays: dict[str, np.ndarray] = arrays
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        spec = USER_ARRAY.get(name)
+        if spec is None:
+            raise AttributeError(name)
+        got = self.arrays.get(name)
+        return got if got is not None else np.empty(0, dtype=spec.memory)
+
+    def __repr__(self) -> str:
+        return f"UserRecord({', '.join(f'{k}={v!r}' for k, v in self.arrays.items())})"
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The items of a version, row j = item j: ids, categories, titles, availability (each (n_items,))."""
+
     item_ids: Sequence[str]
     categories: Sequence[str]
     titles: Sequence[str]
     available: Sequence[bool]
-    item_factors: np.ndarray  # float32 (n_items, f)
-    neighbours: np.ndarray  # int32 (n_items, m), -1 padded
-    neighbour_scores: np.ndarray  # float32 (n_items, m)
-    covisit: np.ndarray  # int32 (n_items, m), -1 padded
-    covisit_scores: np.ndarray  # float32 (n_items, m)
-    popularity: np.ndarray  # float32 (n_items,)
-    popular: Mapping[str, np.ndarray]  # category (or keys.ALL_CATEGORIES) -> int32 indices, best first
+
+
+@dataclass(frozen=True)
+class VersionData:
+    """A complete version to publish.
+
+    ``user_arrays[name]``: one 1-D array per user, in ``user_ids`` order (padding already dropped);
+    ``item_arrays[name]``: (n_items, ...) per ``layout.ITEM_ARRAYS``; ``popular``: category (or
+    ``keys.ALL_CATEGORIES``) -> int32 item indices, best first.
+    """
+
+    version: str
+    meta: dict[str, Any]
+    user_ids: Sequence[str]
+    user_arrays: Mapping[str, Sequence[np.ndarray]]
+    catalogue: Catalogue
+    item_arrays: Mapping[str, np.ndarray]
+    popular: Mapping[str, np.ndarray]
+
+    def user_record(self, i: int) -> UserRecord:
+        return UserRecord(**{name: rows[i] for name, rows in self.user_arrays.items()})
 
 
 @dataclass(frozen=True)
 class ItemBundle:
-    """Item-level data of one version, loaded whole into API memory."""
+    """Item-level data of one version, loaded whole into API memory.
+
+    The arrays of ``layout.ITEM_ARRAYS`` are attributes (``bundle.item_factors`` float32 (n_items, f),
+    ``bundle.neighbours`` int32 (n_items, m), ...), in their ``memory`` dtype.
+    """
 
     version: str
     meta: dict[str, Any]
@@ -59,12 +102,7 @@ class ItemBundle:
     categories: np.ndarray  # object (n_items,)
     titles: list[str]
     available: np.ndarray  # bool (n_items,)
-    item_factors: np.ndarray  # float32 (n_items, f)
-    neighbours: np.ndarray  # int32 (n_items, m)
-    neighbour_scores: np.ndarray  # float32 (n_items, m)
-    covisit: np.ndarray  # int32 (n_items, m), -1 padded
-    covisit_scores: np.ndarray  # float32 (n_items, m)
-    popularity: np.ndarray  # float32 (n_items,)
+    arrays: Mapping[str, np.ndarray]
     popular: dict[str, np.ndarray]  # category -> int32 indices, best first
     item_index: dict[str, int] = field(default_factory=dict)
 
@@ -72,11 +110,17 @@ class ItemBundle:
         if not self.item_index:
             self.item_index.update({item: i for i, item in enumerate(self.item_ids)})
 
+    def __getattr__(self, name: str) -> np.ndarray:
+        if name not in ITEM_ARRAY:
+            raise AttributeError(name)
+        return self.arrays[name]
+
 
 @dataclass(frozen=True)
 class RequestFeatures:
     user: UserRecord | None  # None: user unknown in this version
-    session: list[SessionEvent]  # oldest first
+    session: list[SessionEvent]  # oldest first, the newest ``session_max_events``
+    session_seen: frozenset[str] = frozenset()  # every item id of the session, beyond the list's cap
 
 
 @dataclass(frozen=True)
@@ -91,7 +135,7 @@ class VersionInfo:
 ProgressFn = Callable[[int], None]
 
 
-class FeatureStore(Protocol):
+class VersionStore(Protocol):
     # --- publishing (batch) ---
     def write_version(self, data: VersionData, progress: ProgressFn | None = None) -> None: ...
     def activate(self, version: str) -> str | None: ...
@@ -99,24 +143,20 @@ class FeatureStore(Protocol):
     def prune(self, keep: int) -> list[str]: ...
 
     # --- reading ---
-    def ping(self) -> None: ...
     def current_version(self) -> str | None: ...
     def list_versions(self) -> list[VersionInfo]: ...
     def read_meta(self, version: str) -> dict[str, Any] | None: ...
+    def count_user_keys(self, version: str) -> int: ...
     def read_item_bundle(self, version: str) -> ItemBundle: ...
     def read_request(self, version: str, user_id: str | None, session_id: str | None) -> RequestFeatures: ...
-    def read_user(self, version: str, user_id: str) -> UserRecord | None: ...
-    def count_user_keys(self, version: str) -> int: ...
 
-    # --- monitoring ---
-    def add_counters(self, counts: Mapping[str, int]) -> None: ...
-    def read_counters(self) -> dict[str, int]: ...
 
-    # --- live events ---
-    def append_session_events(self, events: Sequence[SessionEvent]) -> None: ...
+class EventLog(Protocol):
+    # --- live events (online) ---
+    def append(self, events: Sequence[SessionEvent]) -> None: ...
     def read_session(self, session_id: str) -> list[SessionEvent]: ...
 
-    # --- draining the events stream (batch compaction) ---
+    # --- draining the stream (batch compaction) ---
     def stream_length(self) -> int: ...
     def ensure_consumer_group(self, group: str) -> None: ...
     def read_events(
@@ -124,3 +164,8 @@ class FeatureStore(Protocol):
     ) -> list[tuple[str, SessionEvent]]: ...
     def ack_events(self, group: str, ids: Sequence[str]) -> int: ...
     def pending_count(self, group: str, consumer: str | None = None) -> int: ...
+
+
+class Counters(Protocol):
+    def add(self, counts: Mapping[str, int]) -> None: ...
+    def read(self) -> dict[str, int]: ...

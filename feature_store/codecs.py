@@ -1,57 +1,47 @@
-"""Byte encodings of stored values. Everything numeric is little-endian and explicit.
+"""Byte encodings of every stored value, and nothing else. Everything numeric is little-endian and explicit.
 
-User record (``p:v:ver:u:<user_id>``), 5-byte header then two arrays::
+**User record** (``p:v:ver:u:<user_id>``): a header, then the user's arrays back to back::
 
-    u8  format (=1) | u16 f (factors) | u16 n (candidates)
-    float32[f] user vector | int32[n] candidate item indices, best first (no padding stored)
+    u8 format (=1) | u16 count per array of the version's user layout | each array's values (its wire dtype)
 
-At f=64, n=100 a user costs 661 bytes; scores are not stored because the API recomputes them from
-the vector and the in-memory item factors (a 100 x 64 dot product is cheaper than the bytes).
+The layout is the version meta's ``user_record`` ([[name, wire dtype], ...], from
+``layout.USER_ARRAYS``); versions from before it was recorded use ``layout.LEGACY_USER_LAYOUT``
+(vector float32, candidates int32), whose records are byte-identical to this format. At f=64 and 100
+candidates a user costs 661 bytes; scores are not stored because the API recomputes them from the
+vector and the in-memory item factors.
 
-Session event (``p:sess:<id>`` list element): compact JSON ``{"i": item_id, "t": event_type, "ts": epoch_s,
-"e": event_id}``. Items catalogue: JSON ``{"item_id": [...], "category": [...], "title": [...],
-"available": [...]}`` (columnar, one value per item index).
+**Item arrays** (``p:v:ver:<name>``): the row-major array in the wire dtype of its ``layout.ITEM_ARRAYS``
+entry, shape (n_items,) or (n_items, meta[width]).
+
+**Catalogue** (``p:v:ver:items``): JSON ``{"item_id": [...], "category": [...], "title": [...],
+"available": [...]}``, columnar, one value per item index. **Popular list**: int32 item indices.
+
+**Session event** (``p:sess:<id>`` list element): compact JSON ``{"i": item_id, "t": event_type,
+"ts": epoch_s, "e": event_id}``. **Stream event** (``p:events`` entry): fields event_id, user_id,
+session_id, item_id, event_type (str, '' for a missing id), ts (repr of float unix seconds), weight
+(repr of float, '' if none).
 """
 
 from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from feature_store.base import Catalogue, ItemBundle, SessionEvent, UserRecord, VersionData
+from feature_store.layout import ITEM_ARRAYS, LEGACY_USER_LAYOUT, USER_ARRAY
 from shared.errors import StoreError
 
-_USER_HEADER = struct.Struct("<BHH")
 _USER_FORMAT = 1
+UserLayout = Sequence[Sequence[str]]  # [[name, wire dtype], ...]
 
 
-@dataclass(frozen=True)
-class UserRecord:
-    vector: np.ndarray  # float32 (f,)
-    candidates: np.ndarray  # int32 (n,)
-
-
-def encode_user(vector: np.ndarray, candidates: np.ndarray) -> bytes:
-    """Pack a user vector (f,) and candidate indices (n,); -1 padding in ``candidates`` is dropped."""
-    cands = np.asarray(candidates, dtype="<i4")
-    cands = cands[cands >= 0]
-    vec = np.asarray(vector, dtype="<f4")
-    return _USER_HEADER.pack(_USER_FORMAT, vec.shape[0], cands.shape[0]) + vec.tobytes() + cands.tobytes()
-
-
-def decode_user(raw: bytes) -> UserRecord:
-    fmt, f, n = _USER_HEADER.unpack_from(raw)
-    if fmt != _USER_FORMAT or len(raw) != _USER_HEADER.size + 4 * (f + n):
-        raise StoreError(f"corrupt user record (format {fmt}, {len(raw)} bytes for f={f}, n={n})")
-    vec = np.frombuffer(raw, dtype="<f4", count=f, offset=_USER_HEADER.size)
-    cands = np.frombuffer(raw, dtype="<i4", count=n, offset=_USER_HEADER.size + 4 * f)
-    return UserRecord(vector=vec, candidates=cands)
-
-
+# --- arrays and JSON -------------------------------------------------------------------------------
 def encode_array(arr: np.ndarray, dtype: str) -> bytes:
-    """Row-major little-endian bytes of ``arr`` cast to ``dtype`` ('<f4', '<f2', '<i4')."""
+    """Row-major little-endian bytes of ``arr`` cast to ``dtype`` ('<f4', '<f2', '<i4', ...)."""
     return np.ascontiguousarray(arr, dtype=dtype).tobytes()
 
 
@@ -69,3 +59,170 @@ def encode_json(obj: object) -> bytes:
 
 def decode_json(raw: bytes) -> object:
     return json.loads(raw)
+
+
+# --- user record ----------------------------------------------------------------------------------
+def user_layout_of(meta: Mapping[str, Any]) -> UserLayout:
+    """The user-record layout a version was published with (see the module docstring)."""
+    return meta.get("user_record") or LEGACY_USER_LAYOUT
+
+
+def encode_user(record: UserRecord, layout: UserLayout) -> bytes:
+    """Pack one user's arrays in ``layout`` order; ``-1`` entries of index arrays are dropped."""
+    parts = []
+    counts = []
+    for name, wire in layout:
+        arr = np.asarray(record.arrays.get(name, ()), dtype=wire)
+        if USER_ARRAY[name].memory == "int32":
+            arr = arr[arr >= 0]
+        parts.append(arr.tobytes())
+        counts.append(arr.shape[0])
+    return struct.pack(f"<B{len(layout)}H", _USER_FORMAT, *counts) + b"".join(parts)
+
+
+def decode_user(raw: bytes, layout: UserLayout) -> UserRecord:
+    header = struct.Struct(f"<B{len(layout)}H")
+    if len(raw) < header.size:
+        raise StoreError(f"corrupt user record ({len(raw)} bytes, shorter than its {header.size}-byte header)")
+    fmt, *counts = header.unpack_from(raw)
+    sizes = [np.dtype(wire).itemsize * n for (_, wire), n in zip(layout, counts, strict=True)]
+    if fmt != _USER_FORMAT or len(raw) != header.size + sum(sizes):
+        raise StoreError(f"corrupt user record (format {fmt}, {len(raw)} bytes for counts {counts})")
+    arrays, offset = {}, header.size
+    for (name, wire), n, size in zip(layout, counts, sizes, strict=True):
+        arrays[name] = np.frombuffer(raw, dtype=wire, count=n, offset=offset).astype(
+            USER_ARRAY[name].memory, copy=False
+        )
+        offset += size
+    return UserRecord(**arrays)
+
+
+# --- item side of a version -----------------------------------------------------------------------
+def encode_catalogue(catalogue: Catalogue) -> bytes:
+    return encode_json(
+        {
+            "item_id": [str(i) for i in catalogue.item_ids],
+            "category": [str(c) for c in catalogue.categories],
+            "title": [str(t) for t in catalogue.titles],
+            "available": [bool(a) for a in catalogue.available],
+        }
+    )
+
+
+def encode_item_arrays(data: VersionData) -> dict[str, bytes]:
+    """name -> bytes of every item array of ``data`` (``layout.ITEM_ARRAYS``, wire dtypes)."""
+    return {spec.name: encode_array(data.item_arrays[spec.name], spec.wire) for spec in ITEM_ARRAYS}
+
+
+def encode_popular(idx: np.ndarray) -> bytes:
+    return encode_array(idx, "<i4")
+
+
+def decode_item_bundle(
+    version: str,
+    meta: dict[str, Any],
+    catalogue_raw: bytes | None,
+    arrays_raw: Mapping[str, bytes | None],
+    popular_raw: Mapping[str, bytes],
+) -> ItemBundle:
+    """The ItemBundle of ``version`` from its stored bytes (one value per key; None = key missing).
+
+    An item array the version's meta has no width for (``required=False`` arrays of versions that
+    predate them) loads as (n_items, 0); any other missing or mis-sized value is a StoreError.
+    """
+    if catalogue_raw is None:
+        raise StoreError(f"version {version} has no catalogue")
+    items: dict[str, list] = decode_json(catalogue_raw)  # type: ignore[assignment]
+    n = int(meta["n_items"])
+    arrays = {}
+    for spec in ITEM_ARRAYS:
+        raw = arrays_raw.get(spec.name)
+        if spec.width is None:
+            shape: tuple[int, ...] = (n,)
+        elif spec.width in meta:
+            shape = (n, int(meta[spec.width]))
+        elif not spec.required:
+            shape, raw = (n, 0), raw or b""
+        else:
+            raise StoreError(f"version {version} meta has no {spec.width!r} for {spec.name}")
+        if raw is None:
+            raise StoreError(f"version {version} has no {spec.name} array")
+        arrays[spec.name] = decode_array(raw, spec.wire, shape).astype(spec.memory, copy=False)
+    return ItemBundle(
+        version=version,
+        meta=meta,
+        item_ids=list(items["item_id"]),
+        categories=np.array(items["category"], dtype=object),
+        titles=list(items["title"]),
+        available=np.array(items["available"], dtype=bool),
+        arrays=arrays,
+        popular={cat: np.frombuffer(raw, dtype="<i4").astype(np.int32) for cat, raw in popular_raw.items()},
+    )
+
+
+def round_trip(data: VersionData) -> tuple[ItemBundle, dict[str, UserRecord]]:
+    """``data`` as the API reads it back from the store: every value encoded and decoded with the
+    store's codecs (float16 scores included), without a store. What the lab's replay ranks with."""
+    layout = user_layout_of(data.meta)
+    bundle = decode_item_bundle(
+        data.version,
+        dict(data.meta),
+        encode_catalogue(data.catalogue),
+        encode_item_arrays(data),
+        {cat: encode_popular(idx) for cat, idx in data.popular.items()},
+    )
+    users = {
+        str(user): decode_user(encode_user(data.user_record(i), layout), layout) for i, user in enumerate(data.user_ids)
+    }
+    return bundle, users
+
+
+# --- live events ----------------------------------------------------------------------------------
+def encode_session_event(ev: SessionEvent) -> bytes:
+    return encode_json({"i": ev.item_id, "t": ev.event_type, "ts": ev.ts, "e": ev.event_id})
+
+
+def decode_session_event(raw: bytes, session_id: str | None) -> SessionEvent:
+    d: dict = decode_json(raw)  # type: ignore[assignment]
+    return SessionEvent(item_id=d["i"], event_type=d["t"], ts=float(d["ts"]), event_id=d["e"], session_id=session_id)
+
+
+def encode_stream_event(ev: SessionEvent) -> dict[str, str]:
+    return {
+        "event_id": ev.event_id,
+        "user_id": ev.user_id or "",
+        "session_id": ev.session_id or "",
+        "item_id": ev.item_id,
+        "event_type": ev.event_type,
+        "ts": repr(ev.ts),
+        "weight": "" if ev.weight is None else repr(ev.weight),
+    }
+
+
+def _float_or_nan(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
+def decode_stream_event(fields: Mapping[bytes, bytes] | None) -> SessionEvent:
+    """One stream entry as a SessionEvent, leniently: a missing text field reads as "" (user_id and
+    session_id as None), an unreadable ts or weight as NaN, and an entry deleted while pending has
+    every field missing. Validating the values is the reader's job."""
+    f = fields or {}
+
+    def text(name: bytes) -> str:
+        raw = f.get(name)
+        return raw.decode("utf-8", "replace") if raw else ""
+
+    weight = text(b"weight")
+    return SessionEvent(
+        item_id=text(b"item_id"),
+        event_type=text(b"event_type"),
+        ts=_float_or_nan(text(b"ts")),
+        event_id=text(b"event_id"),
+        user_id=text(b"user_id") or None,
+        session_id=text(b"session_id") or None,
+        weight=_float_or_nan(weight) if weight else None,
+    )

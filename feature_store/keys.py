@@ -7,24 +7,20 @@ Layout (``p`` = Settings.key_prefix, ``ver`` = a version id such as ``2026-11-27
     p:versions                zset     every version ever started, score = unix time it was started;
                                        the registry prune walks (a killed publish is found here too)
     p:v:ver:meta              string   JSON manifest, written LAST: its presence means "complete"
-    p:v:ver:items             string   JSON, columnar catalogue (see codecs.encode_items)
-    p:v:ver:item_factors      string   float32 LE, row-major (n_items, f)
-    p:v:ver:neighbours        string   int32 LE (n_items, m), -1 padded
-    p:v:ver:neighbour_scores  string   float16 LE (n_items, m)
-    p:v:ver:covisit           string   int32 LE (n_items, m_c), -1 padded: co-visitation neighbours,
-                                       m_c = meta n_covisit (batch.covisit)
-    p:v:ver:covisit_scores    string   float16 LE (n_items, m_c), -inf where the id is -1
-    p:v:ver:popularity        string   float32 LE (n_items,) recency-decayed popularity
+    p:v:ver:items             string   JSON, columnar catalogue (see codecs.encode_catalogue)
+    p:v:ver:<array>           string   one per item array of layout.ITEM_ARRAYS (item_factors, neighbours,
+                                       neighbour_scores, covisit, covisit_scores, popularity, ...): the
+                                       row-major array in its wire dtype (see layout.py for each one)
     p:v:ver:popular:<cat>     string   int32 LE item indices, best first; <cat> = ALL_CATEGORIES for the global list
-    p:v:ver:u:<user_id>       string   user record (codecs.encode_user): vector + candidate indices
-    p:sess:<session_id>       list     JSON session events, oldest first, capped, with a TTL
-    p:events                  stream   every accepted live event (durable log drained by compaction)
+    p:v:ver:u:<user_id>       string   user record (codecs.encode_user): the user arrays of layout.USER_ARRAYS
+    p:sess:<session_id>       list     session events (codecs.encode_session_event), oldest first, capped, TTL
+    p:sess:<session_id>:seen  set      every item id of the session (not capped by the list), same TTL
+    p:events                  stream   every accepted live event (durable log drained by compaction): the
+                                       fields of codecs.encode_stream_event. Consumer group
+                                       COMPACTION_GROUP reads it; an entry is XACKed and XDELed once it
+                                       is on disk.
     p:stats:served            hash     requests served per routing tier / flag, summed over API workers
-                                       (each worker flushes its counts every few seconds);
-                                       fields event_id, user_id, session_id, item_id, event_type (str,
-                                       '' for a missing id), ts (repr of float unix seconds), weight
-                                       (repr of float, '' if none). Consumer group COMPACTION_GROUP
-                                       reads it; an entry is XACKed and XDELed once it is on disk.
+                                       (each worker flushes its counts every few seconds)
 
 Versioned keys are immutable once the version's meta exists; readers never mix versions because
 they address every versioned key through the one version id they loaded.
@@ -77,23 +73,9 @@ class Keys:
     def items(self, version: str) -> str:
         return f"{self.prefix}:v:{version}:items"
 
-    def item_factors(self, version: str) -> str:
-        return f"{self.prefix}:v:{version}:item_factors"
-
-    def neighbours(self, version: str) -> str:
-        return f"{self.prefix}:v:{version}:neighbours"
-
-    def neighbour_scores(self, version: str) -> str:
-        return f"{self.prefix}:v:{version}:neighbour_scores"
-
-    def covisit(self, version: str) -> str:
-        return f"{self.prefix}:v:{version}:covisit"
-
-    def covisit_scores(self, version: str) -> str:
-        return f"{self.prefix}:v:{version}:covisit_scores"
-
-    def popularity(self, version: str) -> str:
-        return f"{self.prefix}:v:{version}:popularity"
+    def item_array(self, version: str, name: str) -> str:
+        """The key of item array ``name`` (a ``layout.ITEM_ARRAYS`` name) of ``version``."""
+        return f"{self.prefix}:v:{version}:{name}"
 
     def popular(self, version: str, category: str = ALL_CATEGORIES) -> str:
         return f"{self.prefix}:v:{version}:popular:{category}"
@@ -106,3 +88,6 @@ class Keys:
 
     def session(self, session_id: str) -> str:
         return f"{self.prefix}:sess:{session_id}"
+
+    def session_seen(self, session_id: str) -> str:
+        return f"{self.prefix}:sess:{session_id}:seen"

@@ -22,7 +22,7 @@ from lab.report import write_report
 from lab.serving import serving_model
 from lab.splits import RandomHoldout, SplitProtocol, TemporalHoldout
 from lab.static import run_static_protocol
-from online.ranking import BlendParams
+from online.blend import BlendParams
 from online.reranker import LinearReranker
 from shared.config import Settings
 

@@ -36,7 +36,8 @@ from feature_store.base import RequestFeatures, SessionEvent
 from feature_store.codecs import UserRecord
 from lab.serving import ServingModel
 from lab.stats import paired_difference
-from online.ranking import BlendParams, rank
+from online.blend import BlendParams
+from online.ranking import rank
 from online.reranker import LinearReranker
 from shared.errors import DataValidationError
 

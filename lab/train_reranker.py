@@ -32,8 +32,8 @@ from sklearn.linear_model import LogisticRegression
 from feature_store.base import RequestFeatures
 from lab.replay import TargetCounts, iter_targets
 from lab.serving import ServingModel
+from online.blend import BlendParams
 from online.features import build_pool
-from online.ranking import BlendParams
 from shared.errors import DataValidationError
 
 # What the re-ranker sees by default: every request-time feature the API computes.

@@ -58,7 +58,7 @@ from lab.search import (
 )
 from lab.serving import ServingModel, serving_model
 from lab.train_reranker import collect_queries, train_reranker
-from online.ranking import BlendParams
+from online.blend import BlendParams
 from online.reranker import LinearReranker
 from shared.config import Settings
 from shared.errors import ConfigError

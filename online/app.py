@@ -1,6 +1,6 @@
 """The FastAPI application factory. Nothing happens at import time.
 
-``create_app(settings)`` wires the store, the model holder and the recommender in a lifespan;
+``create_app(settings)`` wires the store, the model holder and the recommendation service in a lifespan;
 ``app_from_env()`` is the zero-argument factory uvicorn calls (``--factory online.app:app_from_env``).
 """
 
@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from feature_store.redis_store import RedisStore
+from online.blend import BlendParams
 from online.errors import install_error_handlers
 from online.model import ModelHolder
 from online.monitoring import ServedCounters
@@ -27,16 +28,16 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = RedisStore.from_settings(settings, online=True)
-        holder = ModelHolder(store, settings.reload_interval_s)
+        holder = ModelHolder(store.versions, settings.reload_interval_s, BlendParams.from_settings(settings))
         holder.refresh()  # best effort: the app starts (and /ready says why) even if Redis is down
         holder.start()
-        counters = ServedCounters(store, settings.reload_interval_s)
+        counters = ServedCounters(store.counters, settings.reload_interval_s)
         counters.start()
         app.state.settings = settings
         app.state.store = store
         app.state.holder = holder
         app.state.counters = counters
-        app.state.service = RecommendationService(store, holder, settings, counters)
+        app.state.service = RecommendationService(store.versions, store.events, holder, settings, counters)
         try:
             yield
         finally:

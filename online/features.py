@@ -36,13 +36,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from feature_store.base import RequestFeatures, SessionEvent
 from feature_store.codecs import UserRecord
-from online.model import LoadedModel
 from shared.schemas import EVENT_WEIGHTS
+
+if TYPE_CHECKING:  # the model imports the re-ranker, which computes these features
+    from online.model import LoadedModel
 
 
 @dataclass

@@ -2,21 +2,23 @@
 
 A request takes ONE reference to a :class:`LoadedModel` at its start and uses it to the end, so a
 version switch in the middle of a request cannot mix item data of two versions; the user record is
-read under the same version id.
+read under the same version id. Everything derived from a version (unit factors, the blend it was
+tuned with, its learned re-ranker) is computed once, when it loads.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from feature_store.base import FeatureStore, ItemBundle
+from feature_store.base import ItemBundle, VersionStore
 from feature_store.keys import ALL_CATEGORIES
+from online.blend import BlendParams
 from online.periodic import Periodic
+from online.reranker import LinearReranker, RerankerFormatError
 from shared.errors import StoreError
 
 log = logging.getLogger("hybridrec.online")
@@ -24,25 +26,34 @@ log = logging.getLogger("hybridrec.online")
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """An ItemBundle plus arrays derived once per version (not per request)."""
+    """An ItemBundle plus what is derived from it once per version (not per request)."""
 
     bundle: ItemBundle
     unit_factors: np.ndarray  # float32 (n_items, f), rows L2-normalised (zero rows stay zero)
     log_popularity: np.ndarray  # float32 (n_items,), log1p(decayed popularity)
     category_codes: np.ndarray  # int64 (n_items,), index of the item's category in sorted categories
-    loaded_at: float
+    params: BlendParams  # the configured blend with this version's tuned fields
+    reranker: LinearReranker | None  # the version's learned re-ranker, None without a usable one
 
     @classmethod
-    def from_bundle(cls, bundle: ItemBundle) -> LoadedModel:
+    def from_bundle(cls, bundle: ItemBundle, defaults: BlendParams | None = None) -> LoadedModel:
+        """``defaults``: the configured blend (``BlendParams.from_settings``); the version's meta may tune it.
+        A re-ranker the API cannot use (an unknown feature, say) is logged and left out: the blend serves."""
         f = bundle.item_factors.astype(np.float32, copy=False)
         norms = np.linalg.norm(f, axis=1, keepdims=True)
         unit = np.divide(f, norms, out=np.zeros_like(f), where=norms > 0)
+        reranker = None
+        try:
+            reranker = LinearReranker.for_version(bundle.meta)
+        except RerankerFormatError as exc:
+            log.warning("version %s: re-ranker unusable, the blend serves instead: %s", bundle.version, exc)
         return cls(
             bundle=bundle,
             unit_factors=unit,
             log_popularity=np.log1p(np.maximum(bundle.popularity, 0)).astype(np.float32),
             category_codes=np.unique(bundle.categories.astype(str), return_inverse=True)[1].astype(np.int64),
-            loaded_at=time.time(),
+            params=(defaults or BlendParams()).for_version(bundle.meta),
+            reranker=reranker,
         )
 
     @property
@@ -62,12 +73,12 @@ class ModelHolder:
     assignment, so requests are never blocked or dropped by a reload.
     """
 
-    def __init__(self, store: FeatureStore, interval_s: float) -> None:
+    def __init__(self, store: VersionStore, interval_s: float, defaults: BlendParams | None = None) -> None:
         self.store = store
         self.interval_s = interval_s
+        self.defaults = defaults or BlendParams()
         self.model: LoadedModel | None = None
         self.last_error: str | None = None
-        self.reloads = 0
         self._loop = Periodic(self.refresh, interval_s, "hybridrec-model-reload")
         self._lock = threading.Lock()
 
@@ -79,14 +90,13 @@ class ModelHolder:
                 if version is None or (self.model is not None and self.model.version == version):
                     self.last_error = None if version else "no version published yet"
                     return False
-                model = LoadedModel.from_bundle(self.store.read_item_bundle(version))
+                model = LoadedModel.from_bundle(self.store.read_item_bundle(version), self.defaults)
             except StoreError as exc:
                 self.last_error = str(exc)
                 log.warning("model refresh failed, keeping %s: %s", self.model and self.model.version, exc)
                 return False
             self.model = model
             self.last_error = None
-            self.reloads += 1
             log.info("serving version %s (%d items)", version, len(model.bundle.item_ids))
             return True
 

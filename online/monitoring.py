@@ -13,7 +13,7 @@ import logging
 import threading
 from collections import Counter
 
-from feature_store.base import FeatureStore
+from feature_store.base import Counters
 from online.periodic import Periodic
 from shared.errors import StoreError
 
@@ -21,7 +21,7 @@ log = logging.getLogger("hybridrec.online")
 
 
 class ServedCounters:
-    def __init__(self, store: FeatureStore, interval_s: float) -> None:
+    def __init__(self, store: Counters, interval_s: float) -> None:
         self.store = store
         self.interval_s = interval_s
         self._pending: Counter[str] = Counter()
@@ -40,7 +40,7 @@ class ServedCounters:
         if not counts:
             return
         try:
-            self.store.add_counters(counts)
+            self.store.add(counts)
         except StoreError as exc:
             log.warning("could not flush served counters, keeping them: %s", exc)
             with self._lock:
@@ -48,7 +48,7 @@ class ServedCounters:
 
     def totals(self) -> dict[str, int]:
         """Shared totals plus this process's unflushed counts. StoreError if the store is down."""
-        totals = Counter(self.store.read_counters())
+        totals = Counter(self.store.read())
         with self._lock:
             totals.update(self._pending)
         return dict(totals)

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from pydantic import TypeAdapter, ValidationError
 
+from feature_store.base import VersionStore
 from online.api_models import (
     ErrorBody,
     EventIn,
@@ -18,7 +19,8 @@ from online.api_models import (
     SimilarItems,
     SimilarKind,
 )
-from online.monitoring import prometheus_text
+from online.model import ModelHolder
+from online.monitoring import ServedCounters, prometheus_text
 from online.service import RecommendationService
 from shared.errors import StoreError
 from shared.schemas import MAX_ID_LENGTH
@@ -32,15 +34,33 @@ def _service(request: Request) -> RecommendationService:
     return request.app.state.service
 
 
+def _holder(request: Request) -> ModelHolder:
+    return request.app.state.holder
+
+
+def _counters(request: Request) -> ServedCounters:
+    return request.app.state.counters
+
+
+def _versions(request: Request) -> VersionStore:
+    return request.app.state.store.versions
+
+
+Service = Annotated[RecommendationService, Depends(_service)]
+Holder = Annotated[ModelHolder, Depends(_holder)]
+Counters = Annotated[ServedCounters, Depends(_counters)]
+Versions = Annotated[VersionStore, Depends(_versions)]
+
+
 @router.get("/recommendations/{user_id}", response_model=Recommendations, responses=_errors)
 def recommendations(
-    request: Request,
+    service: Service,
     user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)],
     k: Annotated[int, Query(ge=1, le=100, description="How many items (1..100).")] = 10,
     session_id: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)] = None,
     category: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)] = None,
 ) -> Recommendations:
-    served = _service(request).recommend(user_id, k, session_id, category)
+    served = service.recommend(user_id, k, session_id, category)
     r = served.ranked
     return Recommendations(
         items=[
@@ -97,22 +117,22 @@ _EVENTS_SCHEMA = {
 
 
 @router.post("/events", status_code=202, response_model=EventsAccepted, responses=_errors, openapi_extra=_EVENTS_SCHEMA)
-def post_events(request: Request, events: Annotated[list[EventIn], Depends(_events_body)]) -> EventsAccepted:
+def post_events(service: Service, events: Annotated[list[EventIn], Depends(_events_body)]) -> EventsAccepted:
     """Accept one event or up to 1000; they shape the very next recommendation of their session."""
-    ids = _service(request).record_events(events)
+    ids = service.record_events(events)
     return EventsAccepted(accepted=len(ids), event_ids=ids)
 
 
 @router.get("/items/{item_id}/similar", response_model=SimilarItems, responses={404: {"model": ErrorBody}})
 def similar(
-    request: Request,
+    service: Service,
     item_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)],
     k: Annotated[int, Query(ge=1, le=100)] = 10,
     kind: Annotated[
         SimilarKind, Query(description="als: neighbours in the ALS factor space; covisit: co-visited in sessions")
     ] = "als",
 ) -> SimilarItems:
-    ids, scores, version = _service(request).similar(item_id, k, kind)
+    ids, scores, version = service.similar(item_id, k, kind)
     why = f"{'often_next_to' if kind == 'covisit' else 'similar_to'}:{item_id}"  # the reasons rank() gives
     items = [ScoredItem(item_id=i, score=s, reason=why) for i, s in zip(ids, scores, strict=True)]
     return SimilarItems(item_id=item_id, kind=kind, items=items, model_version=version)
@@ -125,21 +145,19 @@ def health() -> dict[str, str]:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics(request: Request) -> PlainTextResponse:
+def metrics(holder: Holder, counters: Counters) -> PlainTextResponse:
     """Prometheus text: requests per routing tier and per flag, summed over all API workers."""
-    holder = request.app.state.holder
-    totals = request.app.state.counters.totals()  # StoreError -> 503 via the error handlers
+    totals = counters.totals()  # StoreError -> 503 via the error handlers
     version = holder.model.version if holder.model else None
     return PlainTextResponse(prometheus_text(totals, version), media_type="text/plain; version=0.0.4")
 
 
 @router.get("/ready", responses={503: {"model": ErrorBody}})
-def ready(request: Request, response: Response) -> dict[str, object]:
+def ready(holder: Holder, versions: Versions, response: Response) -> dict[str, object]:
     """Readiness: the store answers (one GET of the version pointer) and a model version is loaded."""
-    holder = request.app.state.holder
     problems, published = [], None
     try:
-        published = request.app.state.store.current_version()
+        published = versions.current_version()
     except StoreError as exc:
         problems.append(str(exc))
     if holder.model is None:

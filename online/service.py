@@ -3,35 +3,33 @@
 Store failures never become a 500: a timeout or an unreachable store serves the in-memory popular
 list of the loaded version with a flag; an unknown user is served from the session or popularity.
 
-Re-ranker routing: a request with a live session goes to the version's learned re-ranker when the
-version has a usable one, ``reranker_enabled`` is set, and the time spent so far plus the re-ranker's
-typical cost (an exponential moving average of its measured ranking time) fits ``reranker_budget_ms``;
-otherwise the blend serves it, with the flag ``reranker_over_budget`` when the budget was the reason.
-Every such skip decays the average by the same factor, so a transient stall (GC, a noisy neighbour)
-cannot switch the re-ranker off for good.
-A version whose re-ranker cannot be parsed is served by the blend and logged once.
+Re-ranker routing: a request with a live session is offered to the version's learned re-ranker when
+the version has a usable one, ``reranker_enabled`` is set, and :class:`RerankerBudget` admits it (the
+time spent so far plus the re-ranker's typical cost fits ``reranker_budget_ms``); otherwise the blend
+serves it, with the flag ``reranker_over_budget`` when the budget was the reason.
+
+Flags, all decided in :meth:`RecommendationService.recommend`: ``store_timeout`` or
+``store_unavailable`` (never both), ``unknown_user``, ``reranker_over_budget``, then the ranking's
+own ``short``.
 """
 
 from __future__ import annotations
 
-import logging
+import threading
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from feature_store.base import FeatureStore, RequestFeatures, SessionEvent
+from feature_store.base import EventLog, RequestFeatures, SessionEvent, VersionStore
 from online.api_models import EventIn
 from online.model import LoadedModel, ModelHolder
 from online.monitoring import ServedCounters
-from online.ranking import BlendParams, Ranked, rank, similar_items
-from online.reranker import LinearReranker, RerankerFormatError
+from online.ranking import Ranked, rank, similar_items
+from online.reranker import LinearReranker
 from shared.config import Settings
 from shared.errors import NotFound, StoreError, StoreTimeout, VersionNotFound
-
-log = logging.getLogger("hybridrec.online")
-_COST_SMOOTHING = 0.1  # weight of the newest measurement in the re-ranker's cost average
 
 
 @dataclass(frozen=True)
@@ -41,38 +39,49 @@ class Served:
     took_ms: float
 
 
+class RerankerBudget:
+    """Admits a re-ranked request when the time spent so far plus the re-ranker's typical cost (an
+    exponential moving average of its measured ranking time) fits ``budget_ms``.
+
+    Every skip decays the average by the same factor, so a transient stall (GC, a noisy neighbour)
+    cannot switch the re-ranker off for good. Shared by the threads of one worker: a lock guards the
+    average.
+    """
+
+    SMOOTHING = 0.1  # weight of the newest measurement in the average
+
+    def __init__(self, budget_ms: float) -> None:
+        self.budget_ms = budget_ms
+        self.cost_ms = 0.0  # 0 until measured
+        self._lock = threading.Lock()
+
+    def admits(self, spent_ms: float) -> bool:
+        with self._lock:
+            if spent_ms + self.cost_ms <= self.budget_ms:
+                return True
+            self.cost_ms *= 1 - self.SMOOTHING
+            return False
+
+    def record(self, cost_ms: float) -> None:
+        with self._lock:
+            self.cost_ms += self.SMOOTHING * (cost_ms - self.cost_ms)
+
+
 class RecommendationService:
     def __init__(
-        self, store: FeatureStore, holder: ModelHolder, settings: Settings, counters: ServedCounters | None = None
+        self,
+        versions: VersionStore,
+        events: EventLog,
+        holder: ModelHolder,
+        settings: Settings,
+        counters: ServedCounters | None = None,
     ) -> None:
-        self.store = store
+        self.versions = versions
+        self.events = events
         self.holder = holder
         self.counters = counters
-        self.params = BlendParams.from_settings(settings)
         self.reranker_enabled = settings.reranker_enabled
-        self.reranker_budget_ms = settings.reranker_budget_ms
-        self.reranker_cost_ms = 0.0  # moving average of a re-ranked rank() call; 0 until measured
-        self._per_version: tuple[str, BlendParams, LinearReranker | None] | None = None
-
-    def _for_version(self, model: LoadedModel) -> tuple[str, BlendParams, LinearReranker | None]:
-        cached = self._per_version
-        if cached is None or cached[0] != model.version:
-            reranker = None
-            try:
-                reranker = LinearReranker.for_version(model.bundle.meta)
-            except RerankerFormatError as exc:
-                log.warning("version %s: re-ranker unusable, the blend serves instead: %s", model.version, exc)
-            cached = (model.version, self.params.for_version(model.bundle.meta), reranker)
-            self._per_version = cached  # one tuple swap: a racing request at worst recomputes it
-        return cached
-
-    def params_for(self, model: LoadedModel) -> BlendParams:
-        """The blend for ``model``: its version's tuned weights when its meta has them, else the settings'."""
-        return self._for_version(model)[1]
-
-    def reranker_for(self, model: LoadedModel) -> LinearReranker | None:
-        """The version's re-ranker when it has a usable one and re-ranking is enabled."""
-        return self._for_version(model)[2] if self.reranker_enabled else None
+        self.budget = RerankerBudget(settings.reranker_budget_ms)
 
     def _model(self) -> LoadedModel:
         model = self.holder.model
@@ -86,27 +95,23 @@ class RecommendationService:
         flags: list[str] = []
         features: RequestFeatures | None
         try:
-            features = self.store.read_request(model.version, user_id, session_id)
+            features = self.versions.read_request(model.version, user_id, session_id)
         except StoreError as exc:
             features = None
             flags.append("store_timeout" if isinstance(exc, StoreTimeout) else "store_unavailable")
-        reranker = self.reranker_for(model) if features is not None and features.session else None
-        if reranker is not None:
-            spent_ms = (time.perf_counter() - start) * 1000
-            if spent_ms + self.reranker_cost_ms > self.reranker_budget_ms:
-                reranker = None
+        reranker: LinearReranker | None = None
+        if features is not None and features.session and self.reranker_enabled and model.reranker is not None:
+            if self.budget.admits((time.perf_counter() - start) * 1000):
+                reranker = model.reranker
+            else:
                 flags.append("reranker_over_budget")
-                # The average only moves on re-ranked requests, so one stall could keep it above the
-                # budget for good; each skip decays it, and the re-ranker is tried again soon.
-                self.reranker_cost_ms *= 1 - _COST_SMOOTHING
         rank_start = time.perf_counter()
-        ranked = rank(model, features, k, category, self.params_for(model), reranker)
+        ranked = rank(model, features, k, category, model.params, reranker)
         if ranked.strategy == "reranked":
-            cost = (time.perf_counter() - rank_start) * 1000
-            self.reranker_cost_ms += _COST_SMOOTHING * (cost - self.reranker_cost_ms)
+            self.budget.record((time.perf_counter() - rank_start) * 1000)
         if features is not None and features.user is None:
             flags.append("unknown_user")
-        ranked.flags[:0] = [f for f in flags if f not in ranked.flags]
+        ranked.flags[:0] = flags
         if self.counters is not None:
             self.counters.record(ranked.strategy, ranked.flags)
         return Served(ranked, model.version, (time.perf_counter() - start) * 1000)
@@ -134,7 +139,7 @@ class RecommendationService:
             )
             for e in events
         ]
-        self.store.append_session_events(records)
+        self.events.append(records)
         return [r.event_id for r in records]
 
 

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 
 from shared.errors import ConfigError
 from shared.schemas import DATE_FORMAT
-
-_VERSION_RE = re.compile(r"^\d{4}-\d{2}-\d{2}\.[0-9a-f]{10}$")
 
 
 def parse_date(value: str | dt.date) -> dt.date:
@@ -37,7 +34,3 @@ def make_version_id(partition: dt.date, content_hash: str) -> str:
     is idempotent, and ids sort by date.
     """
     return f"{partition.strftime(DATE_FORMAT)}.{content_hash[:10]}"
-
-
-def is_version_id(value: str) -> bool:
-    return bool(_VERSION_RE.match(value))

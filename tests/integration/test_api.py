@@ -20,8 +20,8 @@ V1, V2 = "2026-01-01.00000000a1", "2026-01-02.00000000a2"
 
 @pytest.fixture()
 def api(settings: Settings, store: RedisStore) -> Iterator[httpx.Client]:
-    store.write_version(tiny.version_data(V1))
-    store.activate(V1)
+    store.versions.write_version(tiny.version_data(V1))
+    store.versions.activate(V1)
     with serve(settings.model_copy(update={"reload_interval_s": 0.05})) as base, httpx.Client(base_url=base) as client:
         yield client
 
@@ -111,8 +111,8 @@ def test_health_ready_and_docs(api: httpx.Client) -> None:
 
 
 def test_a_new_publish_is_picked_up_without_restart(api: httpx.Client, store: RedisStore) -> None:
-    store.write_version(tiny.version_data(V2))
-    store.activate(V2)
+    store.versions.write_version(tiny.version_data(V2))
+    store.versions.activate(V2)
     deadline = time.monotonic() + 5
     while api.get("/recommendations/u0").json()["model_version"] != V2:
         assert time.monotonic() < deadline, "the API did not switch to the new version"
@@ -124,8 +124,8 @@ def test_store_outage_degrades_instead_of_failing(tmp_path) -> None:
     try:
         settings = Settings(redis_url=server.url, data_dir=tmp_path, reload_interval_s=60, store_timeout_ms=200)
         store = RedisStore.from_settings(settings)
-        store.write_version(tiny.version_data(V1))
-        store.activate(V1)
+        store.versions.write_version(tiny.version_data(V1))
+        store.versions.activate(V1)
         store.close()
         with serve(settings) as base, httpx.Client(base_url=base) as api:
             assert api.get("/ready").status_code == 200

@@ -90,24 +90,28 @@ def _assert_rows_match(rows: pd.DataFrame, events: list[SessionEvent]) -> None:
 
 
 def test_the_consumer_reads_pending_entries_first_and_ack_removes_them(store: RedisStore) -> None:
-    store.append_session_events([_event(i) for i in range(5)])
-    store.ensure_consumer_group("g")
-    store.ensure_consumer_group("g")  # exists already: a no-op, not an error
-    first = store.read_events("g", "c1", 3, pending_first=False)
+    store.events.append([_event(i) for i in range(5)])
+    store.events.ensure_consumer_group("g")
+    store.events.ensure_consumer_group("g")  # exists already: a no-op, not an error
+    first = store.events.read_events("g", "c1", 3, pending_first=False)
     assert [ev for _, ev in first] == [_event(i) for i in range(3)]  # every field decoded back
     # pending entries come back first, and are not topped up with the 2 new ones
-    assert store.read_events("g", "c1", 10, pending_first=True) == first
+    assert store.events.read_events("g", "c1", 10, pending_first=True) == first
     # a consumer with nothing pending gets the new entries
-    assert [ev for _, ev in store.read_events("g", "c2", 10, pending_first=True)] == [_event(3), _event(4)]
-    assert (store.pending_count("g"), store.pending_count("g", "c1"), store.pending_count("g", "nobody")) == (5, 3, 0)
-    assert store.ack_events("g", [sid for sid, _ in first]) == 3
-    assert store.stream_length() == 2 and store.pending_count("g", "c1") == 0
-    assert store.read_events("g", "c1", 10, pending_first=True) == []
+    assert [ev for _, ev in store.events.read_events("g", "c2", 10, pending_first=True)] == [_event(3), _event(4)]
+    assert (
+        store.events.pending_count("g"),
+        store.events.pending_count("g", "c1"),
+        store.events.pending_count("g", "nobody"),
+    ) == (5, 3, 0)
+    assert store.events.ack_events("g", [sid for sid, _ in first]) == 3
+    assert store.events.stream_length() == 2 and store.events.pending_count("g", "c1") == 0
+    assert store.events.read_events("g", "c1", 10, pending_first=True) == []
 
 
 def test_events_posted_through_the_api_are_compacted_once_each(settings: Settings, store: RedisStore) -> None:
-    store.write_version(tiny.version_data())
-    store.activate("2026-01-01.00000000aa")
+    store.versions.write_version(tiny.version_data())
+    store.versions.activate("2026-01-01.00000000aa")
     events = [_event(i) for i in range(600)]
     with serve(settings) as base, httpx.Client(base_url=base) as api:
         for start in range(0, len(events), 250):
@@ -126,21 +130,21 @@ def test_events_posted_through_the_api_are_compacted_once_each(settings: Setting
             r = api.post("/events", json=body)
             assert r.status_code == 202, r.text
     events = [ev if ev.session_id else _with_session(ev, "anonymous-visit") for ev in events]
-    assert store.stream_length() == 600
+    assert store.events.stream_length() == 600
 
     seen: list[int] = []
-    report = compact_events(store, settings, batch_size=64, progress=seen.append)
+    report = compact_events(store.events, settings, batch_size=64, progress=seen.append)
 
     assert (report.events_read, report.rows_written, report.rows_quarantined) == (600, 600, 0)
     assert report.batches == 10 and sum(seen) == 600
     assert report.partitions == ["2026-03-01", "2026-03-02", "2026-03-03"]
     _assert_rows_match(_raw_rows(settings), events)
-    assert store.stream_length() == 0 and store.pending_count(COMPACTION_GROUP) == 0
+    assert store.events.stream_length() == 0 and store.events.pending_count(COMPACTION_GROUP) == 0
     loaded = load_interactions(settings.interactions_dir, dt.date(2026, 3, 3), 3)
     assert len(loaded) == 600
 
     before = _snapshot(settings.data_dir)
-    again = compact_events(store, settings, batch_size=64)
+    again = compact_events(store.events, settings, batch_size=64)
     assert (again.events_read, again.batches) == (0, 0)
     assert _snapshot(settings.data_dir) == before
 
@@ -152,21 +156,21 @@ def _with_session(ev: SessionEvent, session_id: str) -> SessionEvent:
 def test_bad_entries_are_quarantined_with_a_reason_and_acknowledged(settings: Settings, store: RedisStore) -> None:
     client, stream = store.client, store.keys.events_stream
     good = [_event(i) for i in range(4)]
-    store.append_session_events(good[:2])
+    store.events.append(good[:2])
     fields = {"event_id": "x1", "user_id": "u1", "session_id": "", "item_id": "i1", "ts": "1772323200.0", "weight": ""}
     client.xadd(stream, {**fields, "event_type": "like"})
     client.xadd(stream, {**fields, "event_id": "x2", "event_type": "view", "ts": "yesterday"})
     client.xadd(stream, {**fields, "event_id": "x3", "event_type": "view", "user_id": ""})  # anonymous
     client.xadd(stream, {**fields, "event_id": "", "event_type": "view"})
     client.xadd(stream, {**fields, "event_id": "x5", "event_type": "click", "weight": "-1.0"})
-    store.append_session_events(good[2:])
+    store.events.append(good[2:])
     # an entry handed to the compactor and then deleted from the stream before it was acknowledged
-    store.ensure_consumer_group(COMPACTION_GROUP)
+    store.events.ensure_consumer_group(COMPACTION_GROUP)
     gone = client.xadd(stream, {**fields, "event_id": "x6", "event_type": "view"}).decode()
-    store.read_events(COMPACTION_GROUP, "compactor", 100, pending_first=False)  # all 10 now pending
+    store.events.read_events(COMPACTION_GROUP, "compactor", 100, pending_first=False)  # all 10 now pending
     client.xdel(stream, gone)
 
-    report = compact_events(store, settings, batch_size=100)
+    report = compact_events(store.events, settings, batch_size=100)
 
     assert (report.events_read, report.rows_written, report.rows_quarantined) == (10, 4, 6)
     _assert_rows_match(_raw_rows(settings), good)
@@ -189,8 +193,8 @@ def test_bad_entries_are_quarantined_with_a_reason_and_acknowledged(settings: Se
         "deleted_entry": 1,
     }
     # acknowledged and deleted: nothing is read again
-    assert store.stream_length() == 0 and store.pending_count(COMPACTION_GROUP) == 0
-    assert compact_events(store, settings).events_read == 0
+    assert store.events.stream_length() == 0 and store.events.pending_count(COMPACTION_GROUP) == 0
+    assert compact_events(store.events, settings).events_read == 0
 
 
 def test_a_compaction_killed_before_its_acknowledgement_is_retried_without_loss_or_duplicates(
@@ -201,9 +205,9 @@ def test_a_compaction_killed_before_its_acknowledgement_is_retried_without_loss_
     client, stream = store.client, store.keys.events_stream
     n = 3_000
     events = [_event(i) for i in range(n)]
-    store.append_session_events(events[:100])
+    store.events.append(events[:100])
     client.xadd(stream, {"event_id": "bad1", "user_id": "u1", "item_id": "i1", "event_type": "like", "ts": "1.0e9"})
-    store.append_session_events(events[100:])
+    store.events.append(events[100:])
     client.xadd(stream, {"event_id": "bad2", "user_id": "u1", "item_id": "i1", "event_type": "view", "ts": "soon"})
     total = n + 2
     env = {**os.environ, "HYBRIDREC_REDIS_URL": settings.redis_url or "", "HYBRIDREC_DATA_DIR": str(settings.data_dir)}
@@ -255,7 +259,7 @@ def test_a_compaction_killed_before_its_acknowledgement_is_retried_without_loss_
     on_disk = len(_raw_rows(settings)) + sum(len(pq.read_table(p)) for p in settings.quarantine_dir.glob("*.parquet"))
     assert on_disk >= total - left + 40, "an event left the stream before it was on disk"
 
-    rerun = compact_events(store, settings, batch_size=39)  # a smaller batch size: same file names
+    rerun = compact_events(store.events, settings, batch_size=39)  # a smaller batch size: same file names
     assert rerun.events_read == left
 
     rows = _raw_rows(settings)
@@ -271,5 +275,5 @@ def test_a_compaction_killed_before_its_acknowledgement_is_retried_without_loss_
 def test_an_unreachable_redis_is_reported_as_unavailable(settings: Settings) -> None:
     store = RedisStore.from_settings(settings, url="redis://127.0.0.1:1/0")
     with pytest.raises(StoreUnavailable, match="cannot reach Redis"):
-        compact_events(store, settings)
+        compact_events(store.events, settings)
     assert not settings.data_dir.exists()

@@ -13,13 +13,13 @@ pytestmark = pytest.mark.integration
 
 
 def test_two_workers_flush_into_one_total(store: RedisStore) -> None:
-    a, b = ServedCounters(store, 60), ServedCounters(store, 60)
+    a, b = ServedCounters(store.counters, 60), ServedCounters(store.counters, 60)
     a.record("hybrid", [])
     a.record("popular", ["unknown_user"])
     b.record("hybrid", ["store_timeout"])
     a.flush()
     b.flush()
-    assert store.read_counters() == {
+    assert store.counters.read() == {
         "strategy:hybrid": 2,
         "strategy:popular": 1,
         "flag:unknown_user": 1,
@@ -31,12 +31,12 @@ def test_two_workers_flush_into_one_total(store: RedisStore) -> None:
 
 def test_a_failed_flush_keeps_the_counts(settings: Settings, store: RedisStore) -> None:
     down = RedisStore.from_settings(settings, url=f"redis://127.0.0.1:{free_port()}/0", online=True)
-    counters = ServedCounters(down, 60)
+    counters = ServedCounters(down.counters, 60)
     counters.record("precomputed", [])
     counters.flush()  # the store is unreachable: nothing is dropped
-    counters.store = store
+    counters.store = store.counters
     counters.flush()
-    assert store.read_counters() == {"strategy:precomputed": 1}
+    assert store.counters.read() == {"strategy:precomputed": 1}
 
 
 def test_prometheus_text_format() -> None:

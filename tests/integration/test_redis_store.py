@@ -16,79 +16,79 @@ V1, V2, V3 = "2026-01-01.00000000a1", "2026-01-02.00000000a2", "2026-01-03.00000
 
 
 def _publish(store: RedisStore, version: str, n_users: int = 3) -> None:
-    store.write_version(tiny.version_data(version, n_users))
-    store.activate(version)
+    store.versions.write_version(tiny.version_data(version, n_users))
+    store.versions.activate(version)
 
 
 def test_publish_round_trip(store: RedisStore) -> None:
     _publish(store, V1, n_users=5)
-    assert store.current_version() == V1
-    b = store.read_item_bundle(V1)
+    assert store.versions.current_version() == V1
+    b = store.versions.read_item_bundle(V1)
     assert b.item_ids == tiny.ITEM_IDS
     np.testing.assert_array_equal(b.item_factors, tiny.ITEM_FACTORS)
     np.testing.assert_array_equal(b.neighbours, tiny.NEIGHBOURS)
     assert b.popular["A"].tolist() == [2, 1, 0]
-    user = store.read_user(V1, "u4")
+    user = store.versions.read_request(V1, "u4", None).user
     assert user is not None and user.candidates.tolist() == [0, 1, 2, 5]
-    assert store.read_user(V1, "nobody") is None
-    assert store.count_user_keys(V1) == 5
+    assert store.versions.read_request(V1, "nobody", None).user is None
+    assert store.versions.count_user_keys(V1) == 5
 
 
 def test_covisit_lists_round_trip_with_their_padding(store: RedisStore) -> None:
     _publish(store, V1)
-    b = store.read_item_bundle(V1)
+    b = store.versions.read_item_bundle(V1)
     assert b.covisit.dtype == np.int32 and b.covisit_scores.dtype == np.float32
     np.testing.assert_array_equal(b.covisit, tiny.COVISIT)
     np.testing.assert_array_equal(b.covisit_scores, tiny.COVISIT_SCORES)  # -inf padding included
-    assert store.read_meta(V1)["n_covisit"] == 2
+    assert store.versions.read_meta(V1)["n_covisit"] == 2
     # documented encodings: int32 LE ids and float16 LE scores, (n_items, n_covisit) row-major
-    assert store.client.get(store.keys.covisit(V1)) == tiny.COVISIT.astype("<i4").tobytes()
-    assert store.client.strlen(store.keys.covisit_scores(V1)) == 6 * 2 * 2
+    assert store.client.get(store.keys.item_array(V1, "covisit")) == tiny.COVISIT.astype("<i4").tobytes()
+    assert store.client.strlen(store.keys.item_array(V1, "covisit_scores")) == 6 * 2 * 2
 
 
 def test_a_version_from_before_covisitation_loads_with_empty_lists(store: RedisStore) -> None:
     _publish(store, V1)
-    meta = store.read_meta(V1)
+    meta = store.versions.read_meta(V1)
     del meta["n_covisit"]
-    store.client.delete(store.keys.covisit(V1), store.keys.covisit_scores(V1))
+    store.client.delete(store.keys.item_array(V1, "covisit"), store.keys.item_array(V1, "covisit_scores"))
     store.client.set(store.keys.meta(V1), codecs.encode_json(meta))
-    b = store.read_item_bundle(V1)
+    b = store.versions.read_item_bundle(V1)
     assert b.covisit.shape == b.covisit_scores.shape == (6, 0)
     np.testing.assert_array_equal(b.neighbours, tiny.NEIGHBOURS)
 
 
 def test_a_missing_covisit_key_of_a_version_that_has_one_is_an_error(store: RedisStore) -> None:
     _publish(store, V1)
-    store.client.delete(store.keys.covisit(V1))
-    with pytest.raises(StoreError, match="expected 12"):
-        store.read_item_bundle(V1)
+    store.client.delete(store.keys.item_array(V1, "covisit"))
+    with pytest.raises(StoreError, match="has no covisit array"):
+        store.versions.read_item_bundle(V1)
 
 
 def test_publish_in_many_small_batches_reports_progress(store: RedisStore) -> None:
-    store.batch_size = 2
+    store.versions.batch_size = 2
     seen: list[int] = []
-    store.write_version(tiny.version_data(V1, n_users=7), progress=seen.append)
+    store.versions.write_version(tiny.version_data(V1, n_users=7), progress=seen.append)
     assert seen == [2, 2, 2, 1]
-    assert store.count_user_keys(V1) == 7
+    assert store.versions.count_user_keys(V1) == 7
 
 
 def test_a_publish_killed_half_way_leaves_the_old_version_serving(store: RedisStore) -> None:
     _publish(store, V1)
-    store.batch_size = 1
+    store.versions.batch_size = 1
 
     def die(_: int) -> None:
         raise KeyboardInterrupt  # what a kill in the middle of the user loop looks like
 
     with pytest.raises(KeyboardInterrupt):
-        store.write_version(tiny.version_data(V2, n_users=3), progress=die)
-    assert store.current_version() == V1
+        store.versions.write_version(tiny.version_data(V2, n_users=3), progress=die)
+    assert store.versions.current_version() == V1
     with pytest.raises(PublishError, match="incomplete"):
-        store.activate(V2)
-    states = {v.version: v.meta is not None for v in store.list_versions()}
+        store.versions.activate(V2)
+    states = {v.version: v.meta is not None for v in store.versions.list_versions()}
     assert states == {V1: True, V2: False}
-    assert store.prune(keep=2) == [V2]  # the half-written version is cleaned up
+    assert store.versions.prune(keep=2) == [V2]  # the half-written version is cleaned up
     assert store.client.keys("hr:v:" + V2 + ":*") == []
-    assert store.read_user(V1, "u0") is not None
+    assert store.versions.read_request(V1, "u0", None).user is not None
 
 
 def test_republishing_a_complete_version_is_a_no_op(store: RedisStore) -> None:
@@ -96,27 +96,27 @@ def test_republishing_a_complete_version_is_a_no_op(store: RedisStore) -> None:
     before = {k: store.client.get(k) for k in store.client.keys("hr:v:*")}
     _publish(store, V1)
     assert {k: store.client.get(k) for k in store.client.keys("hr:v:*")} == before
-    assert store.current_version() == V1
+    assert store.versions.current_version() == V1
 
 
 def test_switch_rollback_and_prune_keep_current_and_previous(store: RedisStore) -> None:
     _publish(store, V1)
     _publish(store, V2)
     assert store.client.get("hr:previous") == V1.encode()
-    assert store.rollback() == V1
-    assert store.current_version() == V1
-    assert store.rollback() == V2
+    assert store.versions.rollback() == V1
+    assert store.versions.current_version() == V1
+    assert store.versions.rollback() == V2
     _publish(store, V3)
-    assert store.prune(keep=2) == [V1]
-    assert [v.version for v in store.list_versions()] == [V2, V3]
+    assert store.versions.prune(keep=2) == [V1]
+    assert [v.version for v in store.versions.list_versions()] == [V2, V3]
     with pytest.raises(VersionNotFound):
-        store.read_item_bundle(V1)
+        store.versions.read_item_bundle(V1)
 
 
 def test_rollback_without_a_previous_version_is_a_clear_error(store: RedisStore) -> None:
     _publish(store, V1)
     with pytest.raises(VersionNotFound, match="no previous version"):
-        store.rollback()
+        store.versions.rollback()
 
 
 def test_session_events_are_capped_expire_and_reach_the_stream(settings) -> None:
@@ -125,12 +125,12 @@ def test_session_events_are_capped_expire_and_reach_the_stream(settings) -> None
         SessionEvent(item_id=f"i{n}", event_type="view", ts=100.0 + n, event_id=f"e{n}", session_id="s1", user_id="u1")
         for n in range(5)
     ]
-    store.append_session_events(events)
-    session = store.read_session("s1")
+    store.events.append(events)
+    session = store.events.read_session("s1")
     assert [e.item_id for e in session] == ["i2", "i3", "i4"]  # oldest first, capped at 3
     assert 0 < store.client.ttl("hr:sess:s1") <= 60
-    assert store.stream_length() == 5  # the durable log keeps every accepted event
-    feats = store.read_request("any-version", None, "s1")
+    assert store.events.stream_length() == 5  # the durable log keeps every accepted event
+    feats = store.versions.read_request("any-version", None, "s1")
     assert feats.user is None and [e.event_id for e in feats.session] == ["e2", "e3", "e4"]
     store.close()
 
@@ -140,6 +140,6 @@ def test_an_unreachable_store_raises_our_error(settings) -> None:
 
     store = RedisStore.from_settings(settings, url=f"redis://127.0.0.1:{free_port()}/0", online=True)
     with pytest.raises(StoreUnavailable):
-        store.current_version()
+        store.versions.current_version()
     with pytest.raises(StoreUnavailable):
-        store.read_request(V1, "u1", "s1")
+        store.versions.read_request(V1, "u1", "s1")

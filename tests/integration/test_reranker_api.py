@@ -26,8 +26,8 @@ def _api(
 ) -> Iterator[httpx.Client]:
     data = tiny.version_data(version)
     meta = {**data.meta, "params": {"reranker": reranker} if reranker else {}}
-    store.write_version(dataclasses.replace(data, meta=meta))
-    store.activate(version)
+    store.versions.write_version(dataclasses.replace(data, meta=meta))
+    store.versions.activate(version)
     with serve(settings.model_copy(update=overrides)) as base, httpx.Client(base_url=base) as client:
         r = client.post("/events", json={"session_id": "s1", "item_id": "a0", "user_id": "u0"})
         assert r.status_code == 202
@@ -74,15 +74,17 @@ def test_a_stall_does_not_switch_the_reranker_off_for_good(settings: Settings, s
     from online.service import RecommendationService
 
     data = tiny.version_data(VERSION)
-    store.write_version(dataclasses.replace(data, meta={**data.meta, "params": {"reranker": POPULARITY_ONLY}}))
-    store.activate(VERSION)
-    store.append_session_events([SessionEvent(item_id="a0", event_type="view", ts=0.0, event_id="e1", session_id="s1")])
-    holder = ModelHolder(store, 60.0)
+    store.versions.write_version(dataclasses.replace(data, meta={**data.meta, "params": {"reranker": POPULARITY_ONLY}}))
+    store.versions.activate(VERSION)
+    store.events.append([SessionEvent(item_id="a0", event_type="view", ts=0.0, event_id="e1", session_id="s1")])
+    holder = ModelHolder(store.versions, 60.0)
     assert holder.refresh()
-    recommender = RecommendationService(store, holder, settings.model_copy(update={"reranker_budget_ms": 30.0}))
-    recommender.reranker_cost_ms = 500.0  # as after a 5-second stall of one re-ranked request
-    strategies = [recommender.recommend("u0", 5, "s1", None).ranked.strategy for _ in range(60)]
+    service = RecommendationService(
+        store.versions, store.events, holder, settings.model_copy(update={"reranker_budget_ms": 30.0})
+    )
+    service.budget.cost_ms = 500.0  # as after a 5-second stall of one re-ranked request
+    strategies = [service.recommend("u0", 5, "s1", None).ranked.strategy for _ in range(60)]
     assert strategies[0] == "hybrid"  # over budget: the blend serves, flagged
     assert "reranked" in strategies  # and the re-ranker is back once the average has decayed
     first = strategies.index("reranked")
-    assert set(strategies[first:]) == {"reranked"} and recommender.reranker_cost_ms < 30.0
+    assert set(strategies[first:]) == {"reranked"} and service.budget.cost_ms < 30.0

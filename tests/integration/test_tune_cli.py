@@ -24,7 +24,7 @@ from batch.publish import version_data
 from lab.datasets import SYNTHETIC_END, ingest_synthetic, synthetic_split
 from lab.replay import evaluate_replay
 from lab.serving import serving_model
-from online.ranking import BlendParams
+from online.blend import BlendParams
 from online.reranker import LinearReranker
 from shared.config import get_settings
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from feature_store.base import ItemBundle, VersionData
+from feature_store.base import Catalogue, ItemBundle, VersionData
 from feature_store.keys import ALL_CATEGORIES
+from feature_store.layout import user_layout
 
 ITEM_IDS = ["a0", "a1", "a2", "b0", "b1", "b2"]
 CATEGORIES = ["A", "A", "A", "B", "B", "B"]
@@ -31,26 +32,35 @@ POPULAR = {
 }
 
 
+ITEM_ARRAYS = {
+    "item_factors": ITEM_FACTORS,
+    "neighbours": NEIGHBOURS,
+    "neighbour_scores": NEIGHBOUR_SCORES,
+    "covisit": COVISIT,
+    "covisit_scores": COVISIT_SCORES,
+    "popularity": POPULARITY,
+}
+
+
 def version_data(version: str = "2026-01-01.00000000aa", n_users: int = 3) -> VersionData:
     user_ids = [f"u{i}" for i in range(n_users)]
     user_factors = np.tile(np.array([[2.0, 0.0]], dtype=np.float32), (n_users, 1))
     candidates = np.tile(np.array([[0, 1, 2, 5]], dtype=np.int32), (n_users, 1))
     return VersionData(
         version=version,
-        meta={"version": version, "n_items": 6, "n_factors": 2, "n_neighbours": 2, "n_covisit": 2, "n_users": n_users},
+        meta={
+            "version": version,
+            "n_items": 6,
+            "n_factors": 2,
+            "n_neighbours": 2,
+            "n_covisit": 2,
+            "n_users": n_users,
+            "user_record": user_layout(),
+        },
         user_ids=user_ids,
-        user_factors=user_factors,
-        candidates=candidates,
-        item_ids=ITEM_IDS,
-        categories=CATEGORIES,
-        titles=[f"Title {i}" for i in ITEM_IDS],
-        available=[True] * 6,
-        item_factors=ITEM_FACTORS,
-        neighbours=NEIGHBOURS,
-        neighbour_scores=NEIGHBOUR_SCORES,
-        covisit=COVISIT,
-        covisit_scores=COVISIT_SCORES,
-        popularity=POPULARITY,
+        user_arrays={"vector": user_factors, "candidates": candidates},
+        catalogue=Catalogue(ITEM_IDS, CATEGORIES, [f"Title {i}" for i in ITEM_IDS], [True] * 6),
+        item_arrays=dict(ITEM_ARRAYS),
         popular=POPULAR,
     )
 
@@ -63,11 +73,6 @@ def bundle(available: list[bool] | None = None) -> ItemBundle:
         categories=np.array(CATEGORIES, dtype=object),
         titles=list(ITEM_IDS),
         available=np.array(available or [True] * 6),
-        item_factors=ITEM_FACTORS,
-        neighbours=NEIGHBOURS,
-        neighbour_scores=NEIGHBOUR_SCORES,
-        covisit=COVISIT,
-        covisit_scores=COVISIT_SCORES,
-        popularity=POPULARITY,
+        arrays=dict(ITEM_ARRAYS),
         popular=dict(POPULAR),
     )

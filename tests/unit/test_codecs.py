@@ -1,29 +1,53 @@
 import numpy as np
 import pytest
 
-from feature_store import codecs
+from feature_store import codecs, layout
+from feature_store.base import UserRecord
 from feature_store.keys import Keys
 from shared.errors import StoreError
+from tests.support import tiny
+
+LAYOUT = layout.user_layout()
 
 
 def test_user_record_round_trip_drops_padding_and_keeps_order() -> None:
     vec = np.array([0.5, -1.25, 3.0], dtype=np.float32)
-    raw = codecs.encode_user(vec, np.array([7, 2, 9, -1, -1], dtype=np.int32))
-    assert len(raw) == 5 + 4 * 3 + 4 * 3
-    rec = codecs.decode_user(raw)
+    raw = codecs.encode_user(UserRecord(vector=vec, candidates=np.array([7, 2, 9, -1, -1], dtype=np.int32)), LAYOUT)
+    assert len(raw) == 1 + 2 * len(LAYOUT) + 4 * 3 + 4 * 3
+    rec = codecs.decode_user(raw, LAYOUT)
     np.testing.assert_array_equal(rec.vector, vec)
     assert rec.candidates.tolist() == [7, 2, 9]
 
 
 def test_user_record_is_little_endian_on_the_wire() -> None:
-    raw = codecs.encode_user(np.array([1.0], dtype=np.float32), np.array([1], dtype=np.int32))
+    record = UserRecord(vector=np.array([1.0], dtype=np.float32), candidates=np.array([1], dtype=np.int32))
+    raw = codecs.encode_user(record, layout.LEGACY_USER_LAYOUT)
     assert raw == b"\x01\x01\x00\x01\x00" + b"\x00\x00\x80\x3f" + b"\x01\x00\x00\x00"
 
 
+def test_a_version_without_a_recorded_layout_reads_the_legacy_records() -> None:
+    """Records published before the layout went into the meta decode as they always did."""
+    legacy = b"\x01\x01\x00\x01\x00" + b"\x00\x00\x80\x3f" + b"\x01\x00\x00\x00"
+    rec = codecs.decode_user(legacy, codecs.user_layout_of({}))
+    assert rec.vector.tolist() == [1.0] and rec.candidates.tolist() == [1]
+
+
 def test_truncated_user_record_is_rejected() -> None:
-    raw = codecs.encode_user(np.ones(4, dtype=np.float32), np.arange(3, dtype=np.int32))
+    raw = codecs.encode_user(UserRecord(vector=np.ones(4, dtype=np.float32), candidates=np.arange(3)), LAYOUT)
     with pytest.raises(StoreError, match="corrupt"):
-        codecs.decode_user(raw[:-2])
+        codecs.decode_user(raw[:-2], LAYOUT)
+    with pytest.raises(StoreError, match="corrupt"):
+        codecs.decode_user(raw[:2], LAYOUT)
+
+
+def test_every_declared_item_array_round_trips_in_its_wire_dtype() -> None:
+    data = tiny.version_data()
+    bundle, users = codecs.round_trip(data)
+    for spec in layout.ITEM_ARRAYS:
+        got = getattr(bundle, spec.name)
+        assert got.dtype == np.dtype(spec.memory)
+        np.testing.assert_array_equal(got, data.item_arrays[spec.name].astype(spec.wire).astype(spec.memory))
+    assert users["u1"].candidates.tolist() == [0, 1, 2, 5]
 
 
 def test_array_shape_is_checked() -> None:

@@ -5,8 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from feature_store.base import RequestFeatures, SessionEvent
-from feature_store.codecs import UserRecord
+from feature_store.base import RequestFeatures, SessionEvent, UserRecord
 from online.features import FEATURES, build_pool
 from online.model import LoadedModel
 from tests.support import tiny
@@ -19,7 +18,9 @@ COVISIT[3], COVISIT_SCORES[3] = [2, -1], [0.8, 0.0]
 
 
 def _model() -> LoadedModel:
-    return LoadedModel.from_bundle(replace(tiny.bundle(), covisit=COVISIT, covisit_scores=COVISIT_SCORES))
+    return LoadedModel.from_bundle(
+        replace(tiny.bundle(), arrays={**tiny.ITEM_ARRAYS, "covisit": COVISIT, "covisit_scores": COVISIT_SCORES})
+    )
 
 
 def _events(*items: str, kind: str = "view") -> list[SessionEvent]:

@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feature_store.codecs import UserRecord
+from feature_store.base import UserRecord
+from feature_store.codecs import round_trip
 from lab.replay import evaluate_replay, position_label, sample_sessions
-from lab.serving import ServingModel, item_bundle, user_records
+from lab.serving import ServingModel
 from online.model import LoadedModel
 from shared.errors import DataValidationError
 from tests.support import tiny
@@ -99,14 +100,19 @@ def test_position_buckets() -> None:
 
 def test_serving_model_is_the_published_content() -> None:
     data = tiny.version_data(n_users=2)
-    padded = data.candidates.copy()
+    padded = data.user_arrays["candidates"].copy()
     padded[1, 2:] = -1
-    records = user_records(type(data)(**{**data.__dict__, "candidates": padded}))
+    bundle, records = round_trip(
+        type(data)(**{**data.__dict__, "user_arrays": {**data.user_arrays, "candidates": padded}})
+    )
     assert records["u0"].candidates.tolist() == [0, 1, 2, 5]
     assert records["u1"].candidates.tolist() == [0, 1]
-    bundle = item_bundle(data)
     assert bundle.item_index["b0"] == 3
     assert {k: v.tolist() for k, v in bundle.popular.items()} == {k: v.tolist() for k, v in tiny.POPULAR.items()}
+    # float16 on the wire: what the API reads, not the float32 the run holds
+    assert bundle.neighbour_scores.dtype == np.float32
+    np.testing.assert_array_equal(bundle.neighbour_scores, tiny.NEIGHBOUR_SCORES.astype(np.float16))
+    assert not np.array_equal(bundle.neighbour_scores, tiny.NEIGHBOUR_SCORES)  # 0.9 is not exact in float16
 
 
 def test_paired_differences_use_the_same_targets_and_sessions() -> None:

@@ -7,8 +7,9 @@ import pytest
 
 from feature_store.base import RequestFeatures, SessionEvent
 from lab.train_reranker import Queries, hit_rate_in_pools, train_reranker
+from online.blend import BlendParams
 from online.model import LoadedModel
-from online.ranking import BlendParams, rank
+from online.ranking import rank
 from online.reranker import LinearReranker, RerankerFormatError
 from tests.support import tiny
 

@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 
 from batch.tuning_file import read_tuned_blend
-from feature_store.base import RequestFeatures, SessionEvent
-from feature_store.codecs import UserRecord
+from feature_store.base import RequestFeatures, SessionEvent, UserRecord
+from online.blend import BlendParams
 from online.model import LoadedModel
-from online.ranking import BlendParams, rank
-from online.service import RecommendationService
+from online.ranking import rank
 from shared.config import get_settings
 from shared.errors import ConfigError
 from shared.schemas import BLEND_FIELDS
@@ -33,8 +32,8 @@ USER_A = UserRecord(vector=np.array([2.0, 0.0], dtype=np.float32), candidates=np
 SESSION = [SessionEvent(item_id="b0", event_type="view", ts=0.0, event_id="e0")]
 
 
-def _model(meta: dict, version: str = "2026-01-01.00000000aa") -> LoadedModel:
-    return LoadedModel.from_bundle(dataclasses.replace(tiny.bundle(), version=version, meta=meta))
+def _model(meta: dict, version: str = "2026-01-01.00000000aa", defaults: BlendParams | None = None) -> LoadedModel:
+    return LoadedModel.from_bundle(dataclasses.replace(tiny.bundle(), version=version, meta=meta), defaults)
 
 
 def test_every_shared_blend_field_is_a_blend_param() -> None:
@@ -54,17 +53,16 @@ def test_meta_blend_overrides_the_settings_and_its_absence_keeps_them() -> None:
     assert configured.for_version({"params": {"blend": older}}).weight_covisit == configured.weight_covisit
 
 
-def test_the_service_ranks_with_the_loaded_versions_blend() -> None:
-    settings = get_settings(weight_user=1.0, weight_session=0.1, weight_popularity=0.0)  # user-led
-    recommender = RecommendationService(None, None, settings)  # type: ignore[arg-type]  # params_for reads neither
-    plain, tuned = _model({"params": {}}), _model({"params": {"blend": TUNED}}, "2026-01-02.00000000bb")
-    assert recommender.params_for(plain) == BlendParams.from_settings(settings)
-    assert recommender.params_for(tuned).weight_user == 0.0
-    # configured: the user's a-items lead; tuned: the user vector is ignored, the session's b-items lead
+def test_a_loaded_version_ranks_with_its_own_blend() -> None:
+    configured = BlendParams.from_settings(get_settings(weight_user=1.0, weight_session=0.1, weight_popularity=0.0))
+    plain = _model({"params": {}}, defaults=configured)
+    tuned = _model({"params": {"blend": TUNED}}, "2026-01-02.00000000bb", defaults=configured)
+    assert plain.params == configured  # derived once, when the version loads
+    assert tuned.params.weight_user == 0.0
+    # configured (user-led): the user's a-items lead; tuned: the user vector is ignored, the session's b-items lead
     features = RequestFeatures(USER_A, SESSION)
-    default_top = rank(plain, features, 2, None, recommender.params_for(plain)).item_ids
-    tuned_top = rank(tuned, features, 2, None, recommender.params_for(tuned)).item_ids
-    assert default_top == ["a0", "a1"] and tuned_top == ["b1", "b2"]
+    assert rank(plain, features, 2, None, plain.params).item_ids == ["a0", "a1"]
+    assert rank(tuned, features, 2, None, tuned.params).item_ids == ["b1", "b2"]
 
 
 def test_tuning_file_is_read_strictly(tmp_path: Path) -> None:

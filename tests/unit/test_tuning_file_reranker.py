@@ -55,13 +55,14 @@ def test_run_batch_publishes_the_reranker_and_old_runs_still_load(tmp_path: Path
     served = LinearReranker.for_version(meta)
     assert served is not None and served.features == ("session_z", "covisit") and served.weights.tolist() == [1.5, 0.25]
 
-    # the same run as an older release wrote it: no covisit.npz, no n_covisit param -> empty lists
+    # the same run as an older release wrote it: no covisit.npz, no file list -> empty lists
     manifest = read_json(run_dir / "manifest.json")
-    assert manifest["params"]["n_covisit"] == settings.n_covisit
+    assert "covisit.npz" in manifest["files"]
     (run_dir / "covisit.npz").unlink()
-    with pytest.raises(ArtifactNotFound, match="covisit"):  # a new run missing its file is broken
+    with pytest.raises(ArtifactNotFound, match="covisit"):  # a run that lists the file and lacks it is broken
         RunArtifacts.load(run_dir)
-    del manifest["params"]["n_covisit"]
+    del manifest["files"]
     write_json(run_dir / "manifest.json", manifest)
     arts = RunArtifacts.load(run_dir)
-    assert arts.covisit.shape == (len(arts.items), 0) and arts.covisit_scores.shape == arts.covisit.shape
+    covisit, scores = arts.item_arrays["covisit"], arts.item_arrays["covisit_scores"]
+    assert covisit.shape == (len(arts.items), 0) and scores.shape == covisit.shape

@@ -1,0 +1,232 @@
+"""Redis implementation of :class:`feature_store.base.VersionStore`.
+
+Publishing protocol (a reader never sees a mix of versions; a killed publish leaves the old one serving):
+
+1. register the version id in ``p:versions`` (so a crash is found and cleaned by a later prune);
+2. write every key of the version with pipelined, non-transactional batches;
+3. verify: count the version's user keys and compare blob lengths with what was sent;
+4. write ``p:v:ver:meta`` last (its presence marks the version complete);
+5. :meth:`activate` flips ``p:current`` (and ``p:previous``) atomically in one Lua script.
+
+Republishing a complete version is a no-op, so a retried task converges on the same state. Which
+arrays a version holds, and how each is encoded, come from ``layout`` and ``codecs``: nothing here
+names an array.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+from redis import exceptions as rexc
+
+from feature_store import codecs
+from feature_store.base import ItemBundle, ProgressFn, RequestFeatures, VersionData, VersionInfo
+from feature_store.keys import Keys
+from feature_store.layout import ITEM_ARRAYS
+from feature_store.redis_client import translate_errors
+from shared.errors import PublishError, VersionNotFound
+
+# KEYS: current, previous, meta-of-new. ARGV: new version. Returns the version that was current before.
+_ACTIVATE = """
+if redis.call('EXISTS', KEYS[3]) == 0 then return redis.error_reply('version has no meta: incomplete') end
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then return cur end
+if cur then redis.call('SET', KEYS[2], cur) end
+redis.call('SET', KEYS[1], ARGV[1])
+return cur
+"""
+# KEYS: current, previous. Swaps them; returns the new current.
+_ROLLBACK = """
+local cur = redis.call('GET', KEYS[1])
+local prev = redis.call('GET', KEYS[2])
+if not prev then return redis.error_reply('no previous version to roll back to') end
+redis.call('SET', KEYS[1], prev)
+if cur then redis.call('SET', KEYS[2], cur) end
+return prev
+"""
+
+
+def _chunks(n: int, size: int) -> Iterator[range]:
+    for start in range(0, n, size):
+        yield range(start, min(n, start + size))
+
+
+class RedisVersionStore:
+    """Thread-safe (redis-py pools connections)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, batch_size: int = 2_000) -> None:
+        self.client = client
+        self.keys = keys
+        self.batch_size = batch_size
+        self._activate = client.register_script(_ACTIVATE)
+        self._rollback = client.register_script(_ROLLBACK)
+        self._layouts: dict[str, codecs.UserLayout] = {}  # version -> user-record layout (immutable)
+
+    # --- publishing ------------------------------------------------------------------------
+    def write_version(self, data: VersionData, progress: ProgressFn | None = None) -> None:
+        k, ver = self.keys, data.version
+        layout = codecs.user_layout_of(data.meta)
+        with translate_errors(f"publishing {ver}"):
+            if self.client.exists(k.meta(ver)):
+                return  # complete already: publishing is idempotent
+            self.client.zadd(k.versions, {ver: time.time()})
+            self._delete_version_keys(ver)  # leftovers of an earlier killed attempt
+            blobs = self._item_blobs(data)
+            pipe = self.client.pipeline(transaction=False)
+            for key, value in blobs.items():
+                pipe.set(key, value)
+            pipe.execute()
+            n_users = len(data.user_ids)
+            for rows in _chunks(n_users, self.batch_size):
+                pipe = self.client.pipeline(transaction=False)
+                for i in rows:
+                    pipe.set(k.user(ver, data.user_ids[i]), codecs.encode_user(data.user_record(i), layout))
+                pipe.execute()
+                if progress:
+                    progress(len(rows))
+            self._verify(ver, n_users, blobs)
+            self.client.set(k.meta(ver), codecs.encode_json(data.meta))
+
+    def _item_blobs(self, data: VersionData) -> dict[str, bytes]:
+        k, ver = self.keys, data.version
+        blobs = {k.items(ver): codecs.encode_catalogue(data.catalogue)}
+        blobs.update({k.item_array(ver, name): raw for name, raw in codecs.encode_item_arrays(data).items()})
+        blobs.update({k.popular(ver, cat): codecs.encode_popular(idx) for cat, idx in data.popular.items()})
+        return blobs
+
+    def _verify(self, ver: str, n_users: int, blobs: dict[str, bytes]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for key in blobs:
+            pipe.strlen(key)
+        lengths = pipe.execute()
+        wrong = [key for key, n in zip(blobs, lengths, strict=True) if n != len(blobs[key])]
+        found = self.count_user_keys(ver)
+        if wrong or found != n_users:
+            raise PublishError(
+                f"version {ver} did not verify: {found}/{n_users} user keys, blobs with wrong length: {wrong or 'none'}; "
+                "the current version is unchanged"
+            )
+
+    def count_user_keys(self, version: str) -> int:
+        with translate_errors("counting user keys"):
+            return sum(1 for _ in self.client.scan_iter(match=self.keys.user_pattern(version), count=10_000))
+
+    def activate(self, version: str) -> str | None:
+        k = self.keys
+        with translate_errors(f"activating {version}"):
+            try:
+                before = self._activate(keys=[k.current, k.previous, k.meta(version)], args=[version])
+            except rexc.ResponseError as exc:
+                raise PublishError(f"cannot activate {version}: {exc}") from exc
+        return before.decode() if before else None
+
+    def rollback(self) -> str:
+        with translate_errors("rolling back"):
+            try:
+                return self._rollback(keys=[self.keys.current, self.keys.previous]).decode()
+            except rexc.ResponseError as exc:
+                raise VersionNotFound(str(exc)) from exc
+
+    def prune(self, keep: int) -> list[str]:
+        """Delete all versions but the newest ``keep`` complete ones (always keeping current and previous)."""
+        k = self.keys
+        with translate_errors("pruning versions"):
+            infos = self.list_versions()
+            complete = [v.version for v in infos if v.meta is not None]
+            protected = {v.version for v in infos if v.is_current or v.is_previous} | set(complete[-keep:])
+            doomed = [v.version for v in infos if v.version not in protected]
+            for ver in doomed:
+                self._delete_version_keys(ver)
+                self.client.zrem(k.versions, ver)
+            return doomed
+
+    def _delete_version_keys(self, ver: str) -> None:
+        batch: list[bytes] = []
+        for key in self.client.scan_iter(match=self.keys.version_pattern(ver), count=10_000):
+            batch.append(key)
+            if len(batch) >= 5_000:
+                self.client.unlink(*batch)
+                batch.clear()
+        if batch:
+            self.client.unlink(*batch)
+
+    # --- reading ---------------------------------------------------------------------------
+    def current_version(self) -> str | None:
+        with translate_errors("reading the version pointer"):
+            raw = self.client.get(self.keys.current)
+        return raw.decode() if raw else None
+
+    def list_versions(self) -> list[VersionInfo]:
+        """All registered versions, oldest first."""
+        k = self.keys
+        with translate_errors("listing versions"):
+            entries = self.client.zrange(k.versions, 0, -1, withscores=True)
+            pipe = self.client.pipeline(transaction=False)
+            pipe.get(k.current)
+            pipe.get(k.previous)
+            for ver, _ in entries:
+                pipe.get(k.meta(ver.decode()))
+            cur, prev, *metas = pipe.execute()
+        return [
+            VersionInfo(
+                version=ver_b.decode(),
+                meta=codecs.decode_json(meta) if meta else None,  # type: ignore[arg-type]
+                started_at=score,
+                is_current=ver_b == cur,
+                is_previous=ver_b == prev,
+            )
+            for (ver_b, score), meta in zip(entries, metas, strict=True)
+        ]
+
+    def read_meta(self, version: str) -> dict[str, Any] | None:
+        with translate_errors("reading version meta"):
+            raw = self.client.get(self.keys.meta(version))
+        return codecs.decode_json(raw) if raw else None  # type: ignore[return-value]
+
+    def read_item_bundle(self, version: str) -> ItemBundle:
+        k = self.keys
+        with translate_errors(f"loading items of {version}"):
+            meta = self.read_meta(version)
+            if meta is None:
+                raise VersionNotFound(f"version {version} is not complete or was pruned")
+            pipe = self.client.pipeline(transaction=False)
+            pipe.get(k.items(version))
+            for spec in ITEM_ARRAYS:
+                pipe.get(k.item_array(version, spec.name))
+            catalogue_raw, *arrays_raw = pipe.execute()
+            popular_keys = list(self.client.scan_iter(match=k.popular_pattern(version), count=10_000))
+            popular_vals = self.client.mget(popular_keys) if popular_keys else []
+        prefix_len = len(k.popular(version, ""))
+        popular = {key.decode()[prefix_len:]: val for key, val in zip(popular_keys, popular_vals, strict=True)}
+        arrays = {spec.name: raw for spec, raw in zip(ITEM_ARRAYS, arrays_raw, strict=True)}
+        self._layouts[version] = codecs.user_layout_of(meta)
+        return codecs.decode_item_bundle(version, meta, catalogue_raw, arrays, popular)
+
+    def _layout(self, version: str) -> codecs.UserLayout:
+        layout = self._layouts.get(version)
+        if layout is None:
+            layout = self._layouts[version] = codecs.user_layout_of(self.read_meta(version) or {})
+        return layout
+
+    def read_request(self, version: str, user_id: str | None, session_id: str | None) -> RequestFeatures:
+        """User record, session events and session seen set in ONE pipelined round trip."""
+        k = self.keys
+        layout = self._layout(version) if user_id is not None else ()
+        with translate_errors("reading request features"):
+            pipe = self.client.pipeline(transaction=False)
+            if user_id is not None:
+                pipe.get(k.user(version, user_id))
+            if session_id is not None:
+                pipe.lrange(k.session(session_id), 0, -1)
+                pipe.smembers(k.session_seen(session_id))
+            results = pipe.execute() if (user_id is not None or session_id is not None) else []
+        user_raw = results.pop(0) if user_id is not None else None
+        session_raw, seen_raw = (results[0], results[1]) if session_id is not None else ([], set())
+        return RequestFeatures(
+            user=codecs.decode_user(user_raw, layout) if user_raw else None,
+            session=[codecs.decode_session_event(raw, session_id) for raw in session_raw],
+            session_seen=frozenset(s.decode() for s in seen_raw),
+        )

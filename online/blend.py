@@ -1,0 +1,80 @@
+"""The hand-set blend: its parameters (configured, or tuned per version) and its scores.
+
+The precomputed tier (a known user without a session) ranks their batch list by
+``user_z + precomputed_weight_popularity * popularity_z``; the session tiers by::
+
+    score(c) = w_user * user_z + w_session * session_z + w_pop * popularity_z + w_covisit * covisit_z
+
+(feature definitions in ``online.features``; a signal that is absent has weight 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from shared.config import Settings
+from shared.schemas import BLEND_FIELDS
+
+if TYPE_CHECKING:
+    from online.features import Pool
+
+
+@dataclass(frozen=True)
+class BlendParams:
+    weight_user: float = 1.0
+    weight_session: float = 1.0
+    weight_popularity: float = 0.2
+    weight_covisit: float = 0.0
+    session_half_life: float = 3.0
+    precomputed_weight_popularity: float = 0.2  # the precomputed tier's own blend: user_z + this * popularity_z
+    seed_items: int = 5
+    popular_pool: int = 50
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BlendParams:
+        """The configured blend: what the API serves a version whose meta carries no tuned blend."""
+        return cls(
+            weight_user=settings.weight_user,
+            weight_session=settings.weight_session,
+            weight_popularity=settings.weight_popularity,
+            weight_covisit=settings.weight_covisit,
+            precomputed_weight_popularity=settings.precomputed_weight_popularity,
+            session_half_life=settings.session_half_life_events,
+            seed_items=settings.session_seed_items,
+        )
+
+    def for_version(self, meta: Mapping[str, Any]) -> BlendParams:
+        """These params with the version's tuned ``meta["params"]["blend"]`` fields, when it has any.
+
+        The blend travels with the model it was tuned for; other keys are ignored, and a version
+        without a blend (older runs, no tuning) keeps the configured values. A field the tuning file
+        does not name (e.g. ``weight_covisit`` from a tuning run older than that feature) keeps its
+        configured value too.
+        """
+        blend = (meta.get("params") or {}).get("blend") or {}
+        tuned = {name: float(blend[name]) for name in BLEND_FIELDS if name in blend}
+        return replace(self, **tuned) if tuned else self
+
+
+def precomputed_score(pool: Pool, params: BlendParams) -> np.ndarray:
+    """float32 (n,): the precomputed tier's own blend. Weights chosen for session requests (where the
+    session carries the signal) would otherwise reorder a user's batch list by popularity."""
+    return (pool.column("user_z") + params.precomputed_weight_popularity * pool.column("popularity_z")).astype(
+        np.float32, copy=False
+    )
+
+
+def blend_score(pool: Pool, params: BlendParams) -> np.ndarray:
+    """float32 (n,) hand-set blend of the pool's z-scored signals (module docstring)."""
+    score = params.weight_popularity * pool.column("popularity_z")
+    if pool.user is not None and params.weight_user > 0:
+        score = score + params.weight_user * pool.column("user_z")
+    if pool.s_vec is not None and params.weight_session > 0:
+        score = score + params.weight_session * pool.column("session_z")
+    if pool.seeds.size and params.weight_covisit > 0:
+        score = score + params.weight_covisit * pool.column("covisit_z")
+    return score.astype(np.float32, copy=False)
