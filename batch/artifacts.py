@@ -6,6 +6,7 @@ One run per partition date lives in ``<data_dir>/runs/date=YYYY-MM-DD/``::
     items.parquet       item_id, category, title, available        row j  = item index j
     model.npz           user_factors float32 (n_users, f), item_factors float32 (n_items, f)
     candidates.npz      items int32 (n_users, n_candidates), -1 padded; scores float32, same shape
+    seen.npz            indptr int64 (n_users + 1,), items int32: each user's seen set (see batch.seen)
     neighbours.npz      items int32 (n_items, n_neighbours), -1 padded; scores float32, same shape
     covisit.npz         items int32 (n_items, n_covisit), -1 padded; scores float32, same shape, -inf
                         padded: co-visitation neighbours (see batch.covisit)

@@ -30,6 +30,7 @@ from batch.dataset import load_interactions, load_items
 from batch.holdout import temporal_split
 from batch.holdout_metrics import holdout_metrics
 from batch.matrix import build_id_maps, confidence_matrix
+from batch.seen import seen_items
 from batch.train import AlsParams, refresh_users, train_als
 from batch.tuning_file import read_tuned_als, read_tuned_blend, read_tuned_reranker
 from shared.config import Settings
@@ -105,6 +106,8 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
             cov_items, cov_scores = covisit_neighbours(
                 interactions, maps, settings.n_covisit, settings.covisit_window, settings.session_gap_minutes * 60.0
             )
+        with _step("seen", timings, log):
+            seen = seen_items(interactions, maps, settings.seen_max_items)
         with _step("popularity", timings, log):
             popularity = decayed_popularity(interactions, maps, reference_ts, settings.popularity_half_life_days)
         with _step("write", timings, log):
@@ -113,6 +116,7 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
             art.save_npz(out / "model.npz", user_factors=model.user_factors, item_factors=model.item_factors)
             art.save_npz(out / "eval_model.npz", user_factors=eval_user_factors)
             art.save_npz(out / "candidates.npz", items=cand_items, scores=cand_scores)
+            art.save_npz(out / "seen.npz", indptr=seen.indptr, items=seen.values)
             art.save_npz(out / "neighbours.npz", items=nbr_items, scores=nbr_scores)
             art.save_npz(out / "covisit.npz", items=cov_items, scores=cov_scores)
             art.save_npz(out / "popularity.npz", scores=popularity)
@@ -133,6 +137,7 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
                     "n_candidates": settings.n_candidates,
                     "n_neighbours": settings.n_neighbours,
                     "n_covisit": settings.n_covisit,
+                    "seen_max_items": settings.seen_max_items,
                     "covisit_window": settings.covisit_window,
                     "session_gap_minutes": settings.session_gap_minutes,
                     "popularity_half_life_days": settings.popularity_half_life_days,

@@ -81,6 +81,7 @@ ITEM_ARRAYS: tuple[ItemArray, ...] = (
 USER_ARRAYS: tuple[UserArray, ...] = (
     UserArray("vector", "<f4", "float32", ("model.npz", "user_factors"), "dense", finite=True),
     UserArray("candidates", "<i4", "int32", ("candidates.npz", "items"), "padded"),
+    UserArray("seen", "<i4", "int32", ("seen.npz", "items"), "ragged", required=False),
 )
 
 # Arrays that hold item indices (checked against n_items; -1 is padding).

@@ -16,8 +16,11 @@ event before step ``t`` (funnel events kept, so their weights count as online) a
 
 A target is *relevant* = {target item}, so HitRate@k = Recall@k and MRR@k is the reciprocal rank
 (``batch.metrics``). Targets that repeat an item already in the context are skipped (the
-ranking excludes session items by design, so no variant could hit them), as are targets unknown to
-the model; both counts are reported. Popularity percentiles for PopBias come from the version's
+ranking excludes session items by design, so no variant could hit them), as are targets in the
+user's training history when ``exclude_seen`` is on (the API never serves those either) and targets
+unknown to the model; each count is reported. Every request is built as the API reads it after the
+context was posted (``request_features``): the newest ``session_max_events`` events, and every
+session item in the session's seen set. Popularity percentiles for PopBias come from the version's
 recency-decayed popularity (``ItemBundle.popularity``), the only popularity the serving model has.
 """
 
@@ -32,8 +35,7 @@ import numpy as np
 import pandas as pd
 
 from batch.metrics import mean_metrics, popularity_percentile
-from feature_store.base import RequestFeatures, SessionEvent
-from feature_store.codecs import UserRecord
+from feature_store.base import RequestFeatures, SessionEvent, UserRecord
 from lab.serving import ServingModel
 from lab.stats import paired_difference
 from online.blend import BlendParams
@@ -60,6 +62,7 @@ class _Targets:
     sessions: np.ndarray  # int64 (n_targets,) ordinal of the target's session
     strategies: dict[str, Counter]  # variant -> strategy name -> count
     skipped_repeat: int
+    skipped_history: int
     skipped_unknown: int
     unknown_user_sessions: int
 
@@ -131,26 +134,42 @@ class Target:
     target: int  # item index of the next step's item
     position: int  # t, the number of steps seen before the target
 
+    def request(self, user: UserRecord | None, params: BlendParams) -> RequestFeatures:
+        """What the API reads for this step: the newest ``session_max_events`` events of the session
+        list and every item of the session in its seen set."""
+        return request_features(user, self.context, params)
+
+
+def request_features(user: UserRecord | None, context: list[SessionEvent], params: BlendParams) -> RequestFeatures:
+    """``RequestFeatures`` exactly as the API's store read returns them after ``context`` was posted."""
+    return RequestFeatures(user, context[-params.session_max_events :], frozenset(e.item_id for e in context))
+
 
 @dataclass
 class TargetCounts:
     sessions: int = 0
     skipped_repeat: int = 0
+    skipped_history: int = 0
     skipped_unknown: int = 0
     unknown_user_sessions: int = 0
 
 
 def iter_targets(
-    serving: ServingModel, sessions: pd.DataFrame, counts: TargetCounts | None = None
+    serving: ServingModel, sessions: pd.DataFrame, params: BlendParams, counts: TargetCounts | None = None
 ) -> Iterator[tuple[list[SessionEvent], UserRecord | None, list[Target]]]:
     """Per session (as ``sample_sessions`` returns them, in session-id order): its events, its user's
     record and its scorable targets. Skips are counted into ``counts``; ``lab.train_reranker``
-    trains on exactly these targets, the replay scores them."""
+    trains on exactly these targets, the replay scores them.
+
+    A target no request could be served is skipped: an item unknown to the version, one already in
+    the session (the API never serves those), and, when ``params.exclude_seen``, one in the user's
+    training history (the user's seen set)."""
     counts = counts if counts is not None else TargetCounts()
     index = serving.model.bundle.item_index
     for session_id, frame in sessions.groupby("session_id", sort=True):
         events = _session_events(frame)
         user = serving.users.get(events[0].user_id or "")
+        history = set(user.seen.tolist()) if user is not None and params.exclude_seen else set()
         counts.sessions += 1
         counts.unknown_user_sessions += user is None
         starts = _step_starts(events)
@@ -163,6 +182,8 @@ def iter_targets(
                 counts.skipped_unknown += 1
             elif target in seen:
                 counts.skipped_repeat += 1
+            elif target in history:
+                counts.skipped_history += 1
             else:
                 found.append(Target(str(session_id), user, context, seen, target, t))
         yield events, user, found
@@ -195,19 +216,20 @@ def replay_targets(
     session_of: list[int] = []
     strategies: dict[str, Counter] = {v: Counter() for v in (*RANKED_VARIANTS, "reranked") if v in rows}
     counts = TargetCounts()
-    for s, (_events, user, found) in enumerate(iter_targets(serving, sessions, counts)):
+    for s, (_events, user, found) in enumerate(iter_targets(serving, sessions, params, counts)):
         batch = rank(model, RequestFeatures(user, []), max_k, None, params)
         batch_row = _indices(serving, batch.item_ids, max_k)
+        history = set(user.seen.tolist()) if user is not None and params.exclude_seen else set()
         for q in found:
             served = {"batch_only": batch}
             if "session_only" in rows:
-                served["session_only"] = rank(model, RequestFeatures(None, q.context), max_k, None, params)
+                served["session_only"] = rank(model, q.request(None, params), max_k, None, params)
             if "hybrid" in rows:
-                served["hybrid"] = rank(model, RequestFeatures(user, q.context), max_k, None, params)
+                served["hybrid"] = rank(model, q.request(user, params), max_k, None, params)
             if "reranked" in rows:
-                served["reranked"] = rank(model, RequestFeatures(user, q.context), max_k, None, params, reranker)
+                served["reranked"] = rank(model, q.request(user, params), max_k, None, params, reranker)
             if "popularity" in rows:
-                rows["popularity"].append(_popular(serving, q.seen, max_k))
+                rows["popularity"].append(_popular(serving, q.seen | history, max_k))
             for name, ranked in served.items():
                 if name in rows:
                     rows[name].append(batch_row if name == "batch_only" else _indices(serving, ranked.item_ids, max_k))
@@ -225,6 +247,7 @@ def replay_targets(
         sessions=np.asarray(session_of, dtype=np.int64),
         strategies=strategies,
         skipped_repeat=counts.skipped_repeat,
+        skipped_history=counts.skipped_history,
         skipped_unknown=counts.skipped_unknown,
         unknown_user_sessions=counts.unknown_user_sessions,
     )
@@ -308,6 +331,7 @@ def evaluate_replay(
             "n_sessions": int(sessions["session_id"].nunique()),
             "n_targets": len(out.targets),
             "n_skipped_repeat": out.skipped_repeat,
+            "n_skipped_history": out.skipped_history,
             "n_skipped_unknown_item": out.skipped_unknown,
             "n_sessions_unknown_user": out.unknown_user_sessions,
         },

@@ -84,7 +84,8 @@ def markdown(report: Mapping) -> str:
         "## Session replay (next item, through online.ranking.rank)",
         "",
         f"{d['n_sessions']} sessions, {d['n_targets']} targets; skipped {d['n_skipped_repeat']} targets that "
-        f"repeat a session item and {d['n_skipped_unknown_item']} unknown to the model; "
+        f"repeat a session item, {d.get('n_skipped_history', 0)} in the user's training history and "
+        f"{d['n_skipped_unknown_item']} unknown to the model; "
         f"{d['n_sessions_unknown_user']} sessions of users unknown to the model (batch-only serves them the "
         "popular list and hybrid the session path, as the API does).",
         "",

@@ -29,7 +29,6 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from feature_store.base import RequestFeatures
 from lab.replay import TargetCounts, iter_targets
 from lab.serving import ServingModel
 from online.blend import BlendParams
@@ -78,17 +77,18 @@ def collect_queries(
     offsets, positive, session_of = [0], [], []
     counts = TargetCounts()
     n_queries = not_in_pool = 0
-    for s, (_events, user, found) in enumerate(iter_targets(serving, sessions, counts)):
+    for s, (_events, user, found) in enumerate(iter_targets(serving, sessions, params, counts)):
         for q in found:
             for who in (user, None) if user is not None else (None,):
                 n_queries += 1
                 pool = build_pool(
                     model,
-                    RequestFeatures(who, q.context),
+                    q.request(who, params),
                     None,
                     params.seed_items,
                     params.session_half_life,
                     params.popular_pool,
+                    params.exclude_seen,
                 )
                 hit = np.flatnonzero(pool.items == q.target)
                 if hit.size == 0:

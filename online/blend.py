@@ -33,6 +33,8 @@ class BlendParams:
     precomputed_weight_popularity: float = 0.2  # the precomputed tier's own blend: user_z + this * popularity_z
     seed_items: int = 5
     popular_pool: int = 50
+    exclude_seen: bool = True  # never serve an item of the user's training history (off: repeat purchases)
+    session_max_events: int = 50  # the newest session events a request reads (the lab replays with the same)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BlendParams:
@@ -45,6 +47,8 @@ class BlendParams:
             precomputed_weight_popularity=settings.precomputed_weight_popularity,
             session_half_life=settings.session_half_life_events,
             seed_items=settings.session_seed_items,
+            exclude_seen=settings.exclude_seen,
+            session_max_events=settings.session_max_events,
         )
 
     def for_version(self, meta: Mapping[str, Any]) -> BlendParams:

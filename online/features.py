@@ -40,8 +40,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from feature_store.base import RequestFeatures, SessionEvent
-from feature_store.codecs import UserRecord
+from feature_store.base import RequestFeatures, SessionEvent, UserRecord
 from shared.schemas import EVENT_WEIGHTS
 
 if TYPE_CHECKING:  # the model imports the re-ranker, which computes these features
@@ -62,7 +61,7 @@ class Pool:
     session_w: np.ndarray  # float32 (n_known_events,) its weight in the session vector
     s_vec: np.ndarray | None  # float32 (f,) unit session vector, None without a known session item
     items: np.ndarray  # int64 (n,) candidate item indices, ascending
-    excluded: set[int]
+    excluded: np.ndarray  # int64 sorted unique: items never served to this request (see build_pool)
     reasons: dict[int, str]
     _cache: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -140,8 +139,14 @@ def build_pool(
     seed_items: int,
     half_life: float,
     popular_pool: int,
+    exclude_seen: bool = True,
 ) -> Pool:
-    """The candidates of one request (see the module docstring). ``features`` None: the store was not read."""
+    """The candidates of one request (see the module docstring). ``features`` None: the store was not read.
+
+    Never served: every item of the live session (its seen set, beyond the session list's cap) and,
+    with ``exclude_seen``, every item of the user's training history (``user.seen``). Without
+    ``exclude_seen`` (repeat-purchase domains) history items may come back, with reason ``seen_before``.
+    """
     bundle = model.bundle
     user = features.user if features else None
     events = features.session if features else []
@@ -169,12 +174,21 @@ def build_pool(
         pools.append(model.popular(category)[:popular_pool])
     items = np.unique(np.concatenate(pools).astype(np.int64)) if pools else np.empty(0, dtype=np.int64)
 
-    excluded = set(seeds) | set(session_idx.tolist())
+    index = bundle.item_index
+    session_seen = [index[i] for i in (features.session_seen if features else ()) if i in index]
+    parts = [np.asarray(seeds, dtype=np.int64), session_idx, np.asarray(session_seen, dtype=np.int64)]
+    history = user.seen.astype(np.int64) if user is not None else np.empty(0, dtype=np.int64)
+    if exclude_seen:
+        parts.append(history)
+    else:
+        for j in np.intersect1d(items, history).tolist():
+            reasons[j] = "seen_before"
+    excluded = np.unique(np.concatenate(parts))
     keep = bundle.available[items]
     if category:
         keep &= bundle.categories[items] == category
-    if excluded:
-        keep &= ~np.isin(items, np.fromiter(excluded, dtype=np.int64))
+    if excluded.size:
+        keep &= ~np.isin(items, excluded, assume_unique=True)
     weights = session_w if session_w is not None else np.empty(0, np.float32)
     return Pool(
         model=model,

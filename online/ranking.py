@@ -12,8 +12,9 @@ and the response's ``strategy`` names it:
 ``precomputed``  a known user without a session: their batch list, by the precomputed tier's blend;
 ``popular``      no user record and no known session item (cold start), or the store was not read.
 
-Items already seen in the session, unavailable items and items outside the requested category are
-never served; if fewer than ``k`` remain, the list is filled from the popular list of the requested
+Items seen in the session (all of them, not only the session list's newest), items of the user's
+training history (unless ``exclude_seen`` is off), unavailable items and items outside the requested
+category are never served; if fewer than ``k`` remain, the list is filled from the popular list of the requested
 category (popular overall when no category is asked for; a category filter is never broken to fill)
 and flagged ``short`` if still short. Degradation flags (store, unknown user, budget) are the
 service's: ``rank`` only ranks.
@@ -78,7 +79,9 @@ def rank(
 
     ``reranker``: offered to the ``reranked`` tier (None: the blend serves session requests).
     """
-    pool = build_pool(model, features, category, params.seed_items, params.session_half_life, params.popular_pool)
+    pool = build_pool(
+        model, features, category, params.seed_items, params.session_half_life, params.popular_pool, params.exclude_seen
+    )
     tier = next(t for t in TIERS if t.serves(pool, reranker))
     score = tier.score(pool, params, reranker)
     order = np.lexsort((pool.items, -score))[:k]  # best score first, ties by index: deterministic
@@ -101,18 +104,15 @@ def _fill_popular(
     chosen: list[int],
     scores: list[float],
     why: list[str],
-    excluded: set[int],
+    excluded: np.ndarray,
 ) -> None:
-    """Append popular items (of the category, when one is requested) until there are k."""
-    taken = set(chosen) | excluded
+    """Append popular items (of the category, when one is requested) until there are k; never an
+    ``excluded``, unavailable or already chosen item."""
+    popular = model.popular(category).astype(np.int64)
+    ok = model.bundle.available[popular] & ~np.isin(popular, excluded) & ~np.isin(popular, chosen)
     reason = "popular_in_category" if category else "popular"
     floor = min(scores, default=0.0)
-    for j in model.popular(category).tolist():
-        if len(chosen) >= k:
-            return
-        if j in taken or not model.bundle.available[j]:
-            continue
-        taken.add(j)
+    for j in popular[ok][: k - len(chosen)].tolist():
         chosen.append(j)
         floor -= 1e-3
         scores.append(floor)

@@ -65,6 +65,12 @@ class Settings(BaseSettings):
         description="Idle gap that starts a new session, for events without a session_id (co-visitation).",
     )
     popular_n: int = Field(default=500, ge=1, description="Length of the global and per-category popular lists.")
+    seen_max_items: int = Field(
+        default=500,
+        ge=0,
+        le=65_535,
+        description="Items of a user's history published as their seen set (the most recent; 0 = none).",
+    )
     popularity_half_life_days: float = Field(default=7.0, gt=0.0, description="Recency decay of popularity.")
 
     # --- online ------------------------------------------------------------------------------
@@ -79,6 +85,11 @@ class Settings(BaseSettings):
         default=0.2, ge=0.0, description="Popularity weight of the precomputed tier (known user, no session)."
     )
     weight_covisit: float = Field(default=0.0, ge=0.0, description="Blend weight of the co-visitation score.")
+    exclude_seen: bool = Field(
+        default=True,
+        description="Never recommend an item the user already has (training history or live session); "
+        "false for repeat-purchase domains (groceries, music), where history items return as seen_before.",
+    )
     reranker_enabled: bool = Field(
         default=True, description="Serve session requests with the version's learned re-ranker when it has one."
     )

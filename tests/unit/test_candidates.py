@@ -169,3 +169,21 @@ def test_nan_factors_are_rejected() -> None:
         top_k(np.array([[np.nan, 1.0]], dtype=np.float32), items, 2)
     with pytest.raises(ModelError, match="finite"):
         item_neighbours(np.array([[np.nan, 1.0], [1.0, 1.0]], dtype=np.float32), 1)
+
+
+def test_seen_sets_are_sorted_capped_to_the_most_recent_and_deterministic() -> None:
+    import pandas as pd
+
+    from batch.matrix import build_id_maps
+    from batch.seen import seen_items
+
+    ts = pd.to_datetime(["2026-01-01", "2026-01-03", "2026-01-02", "2026-01-04", "2026-01-01", "2026-01-05"], utc=True)
+    df = pd.DataFrame(
+        {"user_id": ["u", "u", "u", "u", "v", "u"], "item_id": ["i3", "i1", "i2", "i0", "i1", "i3"], "ts": ts}
+    )
+    maps = build_id_maps(df)
+    full = seen_items(df, maps, cap=10)
+    assert [full[u].tolist() for u in range(2)] == [[0, 1, 2, 3], [1]]
+    capped = seen_items(df.sample(frac=1.0, random_state=1), maps, cap=2)  # row order does not matter
+    assert capped[0].tolist() == [0, 3]  # i3 (last touched on the 5th) and i0 (the 4th), sorted by index
+    assert seen_items(df, maps, cap=0)[0].size == 0

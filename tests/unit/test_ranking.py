@@ -81,3 +81,37 @@ def test_precomputed_tier_has_its_own_popularity_weight() -> None:
     assert r.strategy == "precomputed" and r.item_ids[:3] == ["a0", "a1", "a2"]  # session weights unused
     popular_led = BlendParams(precomputed_weight_popularity=5.0)
     assert rank(_model(), RequestFeatures(user=USER_A, session=[]), 4, None, popular_led).item_ids[0] == "b2"
+
+
+def _with_history(*seen: str) -> UserRecord:
+    idx = np.array([tiny.ITEM_IDS.index(i) for i in seen], dtype=np.int32)
+    return UserRecord(vector=USER_A.vector, candidates=USER_A.candidates, seen=idx)
+
+
+def test_an_item_the_user_has_is_served_by_no_tier() -> None:
+    """u0 has a1 and b1 in their history: not from their list, a neighbour, co-visitation or the fill."""
+    user = _with_history("a1", "b1")
+    requests = {
+        "precomputed": RequestFeatures(user, []),
+        "hybrid": RequestFeatures(user, _events("a0")),  # a1 is a0's ALS neighbour
+        "hybrid-b": RequestFeatures(user, _events("b0")),  # b1 is b0's neighbour and co-visitor
+    }
+    for name, features in requests.items():
+        r = rank(_model(), features, 6, None, PARAMS)
+        assert not {"a1", "b1"} & set(r.item_ids), (name, r)
+        assert len(r.item_ids) == 6 - 2 - len(features.session), name  # filled, but never with them
+
+
+def test_without_exclude_seen_history_items_return_and_say_so() -> None:
+    repeat = BlendParams(weight_user=1.0, weight_session=1.0, weight_popularity=0.2, exclude_seen=False)
+    r = rank(_model(), RequestFeatures(_with_history("a1"), []), 3, None, repeat)
+    assert r.item_ids == ["a0", "a1", "a2"]
+    assert r.reasons[1] == "seen_before" and r.reasons[0] == "for_you"
+
+
+def test_the_whole_session_is_excluded_beyond_the_session_list() -> None:
+    """The session list holds only the newest events; its seen set holds every item of the session."""
+    newest = _events(*["b0"] * 50)  # a0 came first, 79 events ago, and fell off the list
+    r = rank(_model(), RequestFeatures(None, newest, frozenset({"a0", "b0"})), 5, None, PARAMS)
+    assert "a0" not in r.item_ids  # a0 co-visits b0: without the seen set it would come back
+    assert "a0" in rank(_model(), RequestFeatures(None, newest), 5, None, PARAMS).item_ids

@@ -55,6 +55,7 @@ def test_hits_and_skips_match_the_hand_computed_lists() -> None:
         "n_sessions": 2,
         "n_targets": 3,
         "n_skipped_repeat": 1,
+        "n_skipped_history": 0,
         "n_skipped_unknown_item": 1,
         "n_sessions_unknown_user": 1,
     }
