@@ -50,21 +50,39 @@ class World:
 
     def pick_in_category(self, rng: np.random.Generator, users: np.ndarray, cats: np.ndarray) -> np.ndarray:
         """One item (n,) per (user, category), ∝ w^a · exp(u·v/τ) by resampling N_CANDIDATES draws ∝ w^a."""
-        query = cats[:, None] + rng.random((len(users), N_CANDIDATES)) * (1.0 - 1e-9)
-        pos = np.minimum(np.searchsorted(self.cat_cdf, query, side="right"), len(self.cat_items) - 1)
-        return self._choose(rng, users, self.cat_items[pos], 0.0)
+        return self.choose(rng, users, self.category_candidates(rng, cats), 0.0)
 
     def pick_neighbour(self, rng: np.random.Generator, users: np.ndarray, prev: np.ndarray) -> np.ndarray:
         """One item (n,) from each previous item's neighbourhood, ∝ w^a · exp(u·v/τ)."""
         cand = self.neighbours[prev]
-        return self._choose(rng, users, cand, self.pop_logit[cand])
+        return self.choose(rng, users, cand, self.pop_logit[cand])
 
-    def _choose(
-        self, rng: np.random.Generator, users: np.ndarray, cand: np.ndarray, prior: np.ndarray | float
+    def category_candidates(self, rng: np.random.Generator, cats: np.ndarray) -> np.ndarray:
+        """N_CANDIDATES items (n, N_CANDIDATES) per category, drawn ∝ w^a with replacement."""
+        query = cats[:, None] + rng.random((len(cats), N_CANDIDATES)) * (1.0 - 1e-9)
+        pos = np.minimum(np.searchsorted(self.cat_cdf, query, side="right"), len(self.cat_items) - 1)
+        return self.cat_items[pos]
+
+    def choose(
+        self,
+        rng: np.random.Generator,
+        users: np.ndarray,
+        cand: np.ndarray,
+        prior: np.ndarray | float,
+        banned: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Gumbel-max over candidates (n, m): one item (n,) ∝ exp(prior + u·v/τ)."""
+        """Gumbel-max over candidates (n, m): one item (n,) ∝ exp(prior + u·v/τ).
+
+        ``banned`` (bool (n, m)) takes candidates out of the draw, so the pick is from the distribution
+        restricted to the others; a row whose candidates are all banned gets -1.
+        """
         score = self.affinity(users, cand) / TEMPERATURE + prior + rng.gumbel(size=cand.shape)
-        return cand[np.arange(len(cand)), np.argmax(score, axis=1)]
+        if banned is not None:
+            score[banned] = -np.inf
+        rows, best = np.arange(len(cand)), np.argmax(score, axis=1)
+        if banned is None:
+            return cand[rows, best]
+        return np.where(np.isneginf(score[rows, best]), -1, cand[rows, best])
 
 
 def zipf_logit(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
