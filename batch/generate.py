@@ -28,12 +28,29 @@ Generative model (all draws from one ``numpy.random.Generator(seed)``, in a fixe
 6. **Funnel**: each view may be followed, on the same item, by a click (probability rising with
    ``u·v``), an add_to_cart and a purchase, seconds apart: views ≫ clicks > add_to_cart > purchase.
    A session is cut at ``MAX_SESSION_EVENTS`` events. ``weight = EVENT_WEIGHTS[event_type]``.
+7. **No re-consumption** (``repeats=False``), for rating logs (films, books), where a person rates an
+   item once and rarely comes back to it. Steps 1-4 and the session counts and planned lengths are the
+   default's (the draws before the walk are shared); the walk is step 5 without repeat starts and
+   without backtracking, and a user never meets an item twice, in one session or across sessions. A
+   fresh pick or a chain move never lands on an item the user already has: such candidates are taken
+   out of the Gumbel draw, so the pick follows the same distribution restricted to new items. A chain
+   move whose whole neighbourhood the user has seen becomes a fresh pick; a fresh pick that finds
+   nothing new in ``MAX_DRAWS`` candidate sets ends the session there, so sessions may be shorter than
+   3 steps. A session that cannot open in its topic tries ``MAX_DRAWS - 1`` more topics drawn from the
+   user's taste and is dropped if none has anything new (heavy users who have seen their tastes out). Each consumed item gives ONE event, ``rating``, instead of
+   step 6's funnel: a film log holds one rating per film, and a funnel would put several rows on every
+   (user, item) pair, which is the repeat signal this mode removes. Its ``weight`` is 1-5 stars,
+   ``1 + #RATING_CUTS below u·v + N(0, 1)`` (about 6/11/27/34/22 % of 1..5, as in MovieLens), exactly
+   what ``batch.ingest`` makes of a MovieLens file. Ratings are spaced as views are; sessions keep their
+   ids and time order, as the replay protocol needs. The catalogue's titles and availability are drawn
+   after the walk, so they differ from the default's (its ids and categories do not).
 
 Timestamps lie in the ``n_days`` UTC days ending with ``end_date`` (inclusive). Output is sorted by ts
 then event_id; event and session ids carry a short hash of the arguments, so datasets generated with
 different arguments never share an id. The same arguments give byte-identical output.
 
-Steps 1-4 are ``batch.synthetic_world``, step 5 is ``batch.synthetic_walk``; steps 6 onwards are here.
+Steps 1-4 are ``batch.synthetic_world``, the walks of steps 5 and 7 ``batch.synthetic_walk``; the rest is
+here.
 """
 
 from __future__ import annotations
@@ -53,7 +70,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from batch.dataset import write_parquet_atomic
-from batch.synthetic_walk import rank_in_group, walk_sessions
+from batch.synthetic_walk import rank_in_group, walk_sessions, walk_sessions_once
 from batch.synthetic_world import World, build_world
 from shared.errors import ConfigError
 from shared.ids import parse_date
@@ -69,6 +86,7 @@ P_PURCHASE_GIVEN_CART = 0.45
 VIEW_GAP_MEDIAN_S = 25.0
 FUNNEL_GAP_S = (2.0, 40.0)
 SESSION_GAP_S = 1_800
+RATING_CUTS = (-1.75, -0.8, 0.4, 1.8)  # on u·v + N(0, 1): about 6/11/27/34/22 % of 1-5 stars, as MovieLens
 DAY_US = 86_400 * 1_000_000
 
 
@@ -90,12 +108,14 @@ def generate(
     n_categories: int = 20,
     *,
     sessions_per_user_day: float = 0.25,
+    repeats: bool = True,
 ) -> SyntheticData:
     """Generate interactions and a catalogue from the model in the module docstring.
 
     ``sessions_per_user_day`` sets the volume: about ``n_users · (1 + rate · n_days) · 10`` events
     (5k users x 14 days at the default 0.25: ~220k events; every user has at least one session).
-    ConfigError on non-positive sizes or more categories than items.
+    ``repeats=False`` is the no-repeat mode of step 7: one ``rating`` event per item a user consumes, and
+    no user meets an item twice. ConfigError on non-positive sizes or more categories than items.
     """
     for name, value in (("n_users", n_users), ("n_items", n_items), ("n_days", n_days)):
         if value < 1:
@@ -117,17 +137,26 @@ def generate(
     sess_user = np.repeat(np.arange(n_users, dtype=np.int64), n_sessions)
     steps = np.minimum(MIN_SESSION_STEPS - 1 + rng.geometric(STEP_GEOMETRIC_P, len(sess_user)), MAX_SESSION_EVENTS)
 
-    step_item = walk_sessions(rng, world, sess_user, steps)
-    step_session = np.repeat(np.arange(len(steps)), steps)
-    row_session, row_item, row_type = _funnel(rng, world, sess_user, step_session, step_item)
+    if repeats:
+        step_item = walk_sessions(rng, world, sess_user, steps)
+        step_session = np.repeat(np.arange(len(steps)), steps)
+        row_session, row_item, row_type = _funnel(rng, world, sess_user, step_session, step_item)
+        types, row_weight = FUNNEL, np.array([EVENT_WEIGHTS[e] for e in FUNNEL])[row_type]
+    else:
+        row_item, length = walk_sessions_once(rng, world, sess_user, steps)
+        sess_user = sess_user[length > 0]  # a session with nothing new to open on never happened
+        row_session = np.repeat(np.arange(len(sess_user)), length[length > 0])
+        row_type = np.zeros(len(row_item), dtype=np.int64)  # spaced as views are
+        types, row_weight = ("rating",), _ratings(rng, world, sess_user[row_session], row_item)
     window_start = pd.Timestamp(end_date - dt.timedelta(days=n_days - 1), tz="UTC").value // 1_000
     ts, session_start = _timestamps(rng, sess_user, row_session, row_type, n_days, window_start)
 
+    mode = "" if repeats else "|once"  # nothing for the default, so its ids stay what they were
     tag = hashlib.sha256(
-        f"{seed}|{n_users}|{n_items}|{n_days}|{end_date}|{n_categories}|{sessions_per_user_day}".encode()
+        f"{seed}|{n_users}|{n_items}|{n_days}|{end_date}|{n_categories}|{sessions_per_user_day}{mode}".encode()
     ).hexdigest()[:8]
     interactions = _interactions_table(
-        tag, n_users, n_items, sess_user, row_session, row_item, row_type, ts, session_start
+        tag, n_users, n_items, sess_user, row_session, row_item, (types, row_type, row_weight), ts, session_start
     )
     return SyntheticData(interactions=interactions.to_pandas(), items=_items_table(rng, world).to_pandas())
 
@@ -139,12 +168,14 @@ def _interactions_table(
     sess_user: np.ndarray,
     row_session: np.ndarray,
     row_item: np.ndarray,
-    row_type: np.ndarray,
+    row_event: tuple[tuple[str, ...], np.ndarray, np.ndarray],
     ts: np.ndarray,
     session_start: np.ndarray,
 ) -> pa.Table:
     """Rows (n_rows,) in ts order (ties: generation order) with sequential event ids; sessions are
-    numbered in order of their start."""
+    numbered in order of their start. ``row_event``: event type names, each row's index into them
+    (n_rows,) and each row's weight (n_rows,)."""
+    types, row_type, row_weight = row_event
     order = np.argsort(ts, kind="stable")
     session_rank = np.empty(len(session_start), dtype=np.int64)
     session_rank[np.argsort(session_start, kind="stable")] = np.arange(len(session_start))
@@ -153,9 +184,9 @@ def _interactions_table(
         {
             "user_id": _ids("u", n_users, 6).take(pa.array(sess_user[row_session[order]])),
             "item_id": _ids("i", n_items, 5).take(pa.array(row_item[order])),
-            "event_type": pa.array(FUNNEL).take(pa.array(type_idx)),
+            "event_type": pa.array(types).take(pa.array(type_idx)),
             "ts": pa.array(ts[order], pa.timestamp("us", tz="UTC")),
-            "weight": pa.array(np.array([EVENT_WEIGHTS[e] for e in FUNNEL])[type_idx]),
+            "weight": pa.array(row_weight[order]),
             "session_id": _ids(f"{tag}-s", len(session_start), 7).take(pa.array(session_rank[row_session[order]])),
             "event_id": _ids(f"{tag}-e", len(ts), 8),
         }
@@ -211,6 +242,12 @@ def _funnel(
     row_session = step_session[row_step]
     keep = rank_in_group(row_session) < MAX_SESSION_EVENTS
     return row_session[keep], step_item[row_step[keep]], row_type[keep]
+
+
+def _ratings(rng: np.random.Generator, world: World, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Stars 1-5 (float64 (n,)) each user gives each item: ``1 + #RATING_CUTS below u·v + N(0, 1)``."""
+    latent = world.affinity(users, items) + rng.normal(size=len(items))
+    return 1.0 + np.searchsorted(np.array(RATING_CUTS), latent)
 
 
 def _timestamps(

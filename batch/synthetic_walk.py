@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from batch.synthetic_world import World
@@ -10,6 +12,7 @@ P_REPEAT_START = 0.3
 P_SWITCH = 0.1
 P_BACKTRACK = 0.05
 P_CHAIN = 0.75
+MAX_DRAWS = 4  # no-repeat walk: candidate sets a fresh pick draws before the session ends
 
 
 def walk_sessions(rng: np.random.Generator, world: World, sess_user: np.ndarray, steps: np.ndarray) -> np.ndarray:
@@ -80,3 +83,118 @@ def rank_in_group(group: np.ndarray) -> np.ndarray:
     starts = np.flatnonzero(np.concatenate(([True], group[1:] != group[:-1])))
     lengths = np.diff(np.concatenate((starts, [len(group)])))
     return np.arange(len(group)) - np.repeat(starts, lengths)
+
+
+def walk_sessions_once(
+    rng: np.random.Generator, world: World, sess_user: np.ndarray, steps: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The no-repeat walk: a user never meets an item twice, in one session or across sessions.
+
+    As ``walk_sessions`` (same waves, topics, drift and chain moves) without repeat starts and
+    backtracking; a pick never lands on an item the user already has (it is taken out of the Gumbel
+    draw), a chain move whose whole neighbourhood the user has seen becomes a fresh pick, and a fresh pick
+    that finds nothing new in ``MAX_DRAWS`` candidate sets ends the session there (an opening pick first
+    tries other topics of the user's taste). Returns the items (n_steps,) laid out session after session
+    and each session's length (n_sessions,), ``<= steps``; 0 for a session that could not open.
+    """
+    n_items = len(world.item_cat)
+    rank = rank_in_group(sess_user)
+    last = np.zeros(int(sess_user.max(initial=-1)) + 1, dtype=np.int64)
+    last[sess_user] = rank  # a user's last wave
+    seen = np.empty(0, dtype=np.int64)  # sorted user * n_items + item over the waves walked so far
+    length = np.zeros(len(steps), dtype=np.int64)
+    walked = []
+    for k in range(int(rank.max(initial=-1)) + 1):
+        wave = np.flatnonzero(rank == k)
+        wave = wave[np.argsort(-steps[wave], kind="stable")]
+        users = sess_user[wave]
+        hist = _walk_wave_once(rng, world, seen, users, steps[wave], n_items)
+        length[wave] = (hist >= 0).sum(axis=1)
+        # only users with a later session look their items up again: keep the array small
+        more = last[users] > k
+        new = np.sort((users[more, None] * n_items + hist[more])[hist[more] >= 0])
+        seen = seen[last[seen // n_items] > k]
+        seen = np.insert(seen, np.searchsorted(seen, new), new)
+        walked.append((wave, hist))
+    item = np.empty(int(length.sum()), dtype=np.int64)
+    offsets = np.cumsum(length) - length
+    for wave, hist in walked:
+        filled = hist >= 0
+        item[(offsets[wave][:, None] + np.arange(hist.shape[1]))[filled]] = hist[filled]
+    return item, length
+
+
+@dataclasses.dataclass(frozen=True)
+class _Seen:
+    """What the users (n,) of one wave already have: the items of their earlier sessions (``earlier``,
+    sorted keys ``user * n_items + item``) and of their current session so far (``hist`` (n, max_steps),
+    filled in place step by step, -1 = not yet)."""
+
+    earlier: np.ndarray
+    users: np.ndarray
+    n_items: int
+    hist: np.ndarray
+
+    def banned(self, rows: np.ndarray, t: int, cand: np.ndarray) -> np.ndarray:
+        """bool (len(rows), m): candidate (r, m) is an item user ``rows[r]`` has from before step t."""
+        out = (cand[:, :, None] == self.hist[rows, None, :t]).any(axis=2)
+        if len(self.earlier):
+            key = (self.users[rows, None] * self.n_items + cand).ravel()
+            order = np.argsort(key)  # searchsorted is about 3x faster on sorted keys, sort included
+            pos = np.empty(len(key), dtype=np.int64)
+            pos[order] = np.searchsorted(self.earlier, key[order])
+            out |= (self.earlier[np.minimum(pos, len(self.earlier) - 1)] == key).reshape(cand.shape)
+        return out
+
+
+def _walk_wave_once(
+    rng: np.random.Generator,
+    world: World,
+    earlier: np.ndarray,
+    users: np.ndarray,
+    planned: np.ndarray,
+    n_items: int,
+) -> np.ndarray:
+    """Items (n, planned[0]) of one wave's sessions (``users`` (n,), longest ``planned`` first), -1 from a
+    session's end on; ``earlier`` as in ``_Seen``."""
+    n = len(planned)
+    hist = np.full((n, int(planned[0])), -1, dtype=np.int64)
+    seen = _Seen(earlier, users, n_items, hist)
+    topic = world.taste_topic(rng, users)
+    hist[:, 0] = _fresh(rng, world, seen, np.arange(n), 0, topic)
+    for _ in range(MAX_DRAWS - 1):  # a user who has seen a topic out opens on another of their tastes
+        todo = np.flatnonzero(hist[:, 0] < 0)
+        topic[todo] = world.taste_topic(rng, users[todo])
+        hist[todo, 0] = _fresh(rng, world, seen, todo, 0, topic[todo])
+    alive = hist[:, 0] >= 0
+    for t in range(1, int(planned[0])):
+        a = int(np.searchsorted(-planned, -t, side="left"))  # sessions planned longer than t
+        rows = np.flatnonzero(alive[:a])
+        r, r_chain = rng.random(len(rows)), rng.random(len(rows))
+        switch = np.flatnonzero(r < P_SWITCH)
+        topic[rows[switch]] = world.related[topic[rows[switch]], rng.integers(0, world.related.shape[1], len(switch))]
+        nxt = np.full(len(rows), -1, dtype=np.int64)
+        idx = np.flatnonzero((r >= P_SWITCH) & (r_chain < P_CHAIN))
+        cand = world.neighbours[hist[rows[idx], t - 1]]
+        nxt[idx] = world.choose(rng, users[rows[idx]], cand, world.pop_logit[cand], seen.banned(rows[idx], t, cand))
+        idx = np.flatnonzero(nxt < 0)  # fresh picks, and chain moves with nothing new in the neighbourhood
+        nxt[idx] = _fresh(rng, world, seen, rows[idx], t, topic[rows[idx]])
+        hist[rows, t] = nxt
+        alive[rows] = nxt >= 0
+    return hist
+
+
+def _fresh(
+    rng: np.random.Generator, world: World, seen: _Seen, rows: np.ndarray, t: int, cats: np.ndarray
+) -> np.ndarray:
+    """A fresh pick (len(rows),) in ``cats`` that user ``rows`` does not have yet; -1 where MAX_DRAWS
+    candidate sets held nothing new."""
+    out = np.full(len(rows), -1, dtype=np.int64)
+    todo = np.arange(len(rows))
+    for _ in range(MAX_DRAWS):
+        if not len(todo):
+            break
+        cand = world.category_candidates(rng, cats[todo])
+        out[todo] = world.choose(rng, seen.users[rows[todo]], cand, 0.0, seen.banned(rows[todo], t, cand))
+        todo = todo[out[todo] < 0]
+    return out
