@@ -30,20 +30,21 @@ Generative model (all draws from one ``numpy.random.Generator(seed)``, in a fixe
    A session is cut at ``MAX_SESSION_EVENTS`` events. ``weight = EVENT_WEIGHTS[event_type]``.
 7. **No re-consumption** (``repeats=False``), for rating logs (films, books), where a person rates an
    item once and rarely comes back to it. Steps 1-4 and the session counts and planned lengths are the
-   default's (the draws before the walk are shared); the walk is step 5 without repeat starts and
-   without backtracking, and a user never meets an item twice, in one session or across sessions. A
-   fresh pick or a chain move never lands on an item the user already has: such candidates are taken
-   out of the Gumbel draw, so the pick follows the same distribution restricted to new items. A chain
-   move whose whole neighbourhood the user has seen becomes a fresh pick; a fresh pick that finds
-   nothing new in ``MAX_DRAWS`` candidate sets ends the session there, so sessions may be shorter than
-   3 steps. A session that cannot open in its topic tries ``MAX_DRAWS - 1`` more topics drawn from the
-   user's taste and is dropped if none has anything new (heavy users who have seen their tastes out). Each consumed item gives ONE event, ``rating``, instead of
-   step 6's funnel: a film log holds one rating per film, and a funnel would put several rows on every
-   (user, item) pair, which is the repeat signal this mode removes. Its ``weight`` is 1-5 stars,
-   ``1 + #RATING_CUTS below u·v + N(0, 1)`` (about 6/11/27/34/22 % of 1..5, as in MovieLens), exactly
-   what ``batch.ingest`` makes of a MovieLens file. Ratings are spaced as views are; sessions keep their
-   ids and time order, as the replay protocol needs. The catalogue's titles and availability are drawn
-   after the walk, so they differ from the default's (its ids and categories do not).
+   default's (the draws before the walk are shared); the walk is step 5 without repeat starts and without
+   backtracking, and a user never meets an item twice, in one session or across sessions. A fresh pick or
+   a chain move never lands on an item the user already has: such candidates are taken out of the Gumbel
+   draw, so the pick follows the same distribution restricted to new items. A chain move whose whole
+   neighbourhood the user has seen becomes a fresh pick; a fresh pick that finds nothing new among
+   ``MAX_DRAWS · N_CANDIDATES`` candidates ends the session there, so sessions may be shorter than 3
+   steps. A session that cannot open in its topic tries ``MAX_DRAWS - 1`` more topics drawn from the
+   user's taste and is dropped if none has anything new (heavy users who have seen their tastes out).
+   Each consumed item gives ONE event, ``rating``, instead of step 6's funnel: a film log holds one
+   rating per film, and a funnel would put several rows on every (user, item) pair, which is the repeat
+   signal this mode removes. Its ``weight`` is 1-5 stars, ``1 + #RATING_CUTS below u·v + N(0, 1)`` (about
+   6/11/27/34/22 % of 1..5, as in MovieLens), exactly what ``batch.ingest`` makes of a MovieLens file.
+   Ratings are spaced as views are; sessions keep their ids and time order, as the replay protocol needs.
+   The catalogue's titles and availability are drawn after the walk, so they differ from the default's
+   (its ids and categories do not).
 
 Timestamps lie in the ``n_days`` UTC days ending with ``end_date`` (inclusive). Output is sorted by ts
 then event_id; event and session ids carry a short hash of the arguments, so datasets generated with

@@ -6,13 +6,13 @@ import dataclasses
 
 import numpy as np
 
-from batch.synthetic_world import World
+from batch.synthetic_world import N_CANDIDATES, World
 
 P_REPEAT_START = 0.3
 P_SWITCH = 0.1
 P_BACKTRACK = 0.05
 P_CHAIN = 0.75
-MAX_DRAWS = 4  # no-repeat walk: candidate sets a fresh pick draws before the session ends
+MAX_DRAWS = 4  # no-repeat walk: N_CANDIDATES sets a fresh pick may draw; tastes an opening may try
 
 
 def walk_sessions(rng: np.random.Generator, world: World, sess_user: np.ndarray, steps: np.ndarray) -> np.ndarray:
@@ -93,7 +93,7 @@ def walk_sessions_once(
     As ``walk_sessions`` (same waves, topics, drift and chain moves) without repeat starts and
     backtracking; a pick never lands on an item the user already has (it is taken out of the Gumbel
     draw), a chain move whose whole neighbourhood the user has seen becomes a fresh pick, and a fresh pick
-    that finds nothing new in ``MAX_DRAWS`` candidate sets ends the session there (an opening pick first
+    with nothing new among ``MAX_DRAWS * N_CANDIDATES`` candidates ends the session there (an opening first
     tries other topics of the user's taste). Returns the items (n_steps,) laid out session after session
     and each session's length (n_sessions,), ``<= steps``; 0 for a session that could not open.
     """
@@ -164,6 +164,8 @@ def _walk_wave_once(
     hist[:, 0] = _fresh(rng, world, seen, np.arange(n), 0, topic)
     for _ in range(MAX_DRAWS - 1):  # a user who has seen a topic out opens on another of their tastes
         todo = np.flatnonzero(hist[:, 0] < 0)
+        if not len(todo):
+            break
         topic[todo] = world.taste_topic(rng, users[todo])
         hist[todo, 0] = _fresh(rng, world, seen, todo, 0, topic[todo])
     alive = hist[:, 0] >= 0
@@ -187,14 +189,15 @@ def _walk_wave_once(
 def _fresh(
     rng: np.random.Generator, world: World, seen: _Seen, rows: np.ndarray, t: int, cats: np.ndarray
 ) -> np.ndarray:
-    """A fresh pick (len(rows),) in ``cats`` that user ``rows`` does not have yet; -1 where MAX_DRAWS
-    candidate sets held nothing new."""
+    """A fresh pick (len(rows),) in ``cats`` that user ``rows`` does not have yet; -1 where none of
+    ``MAX_DRAWS * N_CANDIDATES`` candidates is new. The rows whose first N_CANDIDATES hold nothing new
+    (few) draw all the others in one set, which keeps the number of vectorised calls small."""
     out = np.full(len(rows), -1, dtype=np.int64)
     todo = np.arange(len(rows))
-    for _ in range(MAX_DRAWS):
+    for m in (N_CANDIDATES, (MAX_DRAWS - 1) * N_CANDIDATES):
         if not len(todo):
             break
-        cand = world.category_candidates(rng, cats[todo])
+        cand = world.category_candidates(rng, cats[todo], m)
         out[todo] = world.choose(rng, seen.users[rows[todo]], cand, 0.0, seen.banned(rows[todo], t, cand))
         todo = todo[out[todo] < 0]
     return out

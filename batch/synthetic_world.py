@@ -57,9 +57,9 @@ class World:
         cand = self.neighbours[prev]
         return self.choose(rng, users, cand, self.pop_logit[cand])
 
-    def category_candidates(self, rng: np.random.Generator, cats: np.ndarray) -> np.ndarray:
-        """N_CANDIDATES items (n, N_CANDIDATES) per category, drawn ∝ w^a with replacement."""
-        query = cats[:, None] + rng.random((len(cats), N_CANDIDATES)) * (1.0 - 1e-9)
+    def category_candidates(self, rng: np.random.Generator, cats: np.ndarray, m: int = N_CANDIDATES) -> np.ndarray:
+        """m items (n, m) per category, drawn ∝ w^a with replacement."""
+        query = cats[:, None] + rng.random((len(cats), m)) * (1.0 - 1e-9)
         pos = np.minimum(np.searchsorted(self.cat_cdf, query, side="right"), len(self.cat_items) - 1)
         return self.cat_items[pos]
 
