@@ -72,6 +72,9 @@ def generate(
     seed: int = 42,
     end_date: Annotated[str | None, typer.Option(help="Last day of data (default: yesterday, UTC).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv")] = "parquet",
+    repeats: Annotated[
+        bool, typer.Option("--repeats/--no-repeats", help="--no-repeats: a rating log, one rating per user and item.")
+    ] = True,
     data_dir: DataDir = None,
 ) -> None:
     """Generate a synthetic data set with real structure (see batch.generate) into <data-dir>/raw/."""
@@ -81,7 +84,7 @@ def generate(
     settings = _settings(data_dir)
     end = parse_date(end_date or _yesterday())
     with console.status(f"generating {users:,} users x {items:,} items over {days} days..."):
-        data = gen(users, items, days, seed, end, n_categories=min(20, items))
+        data = gen(users, items, days, seed, end, n_categories=min(20, items), repeats=repeats)
         paths = write_synthetic(data, settings.raw_dir, fmt=fmt)  # type: ignore[arg-type]
     console.print(
         f"generated {len(data.interactions):,} events, {data.interactions['session_id'].nunique():,} sessions, "

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -98,3 +99,16 @@ def test_a_tuned_blend_is_part_of_the_version(data: Path) -> None:
     assert tuned["params"]["blend"] == blend and "blend" not in plain["params"]
     assert tuned["content_hash"] != plain["content_hash"]
     assert json.loads((data / f"runs/date={day}/serving.json").read_text()) == {"blend": blend, "reranker": None}
+
+
+def test_no_repeats_generates_a_rating_log_the_batch_pipeline_takes(tmp_path: Path) -> None:
+    """``generate --no-repeats``: one rating per user and item, ingested and trained on like MovieLens."""
+    gen = ("generate", "--users", "300", "--items", "80", "--days", "4", "--end-date", str(END), "--no-repeats")
+    assert _cli(tmp_path, *gen).returncode == 0
+    raw = pd.read_parquet(tmp_path / "raw/interactions.parquet")
+    assert set(raw["event_type"]) == {"rating"} and not raw.duplicated(["user_id", "item_id"]).any()
+    ingest = ("ingest", str(tmp_path / "raw/interactions.parquet"), "--items", str(tmp_path / "raw/items.parquet"))
+    assert _cli(tmp_path, *ingest).returncode == 0
+    out = _cli(tmp_path, "run-batch", "--date", str(END))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / f"runs/date={END}/manifest.json").exists()

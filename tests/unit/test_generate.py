@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +158,112 @@ def test_single_category_and_single_day_still_work() -> None:
     one = generate(n_users=20, n_items=3, n_days=1, seed=0, end_date=END, n_categories=1)
     assert set(one.items["category"]) == {"c00"}
     assert one.interactions["ts"].dt.date.unique().tolist() == [END]
+
+
+# --- the no-repeat mode (repeats=False): rating logs, where a person does not re-consume an item ---
+
+
+@pytest.fixture(scope="module")
+def once() -> SyntheticData:
+    """The ``data`` fixture's arguments in the no-repeat mode: the same world, users and session plan."""
+    return generate(n_users=3_000, n_items=1_000, n_days=14, seed=11, end_date=END, repeats=False)
+
+
+def _step_pairs(df: pd.DataFrame) -> pd.DataFrame:
+    """(user_id, item_id, session_id) of every step: a run of consecutive events on one item in a session."""
+    ordered = df.sort_values(["session_id", "ts", "event_id"], kind="stable")
+    new_step = ordered["item_id"].ne(ordered.groupby("session_id")["item_id"].shift())
+    return ordered.loc[new_step, ["user_id", "item_id", "session_id"]]
+
+
+def test_no_repeat_mode_never_shows_a_user_an_item_twice(data: SyntheticData, once: SyntheticData) -> None:
+    steps = _step_pairs(once.interactions)
+    assert not steps.duplicated(["user_id", "item_id"]).any()  # in no two steps, same session or not
+    assert not once.interactions.duplicated(["user_id", "item_id"]).any()  # one event per consumed item
+    # the property is not free: the default mode re-shows items, within and across sessions
+    default = _step_pairs(data.interactions)
+    again = default[default.duplicated(["user_id", "item_id"], keep=False)]
+    assert again.groupby(["user_id", "item_id"])["session_id"].nunique().gt(1).mean() > 0.5
+    assert default.duplicated(["session_id", "item_id"]).sum() > 1_000  # backtracking
+
+
+def test_no_repeat_mode_emits_one_rating_per_item(once: SyntheticData) -> None:
+    df = once.interactions
+    assert list(df.columns) == ["user_id", "item_id", "event_type", "ts", "weight", "session_id", "event_id"]
+    assert set(df["event_type"]) == {"rating"}
+    share = df["weight"].value_counts(normalize=True).sort_index()
+    assert share.index.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]  # stars, as batch.ingest reads MovieLens
+    assert share.idxmax() == 4.0 and 3.2 < df["weight"].mean() < 3.8  # MovieLens-like: mean 3.5, mode 4
+    assert df["ts"].is_monotonic_increasing and df["event_id"].is_monotonic_increasing
+    assert df["event_id"].is_unique
+    assert df["ts"].min() >= pd.Timestamp("2024-05-18", tz="UTC")
+    assert df["ts"].max() < pd.Timestamp("2024-06-01", tz="UTC")
+
+
+def test_no_repeat_sessions_stay_ordered_bursts_on_a_topic(data: SyntheticData, once: SyntheticData) -> None:
+    df = once.interactions
+    per_session = df.groupby("session_id").agg(n=("event_id", "size"), users=("user_id", "nunique"))
+    assert per_session["n"].between(1, 30).all() and (per_session["users"] == 1).all()
+    assert per_session["n"].ge(3).mean() > 0.97  # sessions end early only when a user has run out of items
+    # nearly every planned session happens (a few of the heaviest users have seen their tastes out)
+    assert 0.95 * data.interactions["session_id"].nunique() < len(per_session)
+    gaps = df.sort_values(["session_id", "ts"]).groupby("session_id")["ts"].diff().dropna().dt.total_seconds()
+    assert gaps.min() >= 1.0 and gaps.max() <= 20 * 60
+    category = dict(zip(once.items["item_id"], once.items["category"], strict=True))
+    ordered = df.sort_values(["session_id", "ts"], kind="stable")
+    cat = ordered["item_id"].map(category).to_numpy()
+    same_session = ordered["session_id"].to_numpy()[1:] == ordered["session_id"].to_numpy()[:-1]
+    consecutive = (cat[1:] == cat[:-1])[same_session].mean()
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, len(cat), 20_000), rng.integers(0, len(cat), 20_000)
+    assert consecutive > 0.7 and consecutive > 4 * (cat[a] == cat[b]).mean()
+    days = df.assign(day=df["ts"].dt.floor("D")).groupby("user_id")["day"].nunique()
+    assert (days >= 2).mean() > 0.6  # users still come back, to new items
+
+
+def test_no_repeat_mode_is_deterministic_and_never_shares_ids_with_the_default(tmp_path: Path) -> None:
+    args = {"n_users": 200, "n_items": 150, "n_days": 5, "seed": 3, "end_date": END, "n_categories": 6}
+    a, b = generate(**args, repeats=False), generate(**args, repeats=False)
+    paths_a = write_synthetic(a, tmp_path / "a", "csv")
+    paths_b = write_synthetic(b, tmp_path / "b", "csv")
+    for key in ("interactions", "items"):
+        assert paths_a[key].read_bytes() == paths_b[key].read_bytes()
+    default = generate(**args)
+    for col in ("session_id", "event_id"):
+        assert not set(a.interactions[col]) & set(default.interactions[col])
+    # the same world: item ids and categories; only the walk and the events differ
+    pd.testing.assert_frame_equal(a.items[["item_id", "category"]], default.items[["item_id", "category"]])
+
+
+def test_no_repeat_mode_ends_sessions_when_a_user_has_seen_everything() -> None:
+    """Three items: nobody can consume more than three, however many sessions they were planned."""
+    tiny = generate(n_users=20, n_items=3, n_days=3, seed=0, end_date=END, n_categories=1, repeats=False)
+    df = tiny.interactions
+    assert not df.duplicated(["user_id", "item_id"]).any()
+    assert df.groupby("user_id").size().max() <= 3
+    assert df["user_id"].nunique() == 20  # every user's first session opens
+
+
+def test_default_output_is_pinned() -> None:
+    """The default mode's exact output, hashed. Existing tests, the evaluation and the quality numbers
+    published in the README were all computed on it, so a change to the generator must leave it alone (as
+    the no-repeat mode does) or change this hash on purpose and re-publish those numbers. An upgrade of
+    numpy that changes its random streams fails here too, which is the point: the numbers move with it."""
+    d = generate(200, 150, 5, seed=3, end_date=END, n_categories=6)
+    df = d.interactions
+    h = hashlib.sha256()
+    for col in ("user_id", "item_id", "event_type", "session_id", "event_id"):
+        h.update("\n".join(df[col].astype(str)).encode())
+    h.update(df["ts"].dt.tz_localize(None).to_numpy().astype("datetime64[us]").astype(np.int64).tobytes())
+    h.update(df["weight"].to_numpy().tobytes())
+    for col in ("item_id", "category", "title"):
+        h.update("\n".join(d.items[col].astype(str)).encode())
+    h.update(d.items["available"].to_numpy().tobytes())
+    assert len(df) == 4_401
+    assert df.iloc[0][["user_id", "item_id", "event_type", "session_id"]].tolist() == [
+        "u000009",
+        "i00098",
+        "view",
+        "3aeb3555-s0000000",
+    ]
+    assert h.hexdigest() == "07d9f039c68996f7eabd9db84bc7e60e299bde308707cdcc2deb645a4d854ac6"
