@@ -11,9 +11,9 @@ One run per partition date lives in ``<data_dir>/runs/date=YYYY-MM-DD/``::
     covisit.npz         items int32 (n_items, n_covisit), -1 padded; scores float32, same shape, -inf
                         padded: co-visitation neighbours (see batch.covisit)
     popularity.npz      scores float32 (n_items,)  recency-decayed popularity
-    eval_model.npz      user_factors float32 (n_users, f) of the model trained WITHOUT the holdout
-                        (with model.npz's item factors it is what metrics.json measured; used by
-                        the quality gate; not published)
+    eval_model.npz      user_factors, item_factors float32 of the model trained WITHOUT the holdout
+                        (what metrics.json measured; used by the quality gate; not published).
+                        model.npz is this model continued on the full data (batch.train.continue_als)
     serving.json        {"blend": tuned blend weights or null}: how the API ranks this version
                         (hashed, so a new blend is a new version that the API reloads)
     metrics.json        holdout metrics (see batch.holdout_metrics)

@@ -15,6 +15,7 @@ import datetime as dt
 import os
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -82,8 +83,80 @@ def list_partitions(interactions_dir: Path) -> dict[dt.date, list[Path]]:
     return dict(sorted(found.items()))
 
 
+@dataclass(frozen=True)
+class Window:
+    """Which partitions a run reads: ``days`` up to ``end`` (0 = every partition up to ``end``), and
+    what the window leaves out (partitions before it), so a run can say so instead of silently
+    training on part of the log."""
+
+    days: int
+    end: dt.date
+    parts: list[Path]  # part files inside the window
+    first_day: dt.date | None  # oldest partition inside the window
+    dropped_partitions: int
+    dropped_rows: int  # raw rows of the partitions before the window (from Parquet footers)
+
+    def to_dict(self) -> dict:
+        return {
+            "days": self.days or "all",
+            "first_day": self.first_day.strftime(DATE_FORMAT) if self.first_day else None,
+            "end": self.end.strftime(DATE_FORMAT),
+            "dropped_partitions": self.dropped_partitions,
+            "dropped_events": self.dropped_rows,
+        }
+
+    def summary(self) -> str:
+        span = "the whole log" if not self.days else f"the {self.days}-day window"
+        text = f"{span} {self.first_day}..{self.end}"
+        if self.dropped_rows:
+            text += (
+                f" leaves out {self.dropped_rows:,} events in {self.dropped_partitions} older partition(s)"
+                " (HYBRIDREC_TRAINING_WINDOW_DAYS=0 trains on all of them)"
+            )
+        return text
+
+
+def training_window(interactions_dir: Path, end_date: dt.date, window_days: int) -> Window:
+    """The partitions ``end_date - window_days < date <= end_date`` (every one up to ``end_date`` when
+    ``window_days`` is 0); ArtifactNotFound, naming the dates that exist, when there are none."""
+    if window_days < 0:
+        raise ConfigError(f"window_days must be >= 0 (0 = all data), got {window_days}")
+    start = end_date - dt.timedelta(days=window_days) if window_days else dt.date.min
+    partitions = list_partitions(interactions_dir)
+    inside = {day: parts for day, parts in partitions.items() if start < day <= end_date}
+    if not inside:
+        if partitions:
+            days = list(partitions)
+            have = f"{len(days)} partition(s) from {days[0]} to {days[-1]}"
+        else:
+            have = "no partitions at all"
+        span = f"the {window_days} day(s) ending {end_date} ({start + dt.timedelta(days=1)}..{end_date})"
+        raise ArtifactNotFound(
+            f"no interaction partitions in {interactions_dir} for {span if window_days else f'dates up to {end_date}'}; "
+            f"found {have}. Ingest data for these dates first, or choose an end date inside the data."
+        )
+    before = [p for day, parts in partitions.items() if day <= start for p in parts]
+    return Window(
+        days=window_days,
+        end=end_date,
+        parts=[p for parts in inside.values() for p in parts],
+        first_day=min(inside),
+        dropped_partitions=len({p.parent for p in before}),
+        dropped_rows=sum(_rows(p) for p in before),
+    )
+
+
+def _rows(part: Path) -> int:
+    """Rows of a part file from its footer; 0 for a file that is not readable Parquet (it is outside the
+    window, so it must not break the run; a run whose window holds it fails on it with its own error)."""
+    try:
+        return pq.ParquetFile(part).metadata.num_rows
+    except (pa.ArrowInvalid, OSError):
+        return 0
+
+
 def load_interactions(interactions_dir: Path, end_date: dt.date, window_days: int) -> pd.DataFrame:
-    """Interactions with ``end_date - window_days < date <= end_date``, de-duplicated, sorted by ts.
+    """Interactions of ``training_window(...)``, de-duplicated, sorted by ts.
 
     Only the part files of partitions inside the window are opened. Rows sharing a non-null
     ``event_id`` are kept once (the earliest; a live event ingested twice counts once); rows without
@@ -91,26 +164,15 @@ def load_interactions(interactions_dir: Path, end_date: dt.date, window_days: in
     (datetime64[us, UTC]), weight (float64), session_id (str, may be null), one row per event, in
     stable ts order.
     """
-    if window_days < 1:
-        raise ConfigError(f"window_days must be >= 1, got {window_days}")
-    start = end_date - dt.timedelta(days=window_days)
-    partitions = list_partitions(interactions_dir)
-    in_window = [p for day, parts in partitions.items() if start < day <= end_date for p in parts]
-    if not in_window:
-        if partitions:
-            days = list(partitions)
-            have = f"{len(days)} partition(s) from {days[0]} to {days[-1]}"
-        else:
-            have = "no partitions at all"
-        raise ArtifactNotFound(
-            f"no interaction partitions in {interactions_dir} for the {window_days} day(s) ending {end_date} "
-            f"({start + dt.timedelta(days=1)}..{end_date}); found {have}. Ingest data for these dates first, "
-            "or choose an end date inside the data."
-        )
+    return read_window(training_window(interactions_dir, end_date, window_days))
+
+
+def read_window(window: Window) -> pd.DataFrame:
+    """The interactions of ``window`` (see ``load_interactions``)."""
     try:
-        table = pads.dataset(in_window, schema=INTERACTION_SCHEMA, format="parquet").to_table()
+        table = pads.dataset(window.parts, schema=INTERACTION_SCHEMA, format="parquet").to_table()
     except (pa.ArrowInvalid, OSError) as exc:
-        raise DataValidationError(f"cannot read interaction parts under {interactions_dir}: {exc}") from exc
+        raise DataValidationError(f"cannot read interaction parts of {window.end}: {exc}") from exc
     df = table.to_pandas()
     df = df.sort_values("ts", kind="stable", ignore_index=True)
     dup = df["event_id"].notna() & df["event_id"].duplicated(keep="first")

@@ -2,8 +2,9 @@
 
 ``run_batch(settings, date)`` reads interactions in the window ending at ``date`` (inclusive), holds
 out each user's latest items, trains ALS on the rest, evaluates ALS and popularity on the holdout,
-refreshes user vectors on all data, and precomputes candidates, item neighbours, co-visitation
-neighbours and popularity into
+continues that model on all data (so every item has a vector, and the newest events count), refreshes
+user vectors, and precomputes candidates, item neighbours, co-visitation neighbours, seen sets and
+popularity into
 ``runs/date=YYYY-MM-DD/`` (see batch.artifacts). Idempotent: a rerun replaces the run atomically and,
 with the same input and settings, produces the same bytes. A tuning result in
 ``<data_dir>/tuning/best.json`` (``hybridrec tune``, see batch.tuning_file) supplies the ALS params (manifest
@@ -26,17 +27,19 @@ from scipy.sparse import csr_matrix
 from batch import artifacts as art
 from batch.candidates import decayed_popularity, item_neighbours, top_n_unseen
 from batch.covisit import covisit_neighbours
-from batch.dataset import load_interactions, load_items
+from batch.dataset import load_items, read_window, training_window
 from batch.holdout import temporal_split
 from batch.holdout_metrics import holdout_metrics
 from batch.matrix import build_id_maps, confidence_matrix
 from batch.seen import seen_items
-from batch.train import AlsParams, refresh_users, train_als
+from batch.train import AlsParams, continue_als, refresh_users, train_als
 from batch.tuning_file import read_tuned_als, read_tuned_blend, read_tuned_reranker
 from shared.config import Settings
 from shared.schemas import DATE_FORMAT, ITEM_COLUMNS
 
 StepLog = Callable[[str, float], None]
+# ALS sweeps that carry the holdout-blind model over to the full data (batch.train.continue_als).
+FULL_DATA_SWEEPS = 5
 
 
 def _noop(_: str, __: float) -> None:
@@ -67,7 +70,8 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
     reference_ts = partition_end(partition)
     with art.atomic_dir(final) as out:
         with _step("load", timings, log):
-            interactions = load_interactions(settings.interactions_dir, partition, settings.training_window_days)
+            window = training_window(settings.interactions_dir, partition, settings.training_window_days)
+            interactions = read_window(window)
             maps = build_id_maps(interactions)
             items = load_items(settings.items_path, maps.item_ids)[list(ITEM_COLUMNS)]
 
@@ -95,7 +99,9 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
                     "n_users_evaluated": 0,
                     "note": "no user has enough history for a holdout",
                 }
-        eval_user_factors = model.user_factors  # the holdout-blind vectors, kept for the quality gate
+        eval_model = model  # holdout-blind: what the metrics measured, kept for the quality gate
+        with _step("train_full", timings, log):
+            model = continue_als(model, full_matrix, params, FULL_DATA_SWEEPS)
         with _step("refresh_users", timings, log):
             model = refresh_users(model, full_matrix, params)
         with _step("candidates", timings, log):
@@ -114,7 +120,9 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
             pd.DataFrame({"user_id": maps.user_ids}).to_parquet(out / "users.parquet", index=False)
             items.to_parquet(out / "items.parquet", index=False)
             art.save_npz(out / "model.npz", user_factors=model.user_factors, item_factors=model.item_factors)
-            art.save_npz(out / "eval_model.npz", user_factors=eval_user_factors)
+            art.save_npz(
+                out / "eval_model.npz", user_factors=eval_model.user_factors, item_factors=eval_model.item_factors
+            )
             art.save_npz(out / "candidates.npz", items=cand_items, scores=cand_scores)
             art.save_npz(out / "seen.npz", indptr=seen.indptr, items=seen.values)
             art.save_npz(out / "neighbours.npz", items=nbr_items, scores=nbr_scores)
@@ -125,6 +133,7 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
             manifest = {
                 "partition": partition.strftime(DATE_FORMAT),
                 "window_days": settings.training_window_days,
+                "window": window.to_dict(),
                 "n_interactions": len(interactions),
                 "n_users": len(maps.user_ids),
                 "n_items": len(maps.item_ids),

@@ -56,6 +56,7 @@ def version_data(arts: RunArtifacts, popular_n: int) -> VersionData:
         "n_candidates": int(arts.user_arrays["candidates"].shape[1]),  # type: ignore[union-attr]
         "user_record": user_layout(),
         "n_interactions": m.get("n_interactions"),
+        "window": m.get("window"),
         "params": m.get("params", {}),
         "metrics": arts.metrics,
     }

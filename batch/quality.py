@@ -91,7 +91,9 @@ def compare_with_serving(
     holdout_idx = holdout_indices(fair, maps.user_index, maps.item_index)
     train = confidence_matrix(train_df, maps, settings.confidence, settings.bm25_k1, settings.bm25_b)
     pop = decayed_popularity(train_df, maps, partition_end(partition), settings.popularity_half_life_days)
-    candidate = AlsModel(load_npz(run_dir / "eval_model.npz")["user_factors"], new.item_arrays["item_factors"])
+    blind = load_npz(run_dir / "eval_model.npz")
+    # runs older than the full-data fit published the blind model's item factors, so they are the same
+    candidate = AlsModel(blind["user_factors"], blind.get("item_factors", new.item_arrays["item_factors"]))
     serving = AlsModel(cur_users, cur_items)
     args = (train, holdout_idx, k, settings.eval_max_users, settings.seed, pop)
     m_new, m_cur = holdout_metrics(candidate, *args), holdout_metrics(serving, *args)

@@ -149,6 +149,33 @@ def train_als(matrix: csr_matrix, params: AlsParams, seed: int) -> AlsModel:
     )
 
 
+def continue_als(model: AlsModel, matrix: csr_matrix, params: AlsParams, sweeps: int) -> AlsModel:
+    """``sweeps`` more ALS sweeps on ``matrix`` (same shape as the model), starting from ``model``'s factors.
+
+    The published model: the holdout-blind fit (what the run's metrics measure) continued on the
+    run's full data, so an item whose only events were held out (someone's latest item) gets a real
+    vector instead of the zero vector it had, and every vector reflects the newest events. Each sweep
+    solves users then items (implicit's order); deterministic, like ``train_als``.
+    """
+    check_user_items(matrix, "full-data matrix")
+    if matrix.shape != (model.n_users, model.n_items):
+        raise ModelError(f"matrix {matrix.shape} does not match the model ({model.n_users}, {model.n_items})")
+    if sweeps < 1:
+        raise ConfigError(f"sweeps must be >= 1, got {sweeps}")
+    conf = _confidence(matrix, params.alpha)
+    with threadpool_limits(1, "blas"):
+        als = _implicit_model(params, model=AlsModel(model.user_factors.copy(), model.item_factors.copy()))
+        als.iterations = sweeps
+        try:
+            als.fit(conf, show_progress=False)
+        except (ModelFitError, ValueError) as exc:
+            raise ModelError(f"ALS fit on the full data failed ({exc}); raise als_regularization") from exc
+    return AlsModel(
+        user_factors=np.ascontiguousarray(als.user_factors, dtype=np.float32),
+        item_factors=np.ascontiguousarray(als.item_factors, dtype=np.float32),
+    )
+
+
 def refresh_users(model: AlsModel, matrix: csr_matrix, params: AlsParams) -> AlsModel:
     """Recompute every user vector exactly against the fixed item factors of ``model``.
 

@@ -156,6 +156,13 @@ def _print_run_summary(run_dir: Path) -> None:
         f"{sum(m['timings_s'].values()):.1f}s; Recall@{k} ALS {als.get('recall', 0):.4f} vs popularity "
         f"{pop.get('recall', 0):.4f}, NDCG@{k} {als.get('ndcg', 0):.4f} vs {pop.get('ndcg', 0):.4f}"
     )
+    window = m.get("window") or {}
+    if window.get("dropped_events"):
+        console.print(
+            f"[yellow]window:[/] {window['days']} days from {window['first_day']} leaves out "
+            f"{window['dropped_events']:,} older events in {window['dropped_partitions']} partition(s); "
+            "HYBRIDREC_TRAINING_WINDOW_DAYS=0 trains on the whole log"
+        )
 
 
 def _store(settings: Settings, url: str | None = None) -> RedisStore:
@@ -221,7 +228,7 @@ def status(data_dir: DataDir = None) -> None:
         versions = store.versions
         infos = versions.list_versions()
         table = Table(title=f"versions in {settings.redis_url} (prefix {settings.key_prefix!r})")
-        for col in ("version", "state", "started (UTC)", "users", "items", "user keys", "recall", "ndcg"):
+        for col in ("version", "state", "started (UTC)", "users", "items", "user keys", "window", "recall", "ndcg"):
             table.add_column(col)
         for v in infos:
             state = (
@@ -236,6 +243,7 @@ def status(data_dir: DataDir = None) -> None:
                 f"{meta.get('n_users', 0):,}",
                 f"{meta.get('n_items', 0):,}",
                 f"{versions.count_user_keys(v.version):,}",
+                _window_cell(meta.get("window")),
                 f"{als.get('recall', float('nan')):.4f}",
                 f"{als.get('ndcg', float('nan')):.4f}",
             )
@@ -243,6 +251,15 @@ def status(data_dir: DataDir = None) -> None:
         console.print(f"live events waiting in the stream: {store.events.stream_length():,}")
         if not infos:
             console.print("nothing published yet: run `hybridrec run-batch` then `hybridrec publish`")
+
+
+def _window_cell(window: dict | None) -> str:
+    """'all' or '90d', plus the events a window left out: what `status` shows of a version's window."""
+    if not window:
+        return "?"
+    days = "all" if window.get("days") == "all" else f"{window.get('days')}d"
+    dropped = window.get("dropped_events") or 0
+    return f"{days} (-{dropped:,} events)" if dropped else days
 
 
 @app.command()

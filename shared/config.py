@@ -38,7 +38,11 @@ class Settings(BaseSettings):
     bm25_k1: float = Field(default=1.2, gt=0.0, description="BM25 saturation (confidence=bm25).")
     bm25_b: float = Field(default=0.75, ge=0.0, le=1.0, description="BM25 length normalisation.")
     seed: int = Field(default=42, description="Seed for training, sampling and evaluation.")
-    training_window_days: int = Field(default=90, ge=1, description="Days of interactions up to the run date.")
+    training_window_days: int = Field(
+        default=0,
+        ge=0,
+        description="Days of interactions up to the run date; 0 = the whole log (a run says what a window leaves out).",
+    )
 
     # --- evaluation --------------------------------------------------------------------------
     eval_k: int = Field(default=10, ge=1, le=1000, description="k of Recall@k / NDCG@k in metrics.json.")

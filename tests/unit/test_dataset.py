@@ -61,7 +61,7 @@ def test_window_is_end_minus_days_exclusive_to_end_inclusive(five_days: Path) ->
     ]
 
 
-def test_partitions_outside_the_window_are_never_opened(five_days: Path) -> None:
+def test_a_broken_partition_outside_the_window_cannot_break_a_run(five_days: Path) -> None:
     (partition_dir(five_days, D) / "part-zzz.parquet").write_bytes(b"not parquet at all")
     assert load_interactions(five_days, D + dt.timedelta(days=4), 2)["user_id"].tolist() == ["u3", "u4"]
     with pytest.raises(DataValidationError, match="cannot read"):
@@ -90,7 +90,20 @@ def test_missing_window_says_which_dates_exist(five_days: Path, tmp_path: Path) 
     with pytest.raises(ArtifactNotFound, match="no partitions at all"):
         load_interactions(tmp_path / "nothing-here", D, 7)
     with pytest.raises(ConfigError, match="window_days"):
-        load_interactions(five_days, D, 0)
+        load_interactions(five_days, D, -1)
+
+
+def test_window_zero_reads_the_whole_log_and_a_window_says_what_it_leaves_out(five_days: Path) -> None:
+    from batch.dataset import training_window
+
+    everything = load_interactions(five_days, dt.date(2024, 3, 5), 0)
+    last_two = training_window(five_days, dt.date(2024, 3, 5), 2)
+    assert last_two.dropped_partitions == 3 and last_two.first_day == dt.date(2024, 3, 4)
+    kept = len(load_interactions(five_days, dt.date(2024, 3, 5), 2))
+    assert last_two.dropped_rows == len(everything) - kept > 0  # no duplicates in this fixture
+    assert "leaves out" in last_two.summary() and "HYBRIDREC_TRAINING_WINDOW_DAYS=0" in last_two.summary()
+    whole = training_window(five_days, dt.date(2024, 3, 5), 0)
+    assert (whole.dropped_rows, whole.to_dict()["days"]) == (0, "all") and "whole log" in whole.summary()
 
 
 def test_items_follow_the_requested_order_with_defaults(tmp_path: Path) -> None:

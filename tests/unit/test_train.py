@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.sparse import csr_matrix, vstack
 
-from batch.train import AlsModel, AlsParams, refresh_users, train_als
+from batch.train import AlsModel, AlsParams, continue_als, refresh_users, train_als
 from shared.config import Settings
 from shared.errors import ConfigError, ModelError
 from tests.support.matrices import block_matrix
@@ -116,3 +116,25 @@ def test_refresh_rejects_other_item_columns() -> None:
     model = train_als(block_matrix(), PARAMS, seed=1)
     with pytest.raises(ModelError, match="item columns"):
         refresh_users(model, csr_matrix(np.ones((2, 9), dtype=np.float32)), PARAMS)
+
+
+def test_the_full_data_model_gives_a_vector_to_an_item_only_the_holdout_had() -> None:
+    """Item 7's only event is user 0's held-out last item: the blind fit leaves it a zero vector (it can
+    never be recommended or seed a session); continued on the full data it gets a real one."""
+    full = block_matrix().tolil()
+    full[:, 7] = 0
+    full[0, 7] = 1.0
+    full = csr_matrix(full, dtype=np.float32)
+    train = full.tolil()
+    train[0, 7] = 0
+    train = csr_matrix(train, dtype=np.float32)
+    train.eliminate_zeros()
+    blind = train_als(train, PARAMS, seed=1)
+    assert not np.any(blind.item_factors[7])
+    before = blind.item_factors.copy()
+    served = continue_als(blind, full, PARAMS, sweeps=3)
+    assert np.array_equal(blind.item_factors, before)  # the blind model (metrics, gate) is untouched
+    assert np.all(np.linalg.norm(served.item_factors, axis=1) > 0)  # no zero vector left
+    assert np.array_equal(continue_als(blind, full, PARAMS, 3).item_factors, served.item_factors)  # deterministic
+    with pytest.raises(ModelError, match="does not match"):
+        continue_als(blind, full[:4], PARAMS, 1)
