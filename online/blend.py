@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from online.features import COLUMN, FEATURE_NAMES
 from shared.config import Settings
 from shared.schemas import BLEND_FIELDS
 
@@ -67,18 +68,21 @@ class BlendParams:
 def precomputed_score(pool: Pool, params: BlendParams) -> np.ndarray:
     """float32 (n,): the precomputed tier's own blend. Weights chosen for session requests (where the
     session carries the signal) would otherwise reorder a user's batch list by popularity."""
-    return (pool.column("user_z") + params.precomputed_weight_popularity * pool.column("popularity_z")).astype(
-        np.float32, copy=False
-    )
+    w = np.zeros(len(FEATURE_NAMES), dtype=np.float32)
+    w[COLUMN["user_z"]] = 1.0
+    w[COLUMN["popularity_z"]] = params.precomputed_weight_popularity
+    return pool.features @ w
 
 
 def blend_score(pool: Pool, params: BlendParams) -> np.ndarray:
-    """float32 (n,) hand-set blend of the pool's z-scored signals (module docstring)."""
-    score = params.weight_popularity * pool.column("popularity_z")
-    if pool.user is not None and params.weight_user > 0:
-        score = score + params.weight_user * pool.column("user_z")
-    if pool.s_vec is not None and params.weight_session > 0:
-        score = score + params.weight_session * pool.column("session_z")
-    if pool.seeds.size and params.weight_covisit > 0:
-        score = score + params.weight_covisit * pool.column("covisit_z")
-    return score.astype(np.float32, copy=False)
+    """float32 (n,) hand-set blend of the pool's z-scored signals (module docstring): one weight vector
+    over ``Pool.features``, a signal the request lacks weighted 0."""
+    w = np.zeros(len(FEATURE_NAMES), dtype=np.float32)
+    w[COLUMN["popularity_z"]] = params.weight_popularity
+    if pool.user is not None:
+        w[COLUMN["user_z"]] = params.weight_user
+    if pool.s_vec is not None:
+        w[COLUMN["session_z"]] = params.weight_session
+    if pool.seeds.size:
+        w[COLUMN["covisit_z"]] = params.weight_covisit
+    return pool.features @ w

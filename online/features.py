@@ -28,14 +28,16 @@ signal gives 0::
     candidate_rank  1 / log2(2 + r), r = c's 0-based rank in that list (0 if absent)
     log_popularity  log(1 + popularity_c), not standardised (absolute popularity)
 
-``blend_score`` is the hand-set linear blend of the z features; ``online.reranker`` scores any subset
-of these features with learned weights.
+All features of a request are computed in one vectorised pass into one float32 (n, n_features)
+matrix (``Pool.features``, columns in ``FEATURE_NAMES`` order): one gather of the candidates' unit
+vectors, one small matrix product for the three dot products, one pass for the four z-scores. The
+blend (``online.blend``) and the learned re-ranker (``online.reranker``) are each one weight vector
+over those columns. Reasons are worked out for the served top-k only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -43,66 +45,137 @@ import numpy as np
 from feature_store.base import RequestFeatures, SessionEvent, UserRecord
 from shared.schemas import EVENT_WEIGHTS
 
-if TYPE_CHECKING:  # the model imports the re-ranker, which computes these features
+if TYPE_CHECKING:  # the model imports the re-ranker, which names these features
     from online.model import LoadedModel
 
+# Column order of Pool.features. The z columns standardise the raw column Z_OF names.
+RAW_FEATURES = (
+    "user_dot",
+    "session_cos",
+    "log_popularity",
+    "covisit",
+    "last_item_sim",
+    "category_share",
+    "candidate_rank",
+    "in_candidates",
+)
+Z_OF = {"user_z": "user_dot", "session_z": "session_cos", "popularity_z": "log_popularity", "covisit_z": "covisit"}
+FEATURE_NAMES: tuple[str, ...] = (*RAW_FEATURES, *Z_OF)
+COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
+FEATURES = frozenset(FEATURE_NAMES)  # what a re-ranker may name
+_Z_SRC = np.array([COLUMN[src] for src in Z_OF.values()])
+_Z_DST = np.array([COLUMN[name] for name in Z_OF])
+_EMPTY = np.empty(0, dtype=np.int64)
 
-@dataclass
+
+@dataclass(frozen=True)
 class Pool:
-    """One request's candidates plus what its features are computed from. Per request, not shared."""
+    """One request's candidates and their features. Per request, not shared."""
 
     model: LoadedModel
     user: UserRecord | None
-    events: list[SessionEvent]
-    half_life: float
     seeds: np.ndarray  # int64 (n_seeds,) recent distinct session items, newest first
-    seed_decay: np.ndarray  # float32 (n_seeds,)
-    session_idx: np.ndarray  # int64 (n_known_events,) item of each session event with a known item
-    session_w: np.ndarray  # float32 (n_known_events,) its weight in the session vector
     s_vec: np.ndarray | None  # float32 (f,) unit session vector, None without a known session item
     items: np.ndarray  # int64 (n,) candidate item indices, ascending
     excluded: np.ndarray  # int64 sorted unique: items never served to this request (see build_pool)
-    reasons: dict[int, str]
-    _cache: dict[str, np.ndarray] = field(default_factory=dict)
+    features: np.ndarray  # float32 (n, len(FEATURE_NAMES))
+    history_reason: bool  # exclude_seen is off: history items are labelled seen_before
 
     def column(self, name: str) -> np.ndarray:
-        """Feature ``name`` over the pool, float32 (n,), computed once per request."""
-        got = self._cache.get(name)
-        if got is None:
-            got = FEATURES[name](self).astype(np.float32, copy=False)
-            self._cache[name] = got
-        return got
+        """Feature ``name`` over the pool, float32 (n,)."""
+        return self.features[:, COLUMN[name]]
 
-    def matrix(self, names: Sequence[str]) -> np.ndarray:
+    def matrix(self, names: tuple[str, ...] | list[str]) -> np.ndarray:
         """float32 (n, len(names)) of the named features."""
-        if not names:
-            return np.zeros((len(self.items), 0), dtype=np.float32)
-        return np.stack([self.column(n) for n in names], axis=1)
+        return self.features[:, [COLUMN[n] for n in names]]
+
+    def reasons(self, rows: np.ndarray) -> list[str]:
+        """Why each chosen candidate (``rows``: int (k,) positions in ``items``) is in the pool: the
+        newest seed whose ALS, then co-visitation, neighbours hold it, else the user's list
+        (``for_you``), else ``popular``; ``seen_before`` for a history item when exclusion is off.
+        Vectorised over the k items."""
+        bundle = self.model.bundle
+        chosen = self.items[rows]
+        out = ["popular"] * len(chosen)
+        for i in np.flatnonzero(self.features[rows, COLUMN["in_candidates"]] > 0).tolist():
+            out[i] = "for_you"
+        if self.seeds.size:
+            # columns: seed 0's ALS neighbours, seed 0's co-visitors, seed 1's ..., newest seed first
+            als, covisit = _same_width(bundle.neighbours[self.seeds], bundle.covisit[self.seeds])
+            lists = np.stack([als, covisit], axis=1).reshape(2 * self.seeds.size, -1)
+            hits = (lists[None, :, :] == chosen[:, None, None]).any(axis=2)  # (k, 2 * n_seeds)
+            first = hits.argmax(axis=1)
+            for i in np.flatnonzero(hits.any(axis=1)).tolist():
+                seed = bundle.item_ids[int(self.seeds[first[i] // 2])]
+                out[i] = f"{'similar_to' if first[i] % 2 == 0 else 'often_next_to'}:{seed}"
+        if self.history_reason and self.user is not None and self.user.seen.size:
+            seen = np.sort(self.user.seen)
+            pos = np.minimum(np.searchsorted(seen, chosen), seen.size - 1)
+            for i in np.flatnonzero(seen[pos] == chosen).tolist():
+                out[i] = "seen_before"
+        return out
 
 
-def z(x: np.ndarray) -> np.ndarray:
-    std = float(x.std()) if x.size else 0.0
-    if std < 1e-9:
-        return np.zeros_like(x, dtype=np.float32)
-    return ((x - x.mean()) / std).astype(np.float32)
+def _same_width(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two (s, m_a) and (s, m_b) index arrays padded with -1 to the same width, so they stack."""
+    m = max(a.shape[1], b.shape[1])
+    return (
+        np.pad(a, ((0, 0), (0, m - a.shape[1])), constant_values=-1),
+        np.pad(b, ((0, 0), (0, m - b.shape[1])), constant_values=-1),
+    )
 
 
-def _session_weights(model: LoadedModel, events: list[SessionEvent], half_life: float) -> tuple[np.ndarray, np.ndarray]:
+def z_scores(x: np.ndarray) -> np.ndarray:
+    """Column-wise z-scores of float64 (n, m); a constant (or empty) column gives zeros. Written out
+    (sum, not ``mean``/``std``): numpy's reductions cost more in call overhead than in arithmetic here."""
+    n = x.shape[0]
+    if n == 0:
+        return np.zeros(x.shape, dtype=np.float32)
+    d = x - x.sum(axis=0) / n
+    std = np.sqrt(np.einsum("ij,ij->j", d, d) / n)
+    ok = std >= 1e-9
+    return (d * np.where(ok, 1.0 / np.where(ok, std, 1.0), 0.0)).astype(np.float32)
+
+
+def _session(
+    model: LoadedModel, events: list[SessionEvent], half_life: float, limit: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Known session events as (item indices int64, weights float32) and the seeds: the ``limit`` most
+    recent distinct known items, newest first, with their recency decay ``0.5 ** (age / half_life)``."""
     index = model.bundle.item_index
-    idx, weights = [], []
     n = len(events)
+    idx: list[int] = []
+    ages: list[int] = []
+    kinds: list[float] = []
     for pos, ev in enumerate(events):
         j = index.get(ev.item_id)
-        if j is None:
-            continue
-        idx.append(j)
-        weights.append(EVENT_WEIGHTS.get(ev.event_type, 1.0) * 0.5 ** ((n - 1 - pos) / half_life))
-    return np.asarray(idx, dtype=np.int64), np.asarray(weights, dtype=np.float32)
+        if j is not None:
+            idx.append(j)
+            ages.append(n - 1 - pos)
+            kinds.append(EVENT_WEIGHTS.get(ev.event_type, 1.0))
+    if not idx:
+        return _EMPTY, np.empty(0, np.float32), _EMPTY, np.empty(0, np.float32)
+    decay = 0.5 ** (np.asarray(ages, dtype=np.float64) / half_life)
+    weights = (np.asarray(kinds) * decay).astype(np.float32)
+    seeds: list[int] = []
+    seed_decay: list[float] = []
+    for j, d in zip(reversed(idx), reversed(decay.tolist()), strict=True):
+        if j not in seeds:
+            seeds.append(j)
+            seed_decay.append(d)
+            if len(seeds) == limit:
+                break
+    return (
+        np.asarray(idx, dtype=np.int64),
+        weights,
+        np.asarray(seeds, dtype=np.int64),
+        np.asarray(seed_decay, np.float32),
+    )
 
 
 def session_vector(model: LoadedModel, events: list[SessionEvent], half_life: float) -> np.ndarray | None:
     """Recency-weighted mean of the unit vectors of the session's known items (f,), unit-normalised."""
-    idx, weights = _session_weights(model, events, half_life)
+    idx, weights, _, _ = _session(model, events, half_life, 1)
     return _unit_mean(model, idx, weights)
 
 
@@ -111,25 +184,7 @@ def _unit_mean(model: LoadedModel, idx: np.ndarray, weights: np.ndarray) -> np.n
         return None
     vec = weights @ model.unit_factors[idx]
     norm = float(np.linalg.norm(vec))
-    return vec / norm if norm > 0 else None
-
-
-def _seeds(
-    model: LoadedModel, events: list[SessionEvent], limit: int, half_life: float
-) -> tuple[list[int], list[float]]:
-    """The ``limit`` most recent distinct known items, newest first, and their recency decay."""
-    index = model.bundle.item_index
-    out: list[int] = []
-    decay: list[float] = []
-    n = len(events)
-    for pos in range(n - 1, -1, -1):
-        j = index.get(events[pos].item_id)
-        if j is not None and j not in out:
-            out.append(j)
-            decay.append(0.5 ** ((n - 1 - pos) / half_life))
-            if len(out) == limit:
-                break
-    return out, decay
+    return (vec / norm).astype(np.float32) if norm > 0 else None
 
 
 def build_pool(
@@ -141,7 +196,8 @@ def build_pool(
     popular_pool: int,
     exclude_seen: bool = True,
 ) -> Pool:
-    """The candidates of one request (see the module docstring). ``features`` None: the store was not read.
+    """The candidates of one request and their features (module docstring). ``features`` None: the store
+    was not read.
 
     Never served: every item of the live session (its seen set, beyond the session list's cap) and,
     with ``exclude_seen``, every item of the user's training history (``user.seen``). Without
@@ -150,129 +206,102 @@ def build_pool(
     bundle = model.bundle
     user = features.user if features else None
     events = features.session if features else []
-    seeds, decay = _seeds(model, events, seed_items, half_life)
-    session_idx, session_w = _session_weights(model, events, half_life) if seeds else (np.empty(0, np.int64), None)
+    session_idx, session_w, seeds, seed_decay = _session(model, events, half_life, seed_items)
 
-    pools: list[np.ndarray] = []
-    reasons: dict[int, str] = {}
-    if user is not None:
-        pools.append(user.candidates)
-    for seed in seeds:
-        for rows, label in ((bundle.neighbours, "similar_to"), (bundle.covisit, "often_next_to")):
-            nbrs = rows[seed]
-            nbrs = nbrs[nbrs >= 0]
-            pools.append(nbrs)
-            for j in nbrs.tolist():
-                reasons.setdefault(j, f"{label}:{bundle.item_ids[seed]}")
-    if user is not None:
-        for j in user.candidates.tolist():
-            reasons.setdefault(j, "for_you")
+    # the user's list and the popular list hold each item once: only the seeds' lists need de-duplicating
+    base = user.candidates if user is not None else model.popular(category)[:popular_pool]
+    if seeds.size:
+        items = np.concatenate([base, bundle.neighbours[seeds].ravel(), bundle.covisit[seeds].ravel()])
+        items = np.unique(items.astype(np.int64))
+        items = items[items >= 0]
     else:
-        # Without a user record the popular head joins the pool. For a known user it does not: the
-        # precomputed list already holds the best unseen items, and popular items missing from it
-        # are mostly ones the user has already interacted with.
-        pools.append(model.popular(category)[:popular_pool])
-    items = np.unique(np.concatenate(pools).astype(np.int64)) if pools else np.empty(0, dtype=np.int64)
+        items = np.sort(base.astype(np.int64))
 
     index = bundle.item_index
-    session_seen = [index[i] for i in (features.session_seen if features else ()) if i in index]
-    parts = [np.asarray(seeds, dtype=np.int64), session_idx, np.asarray(session_seen, dtype=np.int64)]
-    history = user.seen.astype(np.int64) if user is not None else np.empty(0, dtype=np.int64)
-    if exclude_seen:
-        parts.append(history)
-    else:
-        for j in np.intersect1d(items, history).tolist():
-            reasons[j] = "seen_before"
-    excluded = np.unique(np.concatenate(parts))
-    keep = bundle.available[items]
+    seen_ids = features.session_seen if features else ()
+    excluded_parts = [session_idx] if session_idx.size else []
+    if seen_ids:
+        excluded_parts.append(np.fromiter((index[i] for i in seen_ids if i in index), dtype=np.int64))
+    if exclude_seen and user is not None and user.seen.size:
+        excluded_parts.append(user.seen.astype(np.int64))
+    excluded = np.unique(np.concatenate(excluded_parts)) if excluded_parts else _EMPTY
+    keep = model.available[items]
     if category:
         keep &= bundle.categories[items] == category
     if excluded.size:
-        keep &= ~np.isin(items, excluded, assume_unique=True)
-    weights = session_w if session_w is not None else np.empty(0, np.float32)
+        pos = np.minimum(np.searchsorted(excluded, items), excluded.size - 1)
+        keep &= excluded[pos] != items
+    items = items[keep]
+    s_vec = _unit_mean(model, session_idx, session_w)
     return Pool(
         model=model,
         user=user,
-        events=events,
-        half_life=half_life,
-        seeds=np.asarray(seeds, dtype=np.int64),
-        seed_decay=np.asarray(decay, dtype=np.float32),
-        session_idx=session_idx,
-        session_w=weights,
-        s_vec=_unit_mean(model, session_idx, weights),
-        items=items[keep],
+        seeds=seeds,
+        s_vec=s_vec,
+        items=items,
         excluded=excluded,
-        reasons=reasons,
+        features=_features(model, user, items, s_vec, seeds, seed_decay, session_idx, session_w),
+        history_reason=not exclude_seen,
     )
 
 
-# --- feature definitions (each: Pool -> (n,) array) ---------------------------------------------
-
-
-def _user_dot(p: Pool) -> np.ndarray:
-    if p.user is None:
-        return np.zeros(len(p.items), dtype=np.float32)
-    return p.model.bundle.item_factors[p.items] @ p.user.vector
-
-
-def _session_cos(p: Pool) -> np.ndarray:
-    if p.s_vec is None:
-        return np.zeros(len(p.items), dtype=np.float32)
-    return p.model.unit_factors[p.items] @ p.s_vec
-
-
-def _covisit(p: Pool) -> np.ndarray:
-    out = np.zeros(len(p.items), dtype=np.float32)
-    if p.seeds.size == 0 or p.items.size == 0:
+def _features(
+    model: LoadedModel,
+    user: UserRecord | None,
+    items: np.ndarray,
+    s_vec: np.ndarray | None,
+    seeds: np.ndarray,
+    seed_decay: np.ndarray,
+    session_idx: np.ndarray,
+    session_w: np.ndarray,
+) -> np.ndarray:
+    """float32 (n, len(FEATURE_NAMES)): every feature of the module docstring in one pass."""
+    n = len(items)
+    out = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
+    if n == 0:
         return out
-    bundle = p.model.bundle
-    rows = bundle.covisit[p.seeds]  # (n_seeds, m)
-    vals = bundle.covisit_scores[p.seeds] * p.seed_decay[:, None]
+    unit = model.unit_factors[items]  # (n, f): the one gather of item vectors
+    queries, cols = [], []
+    if user is not None:
+        queries.append(user.vector)
+        cols.append(COLUMN["user_dot"])
+    if s_vec is not None:
+        queries.append(s_vec)
+        cols.append(COLUMN["session_cos"])
+    if seeds.size:
+        queries.append(model.unit_factors[seeds[0]])
+        cols.append(COLUMN["last_item_sim"])
+    if queries:
+        out[:, cols] = unit @ np.stack(queries, axis=1)
+        if user is not None:
+            out[:, COLUMN["user_dot"]] *= model.norms[items]  # u . v_c = |v_c| (u . v_c / |v_c|)
+    out[:, COLUMN["log_popularity"]] = model.log_popularity[items]
+    if seeds.size:
+        out[:, COLUMN["covisit"]] = _covisit(model, items, seeds, seed_decay)
+        total = float(session_w.sum())
+        if total > 0:
+            codes = model.category_codes
+            per_category = np.bincount(codes[session_idx], weights=session_w, minlength=model.n_categories)
+            out[:, COLUMN["category_share"]] = per_category[codes[items]] / total
+    if user is not None and user.candidates.size:
+        cands = user.candidates.astype(np.int64)
+        pos = np.minimum(np.searchsorted(items, cands), n - 1)
+        hit = items[pos] == cands
+        out[pos[hit], COLUMN["candidate_rank"]] = 1.0 / np.log2(2.0 + np.flatnonzero(hit))
+        out[pos[hit], COLUMN["in_candidates"]] = 1.0
+    out[:, _Z_DST] = z_scores(out[:, _Z_SRC].astype(np.float64))
+    return out
+
+
+def _covisit(model: LoadedModel, items: np.ndarray, seeds: np.ndarray, seed_decay: np.ndarray) -> np.ndarray:
+    """float32 (n,): sum over seeds s of decay_s * covis(s -> c)."""
+    bundle = model.bundle
+    out = np.zeros(len(items), dtype=np.float32)
+    rows = bundle.covisit[seeds]  # (n_seeds, m)
     valid = rows >= 0
-    targets, vals = rows[valid].astype(np.int64), vals[valid]
-    pos = np.minimum(np.searchsorted(p.items, targets), len(p.items) - 1)
-    hit = p.items[pos] == targets
+    targets = rows[valid].astype(np.int64)
+    vals = (bundle.covisit_scores[seeds] * seed_decay[:, None])[valid]
+    pos = np.minimum(np.searchsorted(items, targets), len(items) - 1)
+    hit = items[pos] == targets
     np.add.at(out, pos[hit], vals[hit])
     return out
-
-
-def _last_item_sim(p: Pool) -> np.ndarray:
-    if p.seeds.size == 0:
-        return np.zeros(len(p.items), dtype=np.float32)
-    return p.model.unit_factors[p.items] @ p.model.unit_factors[p.seeds[0]]
-
-
-def _category_share(p: Pool) -> np.ndarray:
-    total = float(p.session_w.sum())
-    if total <= 0:
-        return np.zeros(len(p.items), dtype=np.float32)
-    codes = p.model.category_codes
-    per_category = np.bincount(codes[p.session_idx], weights=p.session_w, minlength=int(codes.max()) + 1)
-    return (per_category[codes[p.items]] / total).astype(np.float32)
-
-
-def _candidate_rank(p: Pool) -> np.ndarray:
-    out = np.zeros(len(p.items), dtype=np.float32)
-    if p.user is None or p.user.candidates.size == 0 or p.items.size == 0:
-        return out
-    cands = p.user.candidates.astype(np.int64)
-    pos = np.minimum(np.searchsorted(p.items, cands), len(p.items) - 1)
-    hit = p.items[pos] == cands
-    out[pos[hit]] = 1.0 / np.log2(2.0 + np.flatnonzero(hit))
-    return out
-
-
-FEATURES: dict[str, Callable[[Pool], np.ndarray]] = {
-    "user_z": lambda p: z(p.column("user_dot")),
-    "session_z": lambda p: z(p.column("session_cos")),
-    "popularity_z": lambda p: z(p.column("log_popularity")),
-    "covisit_z": lambda p: z(p.column("covisit")),
-    "covisit": _covisit,
-    "last_item_sim": _last_item_sim,
-    "category_share": _category_share,
-    "in_candidates": lambda p: (p.column("candidate_rank") > 0).astype(np.float32),
-    "candidate_rank": _candidate_rank,
-    "log_popularity": lambda p: p.model.log_popularity[p.items],
-    "user_dot": _user_dot,
-    "session_cos": _session_cos,
-}

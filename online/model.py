@@ -30,8 +30,10 @@ class LoadedModel:
 
     bundle: ItemBundle
     unit_factors: np.ndarray  # float32 (n_items, f), rows L2-normalised (zero rows stay zero)
+    norms: np.ndarray  # float32 (n_items,), |v_j|: item_factors = unit_factors * norms[:, None]
     log_popularity: np.ndarray  # float32 (n_items,), log1p(decayed popularity)
     category_codes: np.ndarray  # int64 (n_items,), index of the item's category in sorted categories
+    n_categories: int
     params: BlendParams  # the configured blend with this version's tuned fields
     reranker: LinearReranker | None  # the version's learned re-ranker, None without a usable one
 
@@ -42,6 +44,7 @@ class LoadedModel:
         f = bundle.item_factors.astype(np.float32, copy=False)
         norms = np.linalg.norm(f, axis=1, keepdims=True)
         unit = np.divide(f, norms, out=np.zeros_like(f), where=norms > 0)
+        names, codes = np.unique(bundle.categories.astype(str), return_inverse=True)
         reranker = None
         try:
             reranker = LinearReranker.for_version(bundle.meta)
@@ -50,8 +53,10 @@ class LoadedModel:
         return cls(
             bundle=bundle,
             unit_factors=unit,
+            norms=norms[:, 0].astype(np.float32),
             log_popularity=np.log1p(np.maximum(bundle.popularity, 0)).astype(np.float32),
-            category_codes=np.unique(bundle.categories.astype(str), return_inverse=True)[1].astype(np.int64),
+            category_codes=codes.astype(np.int64),
+            n_categories=len(names),
             params=(defaults or BlendParams()).for_version(bundle.meta),
             reranker=reranker,
         )
@@ -59,6 +64,11 @@ class LoadedModel:
     @property
     def version(self) -> str:
         return self.bundle.version
+
+    @property
+    def available(self) -> np.ndarray:
+        """bool (n_items,)"""
+        return self.bundle.available
 
     def popular(self, category: str | None) -> np.ndarray:
         """Popular list for ``category`` (global list when None); empty for an unknown category."""

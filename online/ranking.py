@@ -87,7 +87,7 @@ def rank(
     order = np.lexsort((pool.items, -score))[:k]  # best score first, ties by index: deterministic
     chosen = pool.items[order].tolist()
     scores = score[order].tolist()
-    why = [pool.reasons.get(j, "popular") for j in chosen]
+    why = pool.reasons(order)
     flags = []
     if len(chosen) < k:
         _fill_popular(model, category, k, chosen, scores, why, pool.excluded)
