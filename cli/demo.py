@@ -23,10 +23,10 @@ import httpx
 import pandas as pd
 from rich.console import Console
 
-from batch.generate import generate, write_synthetic
 from batch.ingest import ingest_interactions, ingest_items
 from batch.pipeline import run_batch
 from batch.publish import publish_run
+from batch.synthetic.generate import generate, write_synthetic
 from feature_store.embedded import EmbeddedRedis, free_port
 from feature_store.redis_store import RedisStore
 from shared.config import Settings

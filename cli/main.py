@@ -74,9 +74,9 @@ def generate(
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv")] = "parquet",
     data_dir: DataDir = None,
 ) -> None:
-    """Generate a synthetic data set with real structure (see batch.generate) into <data-dir>/raw/."""
-    from batch.generate import generate as gen
-    from batch.generate import write_synthetic
+    """Generate a synthetic data set with real structure (see batch.synthetic.generate) into <data-dir>/raw/."""
+    from batch.synthetic.generate import generate as gen
+    from batch.synthetic.generate import write_synthetic
 
     settings = _settings(data_dir)
     end = parse_date(end_date or _yesterday())

@@ -41,7 +41,7 @@ from pathlib import Path
 import pandas as pd
 
 from batch.artifacts import read_json, write_json
-from batch.generate import SyntheticData
+from batch.synthetic.generate import SyntheticData
 from batch.train import AlsParams
 from lab.datasets import SYNTHETIC_END, Prepared, StepLog, ingest_synthetic, synthetic_split
 from lab.replay import evaluate_replay, sample_sessions

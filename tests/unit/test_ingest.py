@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch.dataset import load_interactions
-from batch.generate import generate, write_synthetic
 from batch.ingest import ingest_interactions, ingest_items
+from batch.synthetic.generate import generate, write_synthetic
 from shared.errors import ConfigError, DataValidationError
 
 GOOD_AND_TWO_BAD = (
