@@ -42,13 +42,13 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from batch.contract import kinds_text, partitions_text
 from batch.dataset import INTERACTION_SCHEMA, partition_dir, write_parquet_atomic
-from batch.ingest import TS_RANGE_S
 from feature_store.base import EventLog, ProgressFn, SessionEvent
 from feature_store.keys import COMPACTION_GROUP
 from shared.config import Settings
 from shared.errors import ConfigError
-from shared.schemas import DATE_FORMAT, EVENT_TYPES, EVENT_WEIGHTS, MAX_ID_LENGTH
+from shared.schemas import DATE_FORMAT, EVENT_TYPES, EVENT_WEIGHTS, MAX_ID_LENGTH, TS_WINDOW_S
 
 QUARANTINE_COLUMNS = (
     "stream_id",
@@ -80,16 +80,13 @@ class CompactionReport:
 
     def summary(self) -> str:
         rate = self.events_read / self.seconds if self.seconds > 0 else 0.0
-        where = f"{len(self.partitions)} partition(s)"
-        if self.partitions:
-            where += f" {self.partitions[0]}..{self.partitions[-1]}"
         text = (
             f"compacted {self.events_read:,} live events in {self.batches} batch(es), {self.seconds:.2f}s "
-            f"({rate:,.0f} events/s): {self.rows_written:,} rows -> {where}, {self.rows_quarantined:,} quarantined"
+            f"({rate:,.0f} events/s): {self.rows_written:,} rows -> {partitions_text(self.partitions)}, "
+            f"{self.rows_quarantined:,} quarantined"
         )
         if self.rows_quarantined:
-            kinds = ", ".join(f"{k}={n}" for k, n in sorted(self.bad_reasons.items()))
-            text += f" -> {self.quarantine_paths[0].parent} ({kinds})"
+            text += f" -> {self.quarantine_paths[0].parent} ({kinds_text(self.bad_reasons)})"
         return text
 
 
@@ -186,7 +183,7 @@ def validate_event(event: SessionEvent) -> list[tuple[str, str]]:
         problems.append(("long_session_id", f"session_id is {n} characters long (max {MAX_ID_LENGTH})"))
     if _event_type(event) not in EVENT_WEIGHTS:
         problems.append(("bad_event_type", f"event_type {event.event_type!r} is not one of {', '.join(EVENT_TYPES)}"))
-    lo, hi = TS_RANGE_S
+    lo, hi = TS_WINDOW_S
     if math.isnan(event.ts):
         problems.append(("bad_ts", "ts is not unix seconds"))
     elif not lo <= event.ts < hi:

@@ -38,6 +38,9 @@ PARTITION_COLUMN: Final[str] = "date"
 DATE_FORMAT: Final[str] = "%Y-%m-%d"
 
 MAX_ID_LENGTH: Final[int] = 128
+# Event times accepted, in epoch seconds [start, end): 1970-01-01 .. 2100-01-01 UTC. The end catches
+# epochs in milliseconds, which would otherwise land thousands of years ahead.
+TS_WINDOW_S: Final[tuple[int, int]] = (0, 4_102_444_800)
 
 # Online blend fields a tuning result may set: batch reads them from tuning/best.json and publishes
 # them in the version meta (``params.blend``); online.ranking.BlendParams applies them per version.
