@@ -1,14 +1,19 @@
 """The interaction contract: when an event row may enter the training data, and how it is stored.
 
-File ingest (:mod:`batch.ingest`, a whole file as one frame) applies these rules with
-:func:`check_interactions` and writes the rows that pass with :func:`write_partitions`. The limits
-are declared once, in ``shared.schemas``.
+Two roads lead into ``interactions/date=YYYY-MM-DD/``: file ingest (:mod:`batch.ingest`, a whole file
+as one frame) and the live events' compaction (:mod:`batch.compaction`, one stream batch as one
+frame). Both judge rows with :func:`check_interactions` and write the rows that pass with
+:func:`write_partitions`, so a row meets the same rules, under the same problem kinds and messages,
+whichever road it takes. The limits are declared once, in ``shared.schemas``, which the API's request
+model uses too.
 
 Rules, with the problem kind each adds (a row may break several; its reason joins their messages
 with "; ", in this order):
 
 * ``user_id``, ``item_id``: not empty [missing_<column>] and at most MAX_ID_LENGTH characters
   [long_<column>], after stripping surrounding white space;
+* ``session_id``, ``event_id``: optional, at most MAX_ID_LENGTH characters [long_<column>]; the
+  event_id is required where it is what de-duplicates (live events) [missing_event_id];
 * ``event_type``: one of EVENT_TYPES, compared stripped and lower-cased [bad_event_type];
 * ``ts``: a time (a timestamp, a number of epoch seconds, or text holding ISO-8601 or epoch seconds;
   naive times are UTC) inside TS_WINDOW_S [bad_ts];
@@ -34,6 +39,7 @@ import pyarrow.compute as pc
 from batch.dataset import INTERACTION_SCHEMA, partition_dir, write_parquet_atomic
 from shared.schemas import EVENT_TYPES, EVENT_WEIGHTS, MAX_ID_LENGTH, TS_WINDOW_S
 
+OPTIONAL_IDS = ("session_id", "event_id")
 _NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _US_PER_DAY = 86_400 * 1_000_000
 _WINDOW_YEARS = "..".join(str(dt.datetime.fromtimestamp(s, dt.UTC).year) for s in (TS_WINDOW_S[0], TS_WINDOW_S[1] - 1))
@@ -94,7 +100,11 @@ class CheckedRows:
 
 
 def check_interactions(
-    frame: pd.DataFrame, problems: Problems, where: np.ndarray, labels: Mapping[str, str] | None = None
+    frame: pd.DataFrame,
+    problems: Problems,
+    where: np.ndarray,
+    labels: Mapping[str, str] | None = None,
+    require_event_id: bool = False,
 ) -> CheckedRows:
     """Apply the module's rules to the n rows of ``frame``, recording what rows in ``where`` break.
 
@@ -102,6 +112,7 @@ def check_interactions(
     ``session_id``, ``event_id``, with the values as the source has them (text, numbers, timestamps).
     ``where`` bool (n,): the rows to judge; the others (already known bad, e.g. a line that could not
     be split into fields) get no further messages. ``labels`` maps a column to the source's name for it.
+    ``require_event_id``: the road where the event_id is what de-duplicates (live events) needs one.
     """
     label = labels or {}
 
@@ -110,6 +121,12 @@ def check_interactions(
 
     user = check_id(frame["user_id"], "user_id", problems, where, name("user_id"))
     item = check_id(frame["item_id"], "item_id", problems, where, name("item_id"))
+    optional = {}
+    for column in OPTIONAL_IDS:
+        given = frame[column] if column in frame.columns else pd.Series("", index=frame.index)
+        required = require_event_id and column == "event_id"
+        ids = check_id(given, column, problems, where, name(column), required)
+        optional[column] = np.where(ids == "", None, ids)
     event = stripped(frame["event_type"]).str.lower()
     unknown = ~event.isin(EVENT_TYPES).to_numpy() & where
     allowed = ", ".join(EVENT_TYPES)
@@ -124,8 +141,8 @@ def check_interactions(
         event_type=event.to_numpy(dtype=object),
         ts_us=ts_us,
         weight=weight,
-        session_id=_optional_id(frame.get("session_id"), len(frame)),
-        event_id=_optional_id(frame.get("event_id"), len(frame)),
+        session_id=optional["session_id"],
+        event_id=optional["event_id"],
     )
 
 
@@ -167,12 +184,19 @@ def stripped(col: pd.Series) -> pd.Series:
 
 
 def check_id(
-    col: pd.Series, column: str, problems: Problems, where: np.ndarray, label: str | None = None
+    col: pd.Series,
+    column: str,
+    problems: Problems,
+    where: np.ndarray,
+    label: str | None = None,
+    required: bool = True,
 ) -> np.ndarray:
-    """Stripped ids (n,) as an object array; flags empty and over-long ones (messages say ``label``)."""
+    """Stripped ids (n,) as an object array; flags over-long ones, and empty ones when ``required``
+    (messages say ``label``)."""
     name = label or column
     ids = stripped(col)
-    problems.add(f"missing_{column}", (ids == "").to_numpy() & where, f"{name} is empty")
+    if required:
+        problems.add(f"missing_{column}", (ids == "").to_numpy() & where, f"{name} is empty")
     length = ids.str.len().to_numpy()
     problems.add(
         f"long_{column}",
@@ -180,14 +204,6 @@ def check_id(
         lambda i: [f"{name} is {n} characters long (max {MAX_ID_LENGTH})" for n in length[i]],
     )
     return ids.to_numpy(dtype=object)
-
-
-def _optional_id(col: pd.Series | None, n: int) -> np.ndarray:
-    """Stripped ids (n,) as an object array, None where empty or absent."""
-    if col is None:
-        return np.full(n, None, dtype=object)
-    ids = stripped(col).to_numpy(dtype=object)
-    return np.where(ids == "", None, ids)
 
 
 def _to_float(col: pd.Series) -> np.ndarray:

@@ -101,6 +101,7 @@ def test_a_different_file_adds_parts_next_to_the_old_ones(tmp_path: Path) -> Non
         (",i1,view,2024-01-01,,", "missing_user_id", "user_id is empty"),
         ("u1,   ,view,2024-01-01,,", "missing_item_id", "item_id is empty"),
         ("u" + "x" * 129 + ",i1,view,2024-01-01,,", "long_user_id", "user_id is 130 characters long (max 128)"),
+        ("u1,i1,view,2024-01-01,," + "s" * 129, "long_session_id", "session_id is 129 characters long (max 128)"),
         ("u1,i1,view,1704067200000,,", "bad_ts", "ts '1704067200000' is outside 1970..2099"),
         ("u1,i1,view,,,", "bad_ts", "ts '' is not an ISO-8601 time or epoch seconds"),
         ("u1,i1,view,2024-01-01,abc,", "bad_weight", "weight 'abc' is not a number"),
