@@ -17,7 +17,8 @@ with "; ", in this order):
 * ``event_type``: one of EVENT_TYPES, compared stripped and lower-cased [bad_event_type];
 * ``ts``: a time (a timestamp, a number of epoch seconds, or text holding ISO-8601 or epoch seconds;
   naive times are UTC) inside TS_WINDOW_S [bad_ts];
-* ``weight``: absent (then the event type's EVENT_WEIGHTS entry) or a finite number >= 0 [bad_weight].
+* ``weight``: absent (then the event type's EVENT_WEIGHTS entry) or a finite number in
+  [0, MAX_EVENT_WEIGHT] [bad_weight].
 
 Messages name a column as the source calls it (``labels``: MovieLens' ``rating`` is our weight) and
 quote the offending value as the source holds it.
@@ -37,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from batch.dataset import INTERACTION_SCHEMA, partition_dir, write_parquet_atomic
-from shared.schemas import EVENT_TYPES, EVENT_WEIGHTS, MAX_ID_LENGTH, TS_WINDOW_S
+from shared.schemas import EVENT_TYPES, EVENT_WEIGHTS, MAX_EVENT_WEIGHT, MAX_ID_LENGTH, TS_WINDOW_S
 
 OPTIONAL_IDS = ("session_id", "event_id")
 _NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
@@ -259,7 +260,7 @@ def _parse_weight(
     col: pd.Series | None, event: pd.Series, problems: Problems, where: np.ndarray, label: str
 ) -> np.ndarray:
     """float64 (n,): the given weight, or EVENT_WEIGHTS[event_type] where none is given; flags
-    non-numbers, non-finite and negative values."""
+    non-numbers, non-finite values and values outside [0, MAX_EVENT_WEIGHT]."""
     codes = pd.Index(list(EVENT_WEIGHTS)).get_indexer(event)
     default = np.append(np.array(list(EVENT_WEIGHTS.values())), np.nan)[codes]  # code -1 (unknown) -> NaN
     if col is None:
@@ -277,6 +278,11 @@ def _parse_weight(
         "bad_weight", np.isinf(given) & where, lambda i: [f"{label} {v!r} is not finite" for v in _shown(col, i)]
     )
     problems.add("bad_weight", (given < 0) & where, lambda i: [f"{label} {v!r} is negative" for v in _shown(col, i)])
+    problems.add(
+        "bad_weight",
+        np.isfinite(given) & (given > MAX_EVENT_WEIGHT) & where,
+        lambda i: [f"{label} {v!r} is above the maximum {MAX_EVENT_WEIGHT:,.0f}" for v in _shown(col, i)],
+    )
     return np.where(empty, default, given)
 
 

@@ -38,6 +38,10 @@ PARTITION_COLUMN: Final[str] = "date"
 DATE_FORMAT: Final[str] = "%Y-%m-%d"
 
 MAX_ID_LENGTH: Final[int] = 128
+# The largest event weight accepted (a play count, a rating, or a strength given with the event). A
+# larger one is a unit slip (milliseconds, cents) and would outweigh all of a user's other events in
+# the confidence matrix; play counts in the Last.fm set stay below 400,000.
+MAX_EVENT_WEIGHT: Final[float] = 1e6
 # Event times accepted, in epoch seconds [start, end): 1970-01-01 .. 2100-01-01 UTC. The end catches
 # epochs in milliseconds, which would otherwise land thousands of years ahead.
 TS_WINDOW_S: Final[tuple[int, int]] = (0, 4_102_444_800)

@@ -107,6 +107,7 @@ def test_a_different_file_adds_parts_next_to_the_old_ones(tmp_path: Path) -> Non
         ("u1,i1,view,2024-01-01,abc,", "bad_weight", "weight 'abc' is not a number"),
         ("u1,i1,view,2024-01-01,inf,", "bad_weight", "weight 'inf' is not finite"),
         ("u1,i1,view,2024-01-01,-2,", "bad_weight", "weight '-2' is negative"),
+        ("u1,i1,view,2024-01-01,1e7,", "bad_weight", "weight '1e7' is above the maximum 1,000,000"),
         ("u1,i1,view", "bad_field_count", "line has 3 field(s), expected 6"),
         ("u1,i1,view,2024-01-01,1,s,extra", "bad_field_count", "line has 7 field(s), expected 6"),
         (",,,,,", "blank_line", "blank line"),
