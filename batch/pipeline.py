@@ -31,7 +31,7 @@ from batch.holdout import temporal_split
 from batch.holdout_metrics import holdout_metrics
 from batch.matrix import build_id_maps, confidence_matrix
 from batch.train import AlsParams, refresh_users, train_als
-from batch.tuning_file import read_tuned_als, read_tuned_blend, read_tuned_reranker
+from batch.tuning_file import read_tuning
 from shared.config import Settings
 from shared.schemas import DATE_FORMAT, ITEM_COLUMNS
 
@@ -58,10 +58,9 @@ def partition_end(partition: dt.date) -> pd.Timestamp:
 def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> Path:
     """Build the complete run directory for ``partition`` and return its path."""
     timings: dict[str, float] = {}
-    tuned_als = read_tuned_als(settings.tuning_path)  # read first: a bad file fails before any work
-    params = tuned_als or AlsParams.from_settings(settings)
-    blend = read_tuned_blend(settings.tuning_path)
-    reranker = read_tuned_reranker(settings.tuning_path)
+    tuning = read_tuning(settings.tuning_path)  # read first: a bad file fails before any work
+    params = tuning.als or AlsParams.from_settings(settings)
+    blend, reranker = tuning.blend, tuning.reranker
     final = art.run_dir_for(settings.runs_dir, partition)
     reference_ts = partition_end(partition)
     with art.atomic_dir(final) as out:
@@ -127,7 +126,7 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
                 "n_holdout_users": len(holdout),
                 "params": {
                     **params.__dict__,
-                    "als_source": "settings" if tuned_als is None else "tuning",
+                    "als_source": "settings" if tuning.als is None else "tuning",
                     "seed": settings.seed,
                     "confidence": settings.confidence,
                     "n_candidates": settings.n_candidates,
