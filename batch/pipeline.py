@@ -3,7 +3,7 @@
 ``run_batch(settings, date)`` reads interactions in the window ending at ``date`` (inclusive), holds
 out each user's latest items, trains ALS on the rest, evaluates ALS and popularity on the holdout,
 refreshes user vectors on all data, and precomputes candidates, item neighbours, co-visitation
-neighbours and popularity into
+neighbours, popularity and the popular lists into
 ``runs/date=YYYY-MM-DD/`` (see batch.artifacts). Idempotent: a rerun replaces the run atomically and,
 with the same input and settings, produces the same bytes. A tuning result in
 ``<data_dir>/tuning/best.json`` (``hybridrec tune``, see batch.tuning_file) supplies the ALS params (manifest
@@ -24,7 +24,7 @@ import pandas as pd
 from scipy.sparse import csr_matrix
 
 from batch import artifacts as art
-from batch.candidates import decayed_popularity, item_neighbours, top_n_unseen
+from batch.candidates import decayed_popularity, item_neighbours, popular_lists, top_n_unseen
 from batch.covisit import covisit_neighbours
 from batch.dataset import load_interactions, load_items
 from batch.holdout import temporal_split
@@ -106,6 +106,7 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
             )
         with _step("popularity", timings, log):
             popularity = decayed_popularity(interactions, maps, reference_ts, settings.popularity_half_life_days)
+            popular = popular_lists(popularity, items, settings.popular_n)
         with _step("write", timings, log):
             pd.DataFrame({"user_id": maps.user_ids}).to_parquet(out / "users.parquet", index=False)
             items.to_parquet(out / "items.parquet", index=False)
@@ -115,6 +116,7 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
             art.save_npz(out / "neighbours.npz", items=nbr_items, scores=nbr_scores)
             art.save_npz(out / "covisit.npz", items=cov_items, scores=cov_scores)
             art.save_npz(out / "popularity.npz", scores=popularity)
+            art.save_popular(out / art.POPULAR_FILE, popular)
             art.write_json(out / "metrics.json", metrics)
             art.write_json(out / "serving.json", {"blend": blend, "reranker": reranker})
             manifest = {
@@ -135,6 +137,7 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
                     "covisit_window": settings.covisit_window,
                     "session_gap_minutes": settings.session_gap_minutes,
                     "popularity_half_life_days": settings.popularity_half_life_days,
+                    "popular_n": settings.popular_n,
                     **({"blend": blend} if blend is not None else {}),
                     **({"reranker": reranker} if reranker is not None else {}),
                 },

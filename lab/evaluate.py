@@ -89,7 +89,7 @@ def run_evaluation(
         )
 
     say(f"3/4 session replay through online.ranking.rank (at most {opts.max_sessions} sessions)")
-    serving = serving_model(prepared.run_dir, settings.popular_n)
+    serving = serving_model(prepared.run_dir)
     meta = serving.model.bundle.meta
     params = blend_params(settings).for_version(meta)  # as the API would serve it
     reranker = LinearReranker.for_version(meta)  # a version published with a tuned re-ranker

@@ -145,7 +145,7 @@ def search_als(settings: Settings, data: SyntheticData, opts: TuneOptions, say: 
     def score(als: AlsParams) -> float:
         t0 = time.perf_counter()
         split = _split(settings, als, data, day, _quiet)
-        serving = serving_model(split.run_dir, settings.popular_n)  # in memory: the next run overwrites the dir
+        serving = serving_model(split.run_dir)  # in memory: the next run overwrites the dir
         row = {"params": als_dict(als), **_scores(serving, split.replay_events, opts, blend, both=True)}
         row["seconds"] = round(time.perf_counter() - t0, 2)
         rows.append(row)
@@ -251,7 +251,7 @@ def score_test(
     reranked: dict = {}
     for params in dict.fromkeys(als):
         split = _split(settings, params, data, SYNTHETIC_END, log)
-        serving = serving_model(split.run_dir, settings.popular_n)
+        serving = serving_model(split.run_dir)
         for blend in dict.fromkeys(blends):
             scores[params, blend] = _scores(serving, split.replay_events, opts, blend, both=True)
         if reranker is not None and params == als[1]:

@@ -51,7 +51,7 @@ def test_run_batch_publishes_the_reranker_and_old_runs_still_load(tmp_path: Path
     write_tuning(settings.tuning_path, {"best": BLEND, "reranker": SPEC})
     run_dir = run_batch(settings, SYNTHETIC_END)
     assert read_json(run_dir / "serving.json")["reranker"] == SPEC
-    meta = version_data(RunArtifacts.load(run_dir), popular_n=20).meta
+    meta = version_data(RunArtifacts.load(run_dir)).meta
     served = LinearReranker.for_version(meta)
     assert served is not None and served.features == ("session_z", "covisit") and served.weights.tolist() == [1.5, 0.25]
 
