@@ -17,6 +17,10 @@ One run per partition date lives in ``<data_dir>/runs/date=YYYY-MM-DD/``::
     eval_model.npz      user_factors float32 (n_users, f) of the model trained WITHOUT the holdout
                         (with model.npz's item factors it is what metrics.json measured; used by
                         the quality gate; not published)
+    eval_holdout.npz    the holdout metrics.json was measured on, and which of its items fall on the
+                        partition day (the gate's fair targets): see batch.quality.GateInputs
+    eval_train.npz      the train matrix (CSR) and train popularity of that measurement; with the two
+                        above, the quality gate needs nothing else of the run's day (not published)
     serving.json        {"blend": tuned blend weights or null}: how the API ranks this version
                         (hashed, so a new blend is a new version that the API reloads)
     metrics.json        holdout metrics (see batch.holdout_metrics)

@@ -30,6 +30,7 @@ from batch.dataset import load_interactions, load_items
 from batch.holdout import temporal_split
 from batch.holdout_metrics import holdout_metrics
 from batch.matrix import build_id_maps, confidence_matrix
+from batch.quality import GateInputs
 from batch.train import AlsParams, refresh_users, train_als
 from batch.tuning_file import read_tuning
 from shared.config import Settings
@@ -112,6 +113,7 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
             items.to_parquet(out / "items.parquet", index=False)
             art.save_npz(out / "model.npz", user_factors=model.user_factors, item_factors=model.item_factors)
             art.save_npz(out / "eval_model.npz", user_factors=eval_user_factors)
+            GateInputs.build(partition, interactions, maps, holdout_idx, train_matrix, train_pop).save(out)
             art.save_npz(out / "candidates.npz", items=cand_items, scores=cand_scores)
             art.save_npz(out / "neighbours.npz", items=nbr_items, scores=nbr_scores)
             art.save_npz(out / "covisit.npz", items=cov_items, scores=cov_scores)
