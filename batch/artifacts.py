@@ -11,9 +11,17 @@ One run per partition date lives in ``<data_dir>/runs/date=YYYY-MM-DD/``::
     covisit.npz         items int32 (n_items, n_covisit), -1 padded; scores float32, same shape, -inf
                         padded: co-visitation neighbours (see batch.covisit)
     popularity.npz      scores float32 (n_items,)  recency-decayed popularity
+    popular.npz         the popular lists the version publishes (``candidates.popular_lists``, of
+                        ``params.popular_n`` items each): categories <U (n_lists,) (``keys.ALL_CATEGORIES``
+                        for the global list, then each catalogue category), indptr int64 (n_lists + 1,),
+                        items int32 (indptr[-1],); list c = items[indptr[c]:indptr[c + 1]], best first
     eval_model.npz      user_factors, item_factors float32 of the model trained WITHOUT the holdout
                         (what metrics.json measured; used by the quality gate; not published).
                         model.npz is this model continued on the full data (batch.train.continue_als)
+    eval_holdout.npz    the holdout metrics.json was measured on, and which of its items fall on the
+                        partition day (the gate's fair targets): see batch.quality.GateInputs
+    eval_train.npz      the train matrix (CSR) and train popularity of that measurement; with the two
+                        above, the quality gate needs nothing else of the run's day (not published)
     serving.json        {"blend": tuned blend weights or null}: how the API ranks this version
                         (hashed, so a new blend is a new version that the API reloads)
     metrics.json        holdout metrics (see batch.holdout_metrics)
@@ -37,7 +45,7 @@ import math
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,12 +56,15 @@ from feature_store.layout import INDEX_ARRAYS, ITEM_ARRAY, ITEM_ARRAYS, USER_ARR
 from shared.errors import ArtifactNotFound, ModelError
 from shared.schemas import DATE_FORMAT
 
+POPULAR_FILE = "popular.npz"
 # sha256 over these, in this order, is a run's content hash and so its version id: the catalogue, the
-# users, every published array's file (feature_store.layout, in table order) and the serving params.
+# users, every published array's file (feature_store.layout, in table order), the popular lists and the
+# serving params: everything a version publishes, so that a change in any of it is a new version.
 HASHED_FILES: tuple[str, ...] = (
     "users.parquet",
     "items.parquet",
     *dict.fromkeys(a.artifact[0] for a in (*USER_ARRAYS, *ITEM_ARRAYS)),
+    POPULAR_FILE,
     "serving.json",
 )
 
@@ -122,6 +133,22 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
+def save_popular(path: Path, lists: Mapping[str, np.ndarray]) -> None:
+    """Save popular lists (name -> int32 item indices, in that order) as popular.npz (module docstring)."""
+    sizes = [len(idx) for idx in lists.values()]
+    indptr = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=indptr[1:])
+    items = np.concatenate([np.asarray(idx, dtype=np.int32) for idx in lists.values()] or [np.empty(0, np.int32)])
+    save_npz(path, categories=np.array(list(lists), dtype=str), indptr=indptr, items=items)
+
+
+def load_popular(path: Path) -> dict[str, np.ndarray]:
+    """popular.npz as {name: int32 item indices, best first}, in the saved order."""
+    data = load_npz(path)
+    rows = Ragged(data["indptr"], data["items"])
+    return {str(name): rows[i] for i, name in enumerate(data["categories"].tolist())}
+
+
 def content_hash(run_dir: Path) -> str:
     """sha256 over the published artifacts, in a fixed order: the basis of the version id."""
     h = hashlib.sha256()
@@ -140,7 +167,8 @@ class RunArtifacts:
     """Everything publish needs, loaded by the tables of ``feature_store.layout`` and checked.
 
     ``user_arrays[name]``: (n_users, w) for dense and padded arrays, ``Ragged`` rows for ragged ones;
-    ``item_arrays[name]``: (n_items,) or (n_items, w). Arrays a run predates (``required=False``) load empty.
+    ``item_arrays[name]``: (n_items,) or (n_items, w). Arrays a run predates (``required=False``) load empty;
+    ``popular`` is None for a run from before popular lists were saved (publishing such a run needs a rebuild).
     """
 
     run_dir: Path
@@ -150,6 +178,7 @@ class RunArtifacts:
     item_arrays: dict[str, np.ndarray]
     metrics: dict
     manifest: dict
+    popular: dict[str, np.ndarray] | None  # name -> int32 item indices; None: the run predates popular.npz
 
     @classmethod
     def load(cls, run_dir: Path) -> RunArtifacts:
@@ -183,6 +212,7 @@ class RunArtifacts:
             data = npz(spec.artifact[0], spec.required)
             empty = np.empty((len(items), 0) if spec.width else (len(items),), dtype=spec.memory)
             item_arrays[spec.name] = empty if data is None else data[spec.artifact[1]]
+        popular_path = run_dir / POPULAR_FILE
         arts = cls(
             run_dir=run_dir,
             user_ids=user_ids,
@@ -191,6 +221,7 @@ class RunArtifacts:
             item_arrays=item_arrays,
             metrics=read_json(run_dir / "metrics.json"),
             manifest=manifest,
+            popular=load_popular(popular_path) if POPULAR_FILE in listed or popular_path.exists() else None,
         )
         arts.validate()
         return arts
@@ -215,6 +246,9 @@ class RunArtifacts:
         vector = self.user_arrays["vector"]
         if isinstance(vector, np.ndarray) and vector.shape[1:] != self.item_arrays["item_factors"].shape[1:]:
             problems.append("user and item factor widths differ")
+        for name, idx in (self.popular or {}).items():
+            if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= n_items):
+                problems.append(f"popular list {name!r} index out of range")
         for name, arr in self._values():
             if name in INDEX_ARRAYS and int(arr.max(initial=-1)) >= n_items:
                 problems.append(f"{name} index out of range")

@@ -1,4 +1,4 @@
-"""Precomputed lists the online service reads: per-user candidates, item neighbours, popularity.
+"""Precomputed lists the online service reads: per-user candidates, item neighbours, popularity and popular lists.
 
 Every ranked list here follows one rule: descending score, ties broken by ascending item index. Rows
 with fewer valid items than requested are padded with id ``-1`` and score ``-inf`` (a padded score
@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from batch.matrix import IdMaps
 from batch.train import AlsModel
+from feature_store.keys import ALL_CATEGORIES
 from shared.errors import DataValidationError, ModelError
 
 # Columns per group in the group-max prefilter of ``_select``. At 32 about 1.1 * k entries per row
@@ -259,3 +260,19 @@ def popular_by_category(
     for c, name in enumerate(names):
         out[str(name)] = by_cat[bounds[c] : bounds[c + 1]][:n].astype(np.int32)
     return out
+
+
+def popular_lists(popularity: np.ndarray, items: pd.DataFrame, n: int) -> dict[str, np.ndarray]:
+    """The popular lists a version publishes: ``keys.ALL_CATEGORIES`` -> the top n available items
+    overall, each catalogue category -> its top n (int32 item indices, best first; ``popular_by_category``).
+
+    ``popularity`` float32 (n_items,); ``items`` the run's catalogue, row j = item j (``category``,
+    ``available``).
+    """
+    lists = popular_by_category(
+        popularity.astype(np.float32),
+        items["category"].astype(str).to_numpy(),
+        n,
+        items["available"].astype(bool).to_numpy(),
+    )
+    return {(ALL_CATEGORIES if category == "" else category): idx for category, idx in lists.items()}

@@ -3,9 +3,8 @@
 Every event the API accepts is XADDed to the stream. Compaction reads it through the consumer group
 ``keys.COMPACTION_GROUP`` in batches and, for each batch:
 
-1. validates every event with the rules of file ingest (ids present and at most MAX_ID_LENGTH long,
-   a known event type, a ts inside 1970..2099, a finite non-negative weight or the type's default)
-   plus one of its own: an event_id is required, because it is what de-duplicates;
+1. judges every event by the interaction contract (:mod:`batch.contract`, the rules of file ingest
+   too), with the event_id required, because it is what de-duplicates;
 2. writes the good rows, one part per UTC date of their ts, to
    ``<interactions_dir>/date=YYYY-MM-DD/part-stream-<first-id>-<last-id>.parquet`` and the bad ones
    to ``<quarantine_dir>/stream-<first-id>-<last-id>.parquet`` with a ``reason`` each (never
@@ -31,7 +30,6 @@ arrive later wait in the stream for the next run.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import os
 import time
@@ -40,15 +38,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 
-from batch.dataset import INTERACTION_SCHEMA, partition_dir, write_parquet_atomic
-from batch.ingest import TS_RANGE_S
+from batch.contract import Problems, check_interactions, kinds_text, partitions_text, write_partitions
+from batch.dataset import write_parquet_atomic
 from feature_store.base import EventLog, ProgressFn, SessionEvent
 from feature_store.keys import COMPACTION_GROUP
 from shared.config import Settings
 from shared.errors import ConfigError
-from shared.schemas import DATE_FORMAT, EVENT_TYPES, EVENT_WEIGHTS, MAX_ID_LENGTH
+from shared.schemas import DATE_FORMAT
 
 QUARANTINE_COLUMNS = (
     "stream_id",
@@ -61,7 +61,6 @@ QUARANTINE_COLUMNS = (
     "weight",
     "reason",
 )
-_US_PER_DAY = 86_400 * 1_000_000
 
 
 @dataclass
@@ -80,16 +79,13 @@ class CompactionReport:
 
     def summary(self) -> str:
         rate = self.events_read / self.seconds if self.seconds > 0 else 0.0
-        where = f"{len(self.partitions)} partition(s)"
-        if self.partitions:
-            where += f" {self.partitions[0]}..{self.partitions[-1]}"
         text = (
             f"compacted {self.events_read:,} live events in {self.batches} batch(es), {self.seconds:.2f}s "
-            f"({rate:,.0f} events/s): {self.rows_written:,} rows -> {where}, {self.rows_quarantined:,} quarantined"
+            f"({rate:,.0f} events/s): {self.rows_written:,} rows -> {partitions_text(self.partitions)}, "
+            f"{self.rows_quarantined:,} quarantined"
         )
         if self.rows_quarantined:
-            kinds = ", ".join(f"{k}={n}" for k, n in sorted(self.bad_reasons.items()))
-            text += f" -> {self.quarantine_paths[0].parent} ({kinds})"
+            text += f" -> {self.quarantine_paths[0].parent} ({kinds_text(self.bad_reasons)})"
         return text
 
 
@@ -138,103 +134,57 @@ def _compact_batch(
     if not batch:
         return
     tag = f"stream-{batch[0][0]}-{batch[-1][0]}"
-    good: list[tuple[SessionEvent, int, float]] = []  # event, ts in µs, weight
-    bad: list[tuple[str, SessionEvent, list[str]]] = []
-    for stream_id, event in batch:
-        problems = validate_event(event)
-        if problems:
-            bad.append((stream_id, event, [message for _, message in problems]))
-            report.bad_reasons.update(kind for kind, _ in problems)
-        else:
-            weight = EVENT_WEIGHTS[_event_type(event)] if event.weight is None else event.weight
-            good.append((event, round(event.ts * 1_000_000), weight))
-    parts = _write_by_date(good, settings.interactions_dir, f"part-{tag}.parquet")
+    events = [event for _, event in batch]
+    problems = Problems(len(events))
+    deleted = np.array([_is_deleted(event) for event in events], dtype=bool)
+    problems.add(
+        "deleted_entry", deleted, "the stream entry has no fields (deleted or trimmed before it was compacted)"
+    )
+    rows = check_interactions(_frame(events), problems, ~deleted, require_event_id=True)
+    parts = write_partitions(rows, ~problems.bad, settings.interactions_dir, f"part-{tag}.parquet")
     written = list(parts.values())
-    if bad:
+    if problems.bad.any():
         path = settings.quarantine_dir / f"{tag}.parquet"
-        write_parquet_atomic(_quarantine_table(bad), path)
+        write_parquet_atomic(_quarantine_table(batch, problems), path)
         written.append(path)
         report.quarantine_paths.append(path)
     _fsync(written)
     store.ack_events(COMPACTION_GROUP, [stream_id for stream_id, _ in batch])
     report.events_read += len(batch)
-    report.rows_written += len(good)
-    report.rows_quarantined += len(bad)
+    report.rows_quarantined += int(problems.bad.sum())
+    report.rows_written += len(batch) - int(problems.bad.sum())
+    report.bad_reasons.update(problems.kinds)
     report.batches += 1
     partitions.update(day.strftime(DATE_FORMAT) for day in parts)
     if progress:
         progress(len(batch))
 
 
-def validate_event(event: SessionEvent) -> list[tuple[str, str]]:
-    """Problems of one decoded stream event as (kind, message); empty when it may be written.
-
-    Same rules and kinds as :mod:`batch.ingest`, plus ``missing_event_id`` and ``deleted_entry`` (an
-    entry removed from the stream while it was pending, which has no fields left).
-    """
-    if not (event.event_id or event.item_id or event.event_type or event.user_id) and math.isnan(event.ts):
-        return [("deleted_entry", "the stream entry has no fields (deleted or trimmed before it was compacted)")]
-    problems = []
-    for name, value in (("event_id", event.event_id), ("user_id", event.user_id), ("item_id", event.item_id)):
-        text = (value or "").strip()
-        if not text:
-            problems.append((f"missing_{name}", f"{name} is empty"))
-        elif len(text) > MAX_ID_LENGTH:
-            problems.append((f"long_{name}", f"{name} is {len(text)} characters long (max {MAX_ID_LENGTH})"))
-    if event.session_id and len(event.session_id.strip()) > MAX_ID_LENGTH:
-        n = len(event.session_id.strip())
-        problems.append(("long_session_id", f"session_id is {n} characters long (max {MAX_ID_LENGTH})"))
-    if _event_type(event) not in EVENT_WEIGHTS:
-        problems.append(("bad_event_type", f"event_type {event.event_type!r} is not one of {', '.join(EVENT_TYPES)}"))
-    lo, hi = TS_RANGE_S
-    if math.isnan(event.ts):
-        problems.append(("bad_ts", "ts is not unix seconds"))
-    elif not lo <= event.ts < hi:
-        problems.append(("bad_ts", f"ts {event.ts!r} is outside 1970..2099 (epoch times must be in seconds)"))
-    if event.weight is not None and not (math.isfinite(event.weight) and event.weight >= 0):
-        problems.append(("bad_weight", f"weight {event.weight!r} is not a finite, non-negative number"))
-    return problems
+def _is_deleted(event: SessionEvent) -> bool:
+    """An entry removed from the stream while it was pending comes back with no fields at all."""
+    return not (event.event_id or event.item_id or event.event_type or event.user_id) and math.isnan(event.ts)
 
 
-def _event_type(event: SessionEvent) -> str:
-    return event.event_type.strip().lower()
+def _frame(events: Sequence[SessionEvent]) -> pd.DataFrame:
+    """Decoded stream events as the contract's input frame (n,). ts stays float seconds (NaN where the
+    stream held something else); weight becomes text, "" where absent, so that an unreadable weight
+    (NaN) is told apart from a missing one, as in a CSV file."""
+    return pd.DataFrame(
+        {
+            "user_id": [event.user_id or "" for event in events],
+            "item_id": [event.item_id for event in events],
+            "event_type": [event.event_type for event in events],
+            "ts": np.array([event.ts for event in events], dtype=np.float64),
+            "weight": ["" if event.weight is None else repr(event.weight) for event in events],
+            "session_id": [event.session_id or "" for event in events],
+            "event_id": [event.event_id for event in events],
+        }
+    )
 
 
-def _id(value: str | None) -> str | None:
-    text = (value or "").strip()
-    return text or None
-
-
-def _write_by_date(
-    rows: list[tuple[SessionEvent, int, float]], interactions_dir: Path, name: str
-) -> dict[dt.date, Path]:
-    """One part named ``name`` per UTC date of the rows' ts (µs), rows in stream order."""
-    by_day: dict[int, list[tuple[SessionEvent, int, float]]] = {}
-    for row in rows:
-        by_day.setdefault(row[1] // _US_PER_DAY, []).append(row)
-    paths = {}
-    for day, day_rows in sorted(by_day.items()):
-        table = pa.table(
-            {
-                "user_id": [_id(ev.user_id) for ev, _, _ in day_rows],
-                "item_id": [_id(ev.item_id) for ev, _, _ in day_rows],
-                "event_type": [_event_type(ev) for ev, _, _ in day_rows],
-                "ts": pa.array([us for _, us, _ in day_rows], pa.timestamp("us", tz="UTC")),
-                "weight": [w for _, _, w in day_rows],
-                "session_id": [_id(ev.session_id) for ev, _, _ in day_rows],
-                "event_id": [_id(ev.event_id) for ev, _, _ in day_rows],
-            },
-            schema=INTERACTION_SCHEMA,
-        )
-        date = dt.date(1970, 1, 1) + dt.timedelta(days=day)
-        paths[date] = partition_dir(interactions_dir, date) / name
-        write_parquet_atomic(table, paths[date])
-    return paths
-
-
-def _quarantine_table(bad: list[tuple[str, SessionEvent, list[str]]]) -> pa.Table:
-    """Bad events, every field as text (ts and weight as decoded: ``nan`` where the stream held
-    something that is not a number), plus the stream id and the joined reasons."""
+def _quarantine_table(batch: Sequence[tuple[str, SessionEvent]], problems: Problems) -> pa.Table:
+    """The bad events of ``batch``, every field as text (ts and weight as decoded: ``nan`` where the
+    stream held something that is not a number), plus the stream id and the joined reasons."""
     records = [
         (
             stream_id,
@@ -245,9 +195,10 @@ def _quarantine_table(bad: list[tuple[str, SessionEvent, list[str]]]) -> pa.Tabl
             ev.event_type,
             repr(ev.ts),
             "" if ev.weight is None else repr(ev.weight),
-            "; ".join(reasons),
+            str(problems.reason[i]),
         )
-        for stream_id, ev, reasons in bad
+        for i, (stream_id, ev) in enumerate(batch)
+        if problems.bad[i]
     ]
     columns = zip(*records, strict=True)
     return pa.table(dict(zip(QUARANTINE_COLUMNS, (pa.array(c, pa.string()) for c in columns), strict=True)))

@@ -1,21 +1,28 @@
-"""The daily pipeline's steps as the Airflow tasks call them: settings + partition in, a small value out.
+"""The daily steps, each keyed by its partition date: ``(settings, partition)`` in, a small value out.
 
-Each function is idempotent and keyed by the partition date, so a retried or re-run task converges
-on the same files and the same published state. The DAG in dags/hybridrec_daily.py only wires them.
+Every caller goes through these functions: the Airflow tasks (dags/hybridrec_daily.py only wires
+them), ``hybridrec publish`` and ``hybridrec backfill --publish`` and the demo. So the rules that
+hold between steps hold everywhere, above all: a run for an older day than the serving version is
+built but never published unless forced, so serving never moves back in time.
+
+Each step finds its inputs from the partition alone (the run directory is
+``batch.artifacts.run_dir_for(settings.runs_dir, partition)``), is idempotent, and a retried or
+re-run step converges on the same files and the same published state.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 
 from batch.artifacts import read_json, run_dir_for, write_json
 from batch.dataset import list_partitions
 from batch.ingest import ingest_interactions
-from batch.pipeline import run_batch
-from batch.publish import publish_run
+from batch.pipeline import is_complete, run_batch
+from batch.publish import PublishResult, publish_run
 from batch.quality import Comparison, check_gate, compare_with_serving
-from feature_store.base import VersionStore
+from feature_store.base import ProgressFn, VersionStore
 from feature_store.redis_store import RedisStore
 from shared.config import Settings
 from shared.errors import ArtifactNotFound
@@ -43,7 +50,18 @@ def ingest_day(settings: Settings, partition: dt.date) -> dict:
 
 
 def train_day(settings: Settings, partition: dt.date) -> str:
+    """Build the run for ``partition``; returns its directory (for the log; later steps find it by date)."""
     return str(run_batch(settings, partition))
+
+
+def _built_run(settings: Settings, partition: dt.date) -> Path:
+    """The complete run directory of ``partition``; ArtifactNotFound (saying what to run) when there is none."""
+    if not is_complete(settings, partition):
+        raise ArtifactNotFound(
+            f"no complete run in {run_dir_for(settings.runs_dir, partition)}: run `hybridrec run-batch "
+            f"--date {partition.strftime(DATE_FORMAT)}` first"
+        )
+    return run_dir_for(settings.runs_dir, partition)
 
 
 def _serving_partition(store: VersionStore) -> tuple[str | None, dt.date | None]:
@@ -76,17 +94,18 @@ def _serving_run(settings: Settings, store: VersionStore, partition: dt.date) ->
     return run_dir, version, ""
 
 
-def compare_day(settings: Settings, run_dir: str) -> dict:
-    """Compare the new run with the serving model on the same fair holdout; also kept as comparison.json."""
-    partition = parse_date(read_json(Path(run_dir) / "manifest.json")["partition"])
+def compare_day(settings: Settings, partition: dt.date) -> dict:
+    """Compare the run of ``partition`` with the serving model on the same fair holdout; also kept as
+    the run's comparison.json."""
+    run_dir = _built_run(settings, partition)
     with RedisStore.from_settings(settings) as store:
         serving_dir, version, note = _serving_run(settings, store.versions, partition)
     if serving_dir is None:
         comparison = Comparison(settings.eval_k, 0, None, None, version, note)
     else:
-        comparison = compare_with_serving(settings, Path(run_dir), serving_dir, version)
+        comparison = compare_with_serving(settings, run_dir, serving_dir, version)
     result = comparison.to_dict()
-    write_json(Path(run_dir) / "comparison.json", result)
+    write_json(run_dir / "comparison.json", result)
     return result
 
 
@@ -94,15 +113,44 @@ def gate(settings: Settings, comparison: dict, force: bool) -> str:
     return check_gate(Comparison(**comparison), settings.quality_tolerance, force)
 
 
-def publish_day(settings: Settings, run_dir: str, force: bool = False) -> str:
-    """Publish the run and return the version now serving. A run for an older day than the serving
-    version (a backfill) is built but not published, unless ``force``: serving never moves back in time."""
-    partition = parse_date(read_json(Path(run_dir) / "manifest.json")["partition"])
+@dataclass(frozen=True)
+class PublishOutcome:
+    """What ``publish_day`` did: ``serving`` is the version serving afterwards; ``published`` is None
+    when the run was kept back because a later day is serving."""
+
+    partition: dt.date
+    serving: str
+    published: PublishResult | None
+
+    def summary(self) -> str:
+        if self.published is not None:
+            return self.published.summary()
+        return (
+            f"kept {self.serving} serving: the run for {self.partition} is from an earlier day, and serving "
+            "never moves back in time (force it with `hybridrec publish --force` or force_publish=true)"
+        )
+
+
+def publish_day(
+    settings: Settings,
+    partition: dt.date,
+    force: bool = False,
+    prune: bool = False,
+    progress: ProgressFn | None = None,
+) -> PublishOutcome:
+    """Publish the run of ``partition`` as a new version and switch readers to it.
+
+    A run for an older day than the serving version (a backfill) is built but not published, unless
+    ``force``: serving never moves back in time. ``prune`` then keeps ``settings.keep_versions``
+    versions (the DAG prunes in a task of its own); ``progress`` is called with keys written.
+    """
     with RedisStore.from_settings(settings) as store:
+        run_dir = _built_run(settings, partition)
         version, serving_day = _serving_partition(store.versions)
         if version and serving_day and serving_day > partition and not force:
-            return version
-        return publish_run(Path(run_dir), store.versions, settings, prune=False).version
+            return PublishOutcome(partition, version, None)
+        result = publish_run(run_dir, store.versions, settings, progress=progress, prune=prune)
+    return PublishOutcome(partition, result.version, result)
 
 
 def prune_versions(settings: Settings) -> list[str]:

@@ -3,8 +3,8 @@
 ``run_batch(settings, date)`` reads interactions in the window ending at ``date`` (inclusive), holds
 out each user's latest items, trains ALS on the rest, evaluates ALS and popularity on the holdout,
 continues that model on all data (so every item has a vector, and the newest events count), refreshes
-user vectors, and precomputes candidates, item neighbours, co-visitation neighbours, seen sets and
-popularity into
+user vectors, and precomputes candidates, item neighbours, co-visitation neighbours, seen sets,
+popularity and the popular lists into
 ``runs/date=YYYY-MM-DD/`` (see batch.artifacts). Idempotent: a rerun replaces the run atomically and,
 with the same input and settings, produces the same bytes. A tuning result in
 ``<data_dir>/tuning/best.json`` (``hybridrec tune``, see batch.tuning_file) supplies the ALS params (manifest
@@ -25,15 +25,16 @@ import pandas as pd
 from scipy.sparse import csr_matrix
 
 from batch import artifacts as art
-from batch.candidates import decayed_popularity, item_neighbours, top_n_unseen
+from batch.candidates import decayed_popularity, item_neighbours, popular_lists, top_n_unseen
 from batch.covisit import covisit_neighbours
 from batch.dataset import load_items, read_window, training_window
 from batch.holdout import temporal_split
 from batch.holdout_metrics import holdout_metrics
 from batch.matrix import build_id_maps, confidence_matrix
+from batch.quality import GateInputs
 from batch.seen import seen_items
 from batch.train import AlsParams, continue_als, refresh_users, train_als
-from batch.tuning_file import read_tuned_als, read_tuned_blend, read_tuned_reranker
+from batch.tuning_file import read_tuning
 from shared.config import Settings
 from shared.schemas import DATE_FORMAT, ITEM_COLUMNS
 
@@ -62,10 +63,9 @@ def partition_end(partition: dt.date) -> pd.Timestamp:
 def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> Path:
     """Build the complete run directory for ``partition`` and return its path."""
     timings: dict[str, float] = {}
-    tuned_als = read_tuned_als(settings.tuning_path)  # read first: a bad file fails before any work
-    params = tuned_als or AlsParams.from_settings(settings)
-    blend = read_tuned_blend(settings.tuning_path)
-    reranker = read_tuned_reranker(settings.tuning_path)
+    tuning = read_tuning(settings.tuning_path)  # read first: a bad file fails before any work
+    params = tuning.als or AlsParams.from_settings(settings)
+    blend, reranker = tuning.blend, tuning.reranker
     final = art.run_dir_for(settings.runs_dir, partition)
     reference_ts = partition_end(partition)
     with art.atomic_dir(final) as out:
@@ -116,6 +116,7 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
             seen = seen_items(interactions, maps, settings.seen_max_items)
         with _step("popularity", timings, log):
             popularity = decayed_popularity(interactions, maps, reference_ts, settings.popularity_half_life_days)
+            popular = popular_lists(popularity, items, settings.popular_n)
         with _step("write", timings, log):
             pd.DataFrame({"user_id": maps.user_ids}).to_parquet(out / "users.parquet", index=False)
             items.to_parquet(out / "items.parquet", index=False)
@@ -123,11 +124,13 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
             art.save_npz(
                 out / "eval_model.npz", user_factors=eval_model.user_factors, item_factors=eval_model.item_factors
             )
+            GateInputs.build(partition, interactions, maps, holdout_idx, train_matrix, train_pop).save(out)
             art.save_npz(out / "candidates.npz", items=cand_items, scores=cand_scores)
             art.save_npz(out / "seen.npz", indptr=seen.indptr, items=seen.values)
             art.save_npz(out / "neighbours.npz", items=nbr_items, scores=nbr_scores)
             art.save_npz(out / "covisit.npz", items=cov_items, scores=cov_scores)
             art.save_npz(out / "popularity.npz", scores=popularity)
+            art.save_popular(out / art.POPULAR_FILE, popular)
             art.write_json(out / "metrics.json", metrics)
             art.write_json(out / "serving.json", {"blend": blend, "reranker": reranker})
             manifest = {
@@ -140,7 +143,7 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
                 "n_holdout_users": len(holdout),
                 "params": {
                     **params.__dict__,
-                    "als_source": "settings" if tuned_als is None else "tuning",
+                    "als_source": "settings" if tuning.als is None else "tuning",
                     "seed": settings.seed,
                     "confidence": settings.confidence,
                     "n_candidates": settings.n_candidates,
@@ -150,6 +153,7 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
                     "covisit_window": settings.covisit_window,
                     "session_gap_minutes": settings.session_gap_minutes,
                     "popularity_half_life_days": settings.popularity_half_life_days,
+                    "popular_n": settings.popular_n,
                     **({"blend": blend} if blend is not None else {}),
                     **({"reranker": reranker} if reranker is not None else {}),
                 },

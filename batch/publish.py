@@ -1,4 +1,8 @@
-"""Publish a finished run to the online store: write a complete version, verify, flip the pointer, prune."""
+"""Publish a finished run to the online store: write a complete version, verify, flip the pointer, prune.
+
+Publishing is transport only: every value a version holds was computed and saved by the batch run
+(batch.pipeline), and is covered by the run's content hash, hence by the version id.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from batch.artifacts import RunArtifacts
-from batch.candidates import popular_by_category
+from batch.artifacts import POPULAR_FILE, RunArtifacts
 from feature_store.base import Catalogue, VersionData, VersionStore
-from feature_store.keys import ALL_CATEGORIES
 from feature_store.layout import ITEM_ARRAYS, user_layout
 from shared.config import Settings
+from shared.errors import ArtifactNotFound
 from shared.ids import make_version_id, parse_date
 
 
@@ -35,15 +36,19 @@ class PublishResult:
         )
 
 
-def version_data(arts: RunArtifacts, popular_n: int) -> VersionData:
-    """Everything the store needs for one version. Deterministic: same run -> same bytes."""
+def version_data(arts: RunArtifacts) -> VersionData:
+    """Everything the store needs for one version, as the run holds it: publishing computes nothing.
+
+    Deterministic: same run -> same bytes. ArtifactNotFound for a run from before popular lists were
+    part of a run (rebuild it).
+    """
     m = arts.manifest
     items = arts.items
-    categories = items["category"].astype(str).to_numpy()
-    available = items["available"].astype(bool).to_numpy()
-    popularity = arts.item_arrays["popularity"].astype(np.float32)
-    popular = popular_by_category(popularity, categories, popular_n, available)
-    popular = {(ALL_CATEGORIES if cat == "" else cat): idx for cat, idx in popular.items()}
+    if arts.popular is None:
+        raise ArtifactNotFound(
+            f"{arts.run_dir} has no {POPULAR_FILE} (it was built by an older release): rebuild it with "
+            f"`hybridrec run-batch --date {m['partition']}`, then publish"
+        )
     version = make_version_id(parse_date(m["partition"]), m["content_hash"])
     widths = {spec.width: int(arts.item_arrays[spec.name].shape[1]) for spec in ITEM_ARRAYS if spec.width}
     meta = {
@@ -67,12 +72,12 @@ def version_data(arts: RunArtifacts, popular_n: int) -> VersionData:
         user_arrays=arts.user_arrays,
         catalogue=Catalogue(
             item_ids=items["item_id"].astype(str).tolist(),
-            categories=categories.tolist(),
+            categories=items["category"].astype(str).tolist(),
             titles=items["title"].astype(str).tolist(),
-            available=available.tolist(),
+            available=items["available"].astype(bool).tolist(),
         ),
         item_arrays=arts.item_arrays,
-        popular=popular,
+        popular=arts.popular,
     )
 
 
@@ -88,7 +93,7 @@ def publish_run(
     Idempotent: a retry after a crash at any point converges on the same published state.
     """
     start = time.perf_counter()
-    data = version_data(RunArtifacts.load(run_dir), settings.popular_n)
+    data = version_data(RunArtifacts.load(run_dir))
     store.write_version(data, progress=progress)
     previous = store.activate(data.version)
     pruned = store.prune(settings.keep_versions) if prune else []

@@ -5,29 +5,33 @@ fall on the new run's partition day. The serving model was trained before that d
 model's holdout-blind vectors (``eval_model.npz``) never saw those items, so neither has an unfair
 advantage. Items unknown to the serving model get a zero vector (a real weakness of an older model);
 users unknown to it are left out. Both are scored with batch.holdout_metrics' full-ranking metrics.
+
+The gate rebuilds nothing: the batch run saves what it measured its own holdout metrics on
+(:class:`GateInputs`: the holdout, which of its items fall on the partition day, the train matrix and
+the train popularity) next to ``eval_model.npz``. None of it is published or hashed.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import csr_matrix
 
-from batch.artifacts import RunArtifacts, load_npz
-from batch.candidates import decayed_popularity
-from batch.dataset import load_interactions
-from batch.holdout import holdout_indices, temporal_split
+from batch.artifacts import RunArtifacts, load_npz, save_npz
 from batch.holdout_metrics import holdout_metrics
-from batch.matrix import build_id_maps, confidence_matrix
-from batch.pipeline import partition_end
+from batch.matrix import IdMaps
 from batch.train import AlsModel
 from shared.config import Settings
-from shared.errors import HybridrecError, ModelError
-from shared.ids import parse_date
+from shared.errors import ArtifactNotFound, HybridrecError
 
 GATED_METRICS = ("ndcg", "recall")
+EVAL_HOLDOUT_FILE = "eval_holdout.npz"
+EVAL_TRAIN_FILE = "eval_train.npz"
 
 
 class QualityGateFailed(HybridrecError):
@@ -50,6 +54,88 @@ class Comparison:
         return self.__dict__.copy()
 
 
+@dataclass(frozen=True, eq=False)
+class GateInputs:
+    """What a run measured its holdout metrics on, saved so that the gate rebuilds nothing.
+
+    ``users`` int32 (h,): the users with held-out items, ascending; user ``users[j]``'s held-out items
+    are ``items[indptr[j]:indptr[j + 1]]`` (int32, ascending; ``indptr`` int64 (h + 1,)) and ``on_day``
+    (bool, aligned with ``items``) says which of them the user had an event with on the partition day.
+    ``train`` CSR float32 (n_users, n_items): the confidence matrix the holdout-blind model was trained
+    on; ``train_popularity`` float32 (n_items,): the popularity baseline of ``metrics.json``.
+    Files: ``eval_holdout.npz`` (users, indptr, items, on_day), ``eval_train.npz`` (indptr, indices,
+    data, shape, popularity).
+    """
+
+    users: np.ndarray
+    indptr: np.ndarray
+    items: np.ndarray
+    on_day: np.ndarray
+    train: csr_matrix
+    train_popularity: np.ndarray
+
+    @classmethod
+    def build(
+        cls,
+        partition: dt.date,
+        interactions: pd.DataFrame,
+        maps: IdMaps,
+        holdout: Mapping[int, np.ndarray],
+        train: csr_matrix,
+        train_popularity: np.ndarray,
+    ) -> GateInputs:
+        """From the pipeline's values: ``interactions`` of the run's window, ``holdout`` user index -> item indices."""
+        users = np.array(sorted(holdout), dtype=np.int32)
+        rows = [np.unique(np.asarray(holdout[u], dtype=np.int32)) for u in users]
+        indptr = np.zeros(len(users) + 1, dtype=np.int64)
+        np.cumsum([len(r) for r in rows], out=indptr[1:])
+        items = np.concatenate(rows) if rows else np.empty(0, dtype=np.int32)
+        today = interactions[interactions["ts"] >= pd.Timestamp(partition, tz="UTC")]
+        n_items = np.int64(maps.n_items)
+        fresh = maps.user_codes(today["user_id"]).astype(np.int64) * n_items + maps.item_codes(today["item_id"])
+        pairs = np.repeat(users.astype(np.int64), np.diff(indptr)) * n_items + items
+        on_day = np.isin(pairs, fresh)
+        return cls(users, indptr, items, on_day, train, np.asarray(train_popularity, dtype=np.float32))
+
+    def save(self, run_dir: Path) -> None:
+        save_npz(
+            run_dir / EVAL_HOLDOUT_FILE, users=self.users, indptr=self.indptr, items=self.items, on_day=self.on_day
+        )
+        t = self.train
+        shape = np.array(t.shape, dtype=np.int64)
+        save_npz(
+            run_dir / EVAL_TRAIN_FILE,
+            indptr=t.indptr,
+            indices=t.indices,
+            data=t.data,
+            shape=shape,
+            popularity=self.train_popularity,
+        )
+
+    @classmethod
+    def load(cls, run_dir: Path) -> GateInputs:
+        if not (run_dir / EVAL_HOLDOUT_FILE).exists():
+            date = run_dir.name.removeprefix("date=")
+            raise ArtifactNotFound(
+                f"{run_dir} has no {EVAL_HOLDOUT_FILE} (it was built by an older release): rebuild it with "
+                f"`hybridrec run-batch --date {date}`"
+            )
+        h, t = load_npz(run_dir / EVAL_HOLDOUT_FILE), load_npz(run_dir / EVAL_TRAIN_FILE)
+        train = csr_matrix((t["data"], t["indices"], t["indptr"]), shape=tuple(int(n) for n in t["shape"]))
+        return cls(h["users"], h["indptr"], h["items"], h["on_day"], train, t["popularity"])
+
+    def fair_targets(self, known_users: np.ndarray) -> dict[int, np.ndarray]:
+        """user index -> the held-out items with an event on the partition day, for users with
+        ``known_users`` (bool (n_users,)) True; users left with none are absent."""
+        out = {}
+        for j, user in enumerate(self.users.tolist()):
+            start, end = self.indptr[j], self.indptr[j + 1]
+            items = self.items[start:end][self.on_day[start:end]]
+            if known_users[user] and len(items):
+                out[user] = items
+        return out
+
+
 def _mapped(model_ids: np.ndarray, factors: np.ndarray, target_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows of ``factors`` (indexed like model_ids) re-ordered to target_ids; zero rows + False for unknown ids."""
     index = pd.Index(model_ids)
@@ -70,32 +156,20 @@ def compare_with_serving(
         note = "nothing else is serving" if serving_run_dir is None else "the serving version is this run"
         return Comparison(k, 0, None, None, serving_version, note)
     current = RunArtifacts.load(serving_run_dir)
-    partition = parse_date(new.manifest["partition"])
-    interactions = load_interactions(settings.interactions_dir, partition, int(new.manifest["window_days"]))
-    maps = build_id_maps(interactions)
-    if not np.array_equal(maps.user_ids, new.user_ids.astype(str)):
-        raise ModelError(
-            f"the interactions under {settings.interactions_dir} changed since {run_dir} was built; rebuild it"
-        )
-    train_df, holdout = temporal_split(interactions, settings.holdout_per_user)
-    day_start = partition_end(partition) - pd.Timedelta(days=1)
-    today = interactions[interactions["ts"] >= day_start]
-    fresh = set(zip(today["user_id"], today["item_id"], strict=True))
-    cur_users, user_known = _mapped(current.user_ids, current.user_arrays["vector"], maps.user_ids)
-    cur_items, _ = _mapped(current.items["item_id"].to_numpy(), current.item_arrays["item_factors"], maps.item_ids)
-    known_users = set(maps.user_ids[user_known].tolist())
-    fair = {u: {i for i in items if (u, i) in fresh} for u, items in holdout.items() if u in known_users}
-    fair = {u: items for u, items in fair.items() if items}
+    gate = GateInputs.load(run_dir)
+    cur_users, user_known = _mapped(current.user_ids, current.user_arrays["vector"], new.user_ids)
+    cur_items, _ = _mapped(
+        current.items["item_id"].to_numpy(), current.item_arrays["item_factors"], new.items["item_id"].to_numpy()
+    )
+    fair = gate.fair_targets(user_known)
     if not fair:
-        return Comparison(k, 0, None, None, serving_version, f"no user has a held-out item on {partition}")
-    holdout_idx = holdout_indices(fair, maps.user_index, maps.item_index)
-    train = confidence_matrix(train_df, maps, settings.confidence, settings.bm25_k1, settings.bm25_b)
-    pop = decayed_popularity(train_df, maps, partition_end(partition), settings.popularity_half_life_days)
+        note = f"no user has a held-out item on {new.manifest['partition']}"
+        return Comparison(k, 0, None, None, serving_version, note)
     blind = load_npz(run_dir / "eval_model.npz")
     # runs older than the full-data fit published the blind model's item factors, so they are the same
     candidate = AlsModel(blind["user_factors"], blind.get("item_factors", new.item_arrays["item_factors"]))
     serving = AlsModel(cur_users, cur_items)
-    args = (train, holdout_idx, k, settings.eval_max_users, settings.seed, pop)
+    args = (gate.train, fair, k, settings.eval_max_users, settings.seed, gate.train_popularity)
     m_new, m_cur = holdout_metrics(candidate, *args), holdout_metrics(serving, *args)
     return Comparison(k, m_new["n_users_evaluated"], m_new["als"], m_cur["als"], serving_version)
 

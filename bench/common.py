@@ -30,7 +30,7 @@ REPO_DIR = BENCH_DIR.parent
 CACHE_DIR = BENCH_DIR / ".cache"
 RESULTS_DIR = BENCH_DIR / "results"
 
-# batch.generate draws a session as 2 + Geometric(0.17) views plus funnel events, cut at 30 rows:
+# batch.synthetic.generate draws a session as 2 + Geometric(0.17) views plus funnel events, cut at 30 rows:
 # 9.78 rows on average (measured on 20k-100k users). Used only to pick sessions_per_user_day.
 EVENTS_PER_SESSION = 9.78
 # A fixed date, never "today": the same arguments must give the same data, hash and cache directory.
@@ -42,7 +42,7 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 @dataclasses.dataclass(frozen=True)
 class DataSpec:
-    """Arguments of ``batch.generate.generate``; their hash names the cache directory."""
+    """Arguments of ``batch.synthetic.generate.generate``; their hash names the cache directory."""
 
     users: int
     items: int
@@ -96,8 +96,8 @@ def build_dataset(spec: DataSpec, data_dir: Path, reuse: bool) -> dict:
         console.print(f"[green]✓[/] reusing data set {data_dir.name} ({info['n_events']:,} events)")
         return info
     # Heavy batch imports here, not at module level: a --reuse run that skips them starts faster.
-    from batch.generate import generate, write_synthetic
     from batch.ingest import ingest_interactions, ingest_items
+    from batch.synthetic.generate import generate, write_synthetic
     from shared.config import get_settings
 
     shutil.rmtree(data_dir, ignore_errors=True)

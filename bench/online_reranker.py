@@ -57,7 +57,7 @@ def train_bench_reranker(run_dir: Path, data_dir: Path, end: str, sessions: int,
 
     settings = get_settings(data_dir=data_dir)
     blend = BlendParams.from_settings(settings)
-    serving = serving_model(run_dir, settings.popular_n)
+    serving = serving_model(run_dir)
     sample = sample_sessions(replay_frame(data_dir, end), sessions, seed)
     queries = collect_queries(serving, sample, blend)
     spec = train_reranker(queries, seed=seed, blend=blend)
@@ -123,7 +123,7 @@ def rank_cost(run_dir: Path, data_dir: Path, events: list[dict], k: int, repeats
     from shared.config import get_settings
 
     settings = get_settings(data_dir=data_dir)
-    serving = serving_model(run_dir, settings.popular_n)
+    serving = serving_model(run_dir)
     meta = serving.model.bundle.meta
     reranker, params = LinearReranker.for_version(meta), BlendParams.from_settings(settings).for_version(meta)
     if reranker is None:

@@ -23,12 +23,11 @@ import httpx
 import pandas as pd
 from rich.console import Console
 
-from batch.generate import generate, write_synthetic
+from batch.daily import publish_day
 from batch.ingest import ingest_interactions, ingest_items
 from batch.pipeline import run_batch
-from batch.publish import publish_run
+from batch.synthetic.generate import generate, write_synthetic
 from feature_store.embedded import EmbeddedRedis, free_port
-from feature_store.redis_store import RedisStore
 from shared.config import Settings
 from shared.errors import HybridrecError
 
@@ -112,9 +111,8 @@ def run_demo(settings: Settings, opts: DemoOptions, console: Console) -> None:
         console.print(f"3/4 run-batch {end}:")
         run_dir = run_batch(settings, end, log=lambda name, s: console.print(f"    ✓ {name:<14} {s:6.2f}s"))
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        with RedisStore.from_settings(settings, url=redis_url) as store:
-            result = publish_run(run_dir, store.versions, settings)
-        console.print(f"4/4 {result.summary()}")
+        outcome = publish_day(settings.model_copy(update={"redis_url": redis_url}), end, prune=True)
+        console.print(f"4/4 {outcome.summary()}")
         _report_metrics(metrics, console)
 
         port = opts.port or free_port()

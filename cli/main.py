@@ -77,9 +77,9 @@ def generate(
     ] = True,
     data_dir: DataDir = None,
 ) -> None:
-    """Generate a synthetic data set with real structure (see batch.generate) into <data-dir>/raw/."""
-    from batch.generate import generate as gen
-    from batch.generate import write_synthetic
+    """Generate a synthetic data set with real structure (see batch.synthetic.generate) into <data-dir>/raw/."""
+    from batch.synthetic.generate import generate as gen
+    from batch.synthetic.generate import write_synthetic
 
     settings = _settings(data_dir)
     end = parse_date(end_date or _yesterday())
@@ -165,30 +165,38 @@ def _print_run_summary(run_dir: Path) -> None:
         )
 
 
-def _store(settings: Settings, url: str | None = None) -> RedisStore:
+def _store(settings: Settings) -> RedisStore:
     from feature_store.redis_store import RedisStore
 
-    return RedisStore.from_settings(settings, url=url)
+    return RedisStore.from_settings(settings)
 
 
-def _publish(settings: Settings, partition: dt.date, url: str | None = None) -> str:
-    from batch.artifacts import run_dir_for
-    from batch.publish import publish_run
+def _publish(settings: Settings, partition: dt.date, force: bool = False) -> str:
+    """batch.daily.publish_day, the DAG's publish step (and its rule), with a progress bar; the version serving."""
+    from batch.daily import publish_day
 
-    run_dir = run_dir_for(settings.runs_dir, partition)
-    with _store(settings, url) as store, _progress() as bar:
+    with _progress() as bar:
         task = bar.add_task(f"publishing {partition}", total=None)
-        result = publish_run(run_dir, store.versions, settings, progress=lambda n: bar.advance(task, n))
-    console.print(result.summary())
-    return result.version
+        outcome = publish_day(settings, partition, force, prune=True, progress=lambda n: bar.advance(task, n))
+    console.print(outcome.summary())
+    return outcome.serving
 
 
 @app.command()
-def publish(date: DateOpt = "", data_dir: DataDir = None) -> None:
-    """Publish runs/date=D/ to Redis as a new version and switch readers to it atomically."""
+def publish(
+    date: DateOpt = "",
+    force: Annotated[
+        bool, typer.Option("--force", help="Publish even if a later day's version is serving (moves serving back).")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Publish runs/date=D/ to Redis as a new version and switch readers to it atomically; prints the version serving.
+
+    A run for an earlier day than the serving version is not published (serving never moves back in
+    time) unless --force.
+    """
     settings = _settings(data_dir)
-    version = _publish(settings, parse_date(date or _yesterday()))
-    typer.echo(version)
+    typer.echo(_publish(settings, parse_date(date or _yesterday()), force))
 
 
 @app.command()
@@ -196,7 +204,9 @@ def backfill(
     start: Annotated[str, typer.Option(help="First date YYYY-MM-DD.")],
     end: Annotated[str, typer.Option(help="Last date YYYY-MM-DD (inclusive).")],
     force: Annotated[bool, typer.Option(help="Rebuild dates that already have a complete run.")] = False,
-    publish_each: Annotated[bool, typer.Option("--publish", help="Publish each date after building it.")] = False,
+    publish_each: Annotated[
+        bool, typer.Option("--publish", help="Publish each date after building it (never moving serving back in time).")
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Run the batch steps for each date in order. Resumable: complete dates are skipped unless --force."""

@@ -1,7 +1,8 @@
 """hybridrec_daily: ingest -> train -> compare_with_serving -> quality gate -> publish -> prune, once per day.
 
-Wiring only: every task body is a local import and one call into ``batch.daily``. Everything keys
-off the run's data interval (the partition is ``data_interval_start``'s date), never the wall clock.
+Wiring only: every task body is a local import and one call into ``batch.daily`` with the partition,
+``data_interval_start``'s date (never the wall clock); each step finds its run directory from it, so
+XComs stay small (the run path for the log, the comparison's metrics, the version id).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ For the day in the run's data interval (`data_interval_start`, UTC):
 Settings come from `HYBRIDREC_*` environment variables of the worker. Backfill with
 `airflow backfill create --dag-id hybridrec_daily --from-date D1 --to-date D2 --max-active-runs 1`
 or, without Airflow,
-`hybridrec backfill --start D1 --end D2`.
+`hybridrec backfill --start D1 --end D2` (add `--publish` to publish each day under the same rule).
 """
 
 
@@ -71,11 +72,11 @@ def hybridrec_daily() -> None:
         return train_day(get_settings(), _partition(data_interval_start))
 
     @task(doc_md="New model vs serving model on the same fair holdout; returns both metric sets.", **REDIS_RETRIES)
-    def compare_with_serving(run_dir: str) -> dict:
+    def compare_with_serving(data_interval_start: pendulum.DateTime | None = None) -> dict:
         from batch.daily import compare_day
         from shared.config import get_settings
 
-        return compare_day(get_settings(), run_dir)
+        return compare_day(get_settings(), _partition(data_interval_start))
 
     @task(doc_md="Refuse a model worse than the serving one (no retries); force_publish overrides.", retries=0)
     def quality_gate(comparison: dict, params: dict | None = None) -> str:
@@ -84,12 +85,13 @@ def hybridrec_daily() -> None:
 
         return gate(get_settings(), comparison, bool((params or {}).get("force_publish")))
 
-    @task(doc_md="Write, verify and activate the version in Redis; returns the version id.", **REDIS_RETRIES)
-    def publish(run_dir: str, gate_message: str, params: dict | None = None) -> str:
+    @task(doc_md="Write, verify and activate the version in Redis; returns the version serving.", **REDIS_RETRIES)
+    def publish(data_interval_start: pendulum.DateTime | None = None, params: dict | None = None) -> str:
         from batch.daily import publish_day
         from shared.config import get_settings
 
-        return publish_day(get_settings(), run_dir, bool((params or {}).get("force_publish")))
+        force = bool((params or {}).get("force_publish"))
+        return publish_day(get_settings(), _partition(data_interval_start), force).serving
 
     @task(doc_md="Delete versions beyond HYBRIDREC_KEEP_VERSIONS (never current or previous).", **REDIS_RETRIES)
     def prune(version: str) -> list[str]:
@@ -98,9 +100,10 @@ def hybridrec_daily() -> None:
 
         return prune_versions(get_settings())
 
-    run_dir = train()
-    ingest() >> run_dir
-    prune(publish(run_dir, quality_gate(compare_with_serving(run_dir))))
+    trained, comparison, published = train(), compare_with_serving(), publish()
+    ingest() >> trained >> [comparison, published]
+    quality_gate(comparison) >> published
+    prune(published)
 
 
 hybridrec_daily()

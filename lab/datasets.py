@@ -1,6 +1,6 @@
 """Turn a data set into what the harness needs: a batch run, held-out replay sessions, static interactions.
 
-Synthetic (ordered sessions). ``batch.generate`` data over ``days`` days ending ``SYNTHETIC_END`` is
+Synthetic (ordered sessions). ``batch.synthetic.generate`` data over ``days`` days ending ``SYNTHETIC_END`` is
 ingested into ``work_dir``; the batch pipeline runs for the day BEFORE the last (so it trains on days
 1..n-1); the sessions that start on the last day are replayed in their real event order. The static
 protocols use the interactions of the training days only, so no replayed event is seen by them either.
@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from batch.generate import SyntheticData, generate, write_synthetic
 from batch.ingest import ingest_interactions, ingest_items
 from batch.pipeline import partition_end, run_batch
+from batch.synthetic.generate import SyntheticData, generate, write_synthetic
 from lab.lastfm import USER_ARTISTS, load_tag_sessions, load_user_artists
 from shared.config import Settings
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from batch.train import AlsParams
-from batch.tuning_file import read_tuned_blend
+from batch.tuning_file import read_tuning
 from lab.baselines import default_models
 from lab.datasets import Prepared, StepLog, prepare_lastfm, prepare_synthetic
 from lab.replay import VARIANTS, evaluate_replay
@@ -63,7 +63,7 @@ def run_evaluation(
     if opts.tuning is not None:
         # exactly what a production data dir does with a tuning result: the next batch run trains with
         # its ALS params and publishes its blend and re-ranker with the version
-        read_tuned_blend(opts.tuning)  # fail before any work on a file that is not a tuning result
+        read_tuning(opts.tuning)  # fail before any work on a file that is not a tuning result
         settings.tuning_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(opts.tuning, settings.tuning_path)
     if opts.data == "synthetic":
@@ -89,7 +89,7 @@ def run_evaluation(
         )
 
     say(f"3/4 session replay through online.ranking.rank (at most {opts.max_sessions} sessions)")
-    serving = serving_model(prepared.run_dir, settings.popular_n)
+    serving = serving_model(prepared.run_dir)
     meta = serving.model.bundle.meta
     params = blend_params(settings).for_version(meta)  # as the API would serve it
     reranker = LinearReranker.for_version(meta)  # a version published with a tuned re-ranker

@@ -27,7 +27,7 @@ class ServingModel:
     users: Mapping[str, UserRecord]  # user_id -> record; a missing user is "unknown in this version"
 
 
-def serving_model(run_dir: Path, popular_n: int) -> ServingModel:
+def serving_model(run_dir: Path) -> ServingModel:
     """Load ``run_dir`` (a complete ``runs/date=...``) as the API would serve it after ``publish``."""
-    bundle, users = round_trip(version_data(RunArtifacts.load(run_dir), popular_n))
+    bundle, users = round_trip(version_data(RunArtifacts.load(run_dir)))
     return ServingModel(model=LoadedModel.from_bundle(bundle), users=users)

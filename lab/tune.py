@@ -25,7 +25,7 @@ pair on that model. ``weight_session`` stays fixed because only ratios of the we
 blend is a weighted sum of z-scores ranked per request).
 
 Ties: the first point in scoring (grid) order with the highest validation score wins. The result is
-written to ``TuneOptions.result_path`` (format in ``batch.tuning_file``); the next batch run in that data dir
+written to ``TuneOptions.result_path`` (format: ``shared.schemas.TuningFile``); the next batch run in that data dir
 trains with its ``als`` and publishes its ``best`` blend.
 """
 
@@ -41,7 +41,7 @@ from pathlib import Path
 import pandas as pd
 
 from batch.artifacts import read_json, write_json
-from batch.generate import SyntheticData
+from batch.synthetic.generate import SyntheticData
 from batch.train import AlsParams
 from lab.datasets import SYNTHETIC_END, Prepared, StepLog, ingest_synthetic, synthetic_split
 from lab.replay import evaluate_replay, sample_sessions
@@ -62,7 +62,7 @@ from online.blend import BlendParams
 from online.reranker import LinearReranker
 from shared.config import Settings
 from shared.errors import ConfigError
-from shared.schemas import BLEND_FIELDS
+from shared.schemas import BLEND_FIELDS, TuningFile
 
 METRIC = "hybrid_hit_rate_at_10"
 BATCH_METRIC = "batch_only_hit_rate_at_10"
@@ -103,12 +103,12 @@ def grid(base: BlendParams, opts: TuneOptions) -> list[BlendParams]:
 
 
 def blend_dict(params: BlendParams) -> dict[str, float]:
-    """The tunable fields of ``params``: what ``best`` holds and ``batch.tuning_file`` reads back."""
+    """The tunable fields of ``params``: what ``best`` holds and ``batch.tuning_file.read_tuning`` reads back."""
     return {name: float(getattr(params, name)) for name in BLEND_FIELDS}
 
 
 def als_dict(params: AlsParams) -> dict[str, float]:
-    """What ``als`` holds and ``batch.tuning_file.read_tuned_als`` reads back (factors, iterations stay ints)."""
+    """What ``als`` holds and ``batch.tuning_file.read_tuning`` reads back (factors, iterations stay ints)."""
     return {name: getattr(params, name) for name in ALS_AXES}
 
 
@@ -145,7 +145,7 @@ def search_als(settings: Settings, data: SyntheticData, opts: TuneOptions, say: 
     def score(als: AlsParams) -> float:
         t0 = time.perf_counter()
         split = _split(settings, als, data, day, _quiet)
-        serving = serving_model(split.run_dir, settings.popular_n)  # in memory: the next run overwrites the dir
+        serving = serving_model(split.run_dir)  # in memory: the next run overwrites the dir
         row = {"params": als_dict(als), **_scores(serving, split.replay_events, opts, blend, both=True)}
         row["seconds"] = round(time.perf_counter() - t0, 2)
         rows.append(row)
@@ -251,7 +251,7 @@ def score_test(
     reranked: dict = {}
     for params in dict.fromkeys(als):
         split = _split(settings, params, data, SYNTHETIC_END, log)
-        serving = serving_model(split.run_dir, settings.popular_n)
+        serving = serving_model(split.run_dir)
         for blend in dict.fromkeys(blends):
             scores[params, blend] = _scores(serving, split.replay_events, opts, blend, both=True)
         if reranker is not None and params == als[1]:
@@ -360,6 +360,7 @@ def run_tuning(settings: Settings, opts: TuneOptions, say: Callable[[str], None]
         "timings_s": {**clock.laps, "total": clock.total()},
     }
     say(f"6/6 writing {opts.result_path} (the next batch run in that data dir trains and publishes with it)")
+    TuningFile.model_validate(result)  # the file's one format: what the next batch run reads back
     opts.result_path.parent.mkdir(parents=True, exist_ok=True)
     write_json(opts.result_path, result)
     return result

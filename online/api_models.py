@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shared.schemas import EVENT_TYPES, MAX_ID_LENGTH
+from shared.schemas import EVENT_TYPES, MAX_EVENT_WEIGHT, MAX_ID_LENGTH
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\s]+$")]
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
@@ -21,7 +21,7 @@ class EventIn(BaseModel):
     event_type: EventType = "view"
     user_id: Id | None = None
     ts: datetime | None = Field(default=None, description="Event time; default: when the API received it.")
-    weight: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    weight: float | None = Field(default=None, ge=0, le=MAX_EVENT_WEIGHT, allow_inf_nan=False)
     event_id: Id | None = Field(default=None, description="Client id for de-duplication; default: a new UUID.")
 
 

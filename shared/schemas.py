@@ -16,7 +16,9 @@ Items (one row per item)::
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Annotated, Final, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 # Default implicit-feedback strength per event type. ``play`` is a count: its weight is the count.
 EVENT_WEIGHTS: Final[dict[str, float]] = {
@@ -38,16 +40,94 @@ PARTITION_COLUMN: Final[str] = "date"
 DATE_FORMAT: Final[str] = "%Y-%m-%d"
 
 MAX_ID_LENGTH: Final[int] = 128
+# The largest event weight accepted (a play count, a rating, or a strength given with the event). A
+# larger one is a unit slip (milliseconds, cents) and would outweigh all of a user's other events in
+# the confidence matrix; play counts in the Last.fm set stay below 400,000.
+MAX_EVENT_WEIGHT: Final[float] = 1e6
+# Event times accepted, in epoch seconds [start, end): 1970-01-01 .. 2100-01-01 UTC. The end catches
+# epochs in milliseconds, which would otherwise land thousands of years ahead.
+TS_WINDOW_S: Final[tuple[int, int]] = (0, 4_102_444_800)
 
-# Online blend fields a tuning result may set: batch reads them from tuning/best.json and publishes
-# them in the version meta (``params.blend``); online.ranking.BlendParams applies them per version.
-BLEND_FIELDS: Final[tuple[str, ...]] = (
-    "weight_user",
-    "weight_session",
-    "weight_popularity",
-    "weight_covisit",
-    "session_half_life",
-    "precomputed_weight_popularity",
+
+# --- the tuning file: <data_dir>/tuning/best.json, written by `hybridrec tune` (lab.tune) ---------------
+# One model for its whole format, read by batch.tuning_file. Numbers must be JSON numbers (no strings,
+# no booleans) and finite; a section or optional field may be left out, but not given as null.
+
+
+def _not_null(value: object) -> object:
+    if value is None:
+        raise ValueError("null is not allowed: leave the key out instead")
+    return value
+
+
+_NotNull = BeforeValidator(_not_null)
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Weight = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0)]
+
+
+class TunedBlend(BaseModel):
+    """``best``: the online blend chosen on validation. The batch run publishes it in the version meta
+    (``params.blend``) and online.blend.BlendParams applies it per version. A field the file lacks (it
+    predates the field) is served at its configured value. Other keys are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    weight_user: Weight
+    weight_session: Weight
+    weight_popularity: Weight
+    weight_covisit: Annotated[Weight | None, _NotNull] = None
+    session_half_life: Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)]
+    precomputed_weight_popularity: Annotated[Weight | None, _NotNull] = None
+
+
+class TunedAls(BaseModel):
+    """``als``: the ALS hyper-parameters chosen on validation (the ranges of batch.train.AlsParams)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    factors: Annotated[StrictInt, Field(ge=1)]
+    regularization: Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0)]
+    alpha: Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)]
+    iterations: Annotated[StrictInt, Field(ge=1)]
+
+
+class TunedReranker(BaseModel):
+    """``reranker``: the learned linear re-ranker, ``score = bias + sum(weights[i] * features[i])``.
+
+    Checked here for shape only; whether the API computes those features is the API's check
+    (online.reranker.LinearReranker). Other keys are provenance and travel with it.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    kind: Literal["linear"]
+    features: Annotated[list[StrictStr], Field(min_length=1)]
+    weights: list[Number]
+    bias: Number = 0.0
+
+    @model_validator(mode="after")
+    def _one_weight_per_feature(self) -> TunedReranker:
+        if len(set(self.features)) != len(self.features):
+            raise ValueError(f"features must be distinct names, got {self.features}")
+        if len(self.weights) != len(self.features):
+            raise ValueError(f"{len(self.features)} features need as many weights, got {len(self.weights)}")
+        return self
+
+
+class TuningFile(BaseModel):
+    """The whole file. ``als`` absent: train with Settings (a file from before the ALS search);
+    ``reranker`` absent: serve session requests with the blend. Other keys (the scored points, the test
+    table, provenance) are the tune run's report and are not read."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    best: TunedBlend
+    als: Annotated[TunedAls | None, _NotNull] = None
+    reranker: Annotated[TunedReranker | None, _NotNull] = None
+
+
+# Online blend fields a tuning result may set, in order; and those it may lack (it predates them).
+BLEND_FIELDS: Final[tuple[str, ...]] = tuple(TunedBlend.model_fields)
+OPTIONAL_BLEND_FIELDS: Final[tuple[str, ...]] = tuple(
+    name for name, info in TunedBlend.model_fields.items() if not info.is_required()
 )
-# Fields a tuning file may lack (it predates them): the API then serves their configured value.
-OPTIONAL_BLEND_FIELDS: Final[tuple[str, ...]] = ("weight_covisit", "precomputed_weight_popularity")

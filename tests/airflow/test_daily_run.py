@@ -12,8 +12,8 @@ import pendulum
 import pytest
 import redis
 
-from batch.generate import generate, write_synthetic
 from batch.ingest import ingest_interactions, ingest_items
+from batch.synthetic.generate import generate, write_synthetic
 from feature_store.embedded import EmbeddedRedis
 
 pytestmark = pytest.mark.airflow

@@ -177,8 +177,9 @@ def test_a_publish_killed_half_way_leaves_the_old_version_serving(world: dict) -
     env = {**os.environ, "HYBRIDREC_DATA_DIR": str(world["data"]), "HYBRIDREC_REDIS_URL": world["redis"]}
     env["HYBRIDREC_PUBLISH_BATCH_SIZE"] = "1"  # one round trip per user: a long window to stop it in
     before = client.dbsize()
+    # an older day than the serving one: --force, or publish would keep the newer version serving
     proc = subprocess.Popen(
-        [str(BIN), "publish", "--date", day], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [str(BIN), "publish", "--date", day, "--force"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 60
     while client.dbsize() < before + 100:
@@ -200,7 +201,7 @@ def test_a_publish_killed_half_way_leaves_the_old_version_serving(world: dict) -
     status = world["cli"]("status")
     assert status.returncode == 0 and "incomplete" in status.stdout
     # the next publish of the same run cleans up and completes
-    assert world["cli"]("publish", "--date", day).returncode == 0
+    assert world["cli"]("publish", "--date", day, "--force").returncode == 0
     assert client.get("hr:current").decode() == new
     assert sum(1 for _ in client.scan_iter(match=f"hr:v:{new}:u:*", count=10_000)) == manifest["n_users"]
     client.close()

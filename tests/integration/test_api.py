@@ -64,9 +64,9 @@ def test_bad_events_are_refused_with_the_field_named(api: httpx.Client) -> None:
     assert r.status_code == 422
     assert [f["field"] for f in r.json()["fields"]] == ["event_type"]
     good = {"session_id": "s1", "item_id": "a0"}
-    r = api.post("/events", json=[good, {"item_id": "a0"}, {**good, "weight": -1}])
+    r = api.post("/events", json=[good, {"item_id": "a0"}, {**good, "weight": -1}, {**good, "weight": 1e7}])
     assert r.status_code == 422
-    assert [f["field"] for f in r.json()["fields"]] == ["[1].session_id", "[2].weight"]
+    assert [f["field"] for f in r.json()["fields"]] == ["[1].session_id", "[2].weight", "[3].weight"]
     assert api.post("/events", json=[]).status_code == 422
     assert api.post("/events", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
     # nothing of a refused batch was accepted: the session is still empty

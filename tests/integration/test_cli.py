@@ -18,10 +18,12 @@ BIN = Path(sys.executable).parent / "hybridrec"
 END = dt.date(2026, 2, 10)
 
 
-def _cli(data: Path, *args: str) -> subprocess.CompletedProcess:
+def _cli(data: Path, *args: str, redis_url: str | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYBRIDREC_")}
     env["HYBRIDREC_DATA_DIR"] = str(data)
     env["HYBRIDREC_ALS_FACTORS"] = "8"
+    if redis_url:
+        env["HYBRIDREC_REDIS_URL"] = redis_url
     return subprocess.run([str(BIN), *args], env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -112,3 +114,27 @@ def test_no_repeats_generates_a_rating_log_the_batch_pipeline_takes(tmp_path: Pa
     out = _cli(tmp_path, "run-batch", "--date", str(END))
     assert out.returncode == 0, out.stderr
     assert (tmp_path / f"runs/date={END}/manifest.json").exists()
+
+
+def test_publish_never_moves_serving_back_in_time_unless_forced(data: Path, redis_url: str) -> None:
+    """`publish` and `backfill --publish` go through the DAG's publish step (batch.daily.publish_day)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    older = "2026-02-09"
+    first = _cli(data, "backfill", "--start", older, "--end", str(END), "--publish", redis_url=redis_url)
+    assert first.returncode == 0, first.stderr
+    newest = client.get("hr:current").decode()
+    assert newest.startswith(str(END)) and "kept" not in first.stderr  # published day by day, in order
+
+    kept = _cli(data, "publish", "--date", older, redis_url=redis_url)
+    assert kept.returncode == 0, kept.stderr
+    assert kept.stdout.strip() == newest and "never moves back in time" in kept.stderr
+    again = _cli(data, "backfill", "--start", older, "--end", older, "--publish", redis_url=redis_url)
+    assert again.returncode == 0 and f"kept {newest} serving" in again.stderr
+    assert client.get("hr:current").decode() == newest
+
+    forced = _cli(data, "publish", "--date", older, "--force", redis_url=redis_url)
+    assert forced.returncode == 0, forced.stderr
+    assert forced.stdout.strip().startswith(older) and client.get("hr:current").decode() == forced.stdout.strip()
+    client.close()

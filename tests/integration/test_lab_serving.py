@@ -24,7 +24,7 @@ def test_the_lab_model_is_the_api_model_bit_for_bit(settings: Settings, store: R
     run_dir = run_batch(small, SYNTHETIC_END)
     version = publish_run(run_dir, store.versions, small).version
 
-    lab = serving_model(run_dir, small.popular_n)
+    lab = serving_model(run_dir)
     api = LoadedModel.from_bundle(store.versions.read_item_bundle(version))
     assert lab.model.version == api.version
     for spec in ITEM_ARRAYS:

@@ -119,7 +119,7 @@ def test_reported_validation_scores_are_day_l_minus_1_of_a_model_trained_through
     settings = get_settings(data_dir=tmp_path, seed=3, **{f"als_{k}": v for k, v in result["als"].items()})
     data = ingest_synthetic(settings, WORLD["users"], WORLD["items"], WORLD["days"], WORLD["seed"])
     val = synthetic_split(settings, data, SYNTHETIC_END - dt.timedelta(days=1), lambda *_: None)
-    serving = serving_model(val.run_dir, settings.popular_n)
+    serving = serving_model(val.run_dir)
 
     def hit_rate(blend: dict) -> float:
         params = dataclasses.replace(BlendParams.from_settings(settings), **blend)
@@ -161,7 +161,7 @@ def test_next_batch_run_trains_with_the_tuned_als_and_publishes_the_tuned_blend(
     assert params["blend"] == result["best"]
     with np.load(run_dir / "model.npz", allow_pickle=False) as model:
         assert model["item_factors"].shape[1] == result["als"]["factors"]
-    meta = version_data(RunArtifacts.load(run_dir), popular_n=50).meta
+    meta = version_data(RunArtifacts.load(run_dir)).meta
     served = BlendParams().for_version(meta)
     assert {k: getattr(served, k) for k in result["best"]} == result["best"]
     assert params["reranker"] == result["reranker"]  # published with the version; the API reads it so

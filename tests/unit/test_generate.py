@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batch.generate import SyntheticData, generate, write_synthetic
+from batch.synthetic.generate import SyntheticData, generate, write_synthetic
 from shared.errors import ConfigError
 from shared.schemas import EVENT_WEIGHTS
 

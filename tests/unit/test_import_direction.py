@@ -25,15 +25,20 @@ ALLOWED = {
 ONLINE_FORBIDDEN = {"implicit", "sklearn", "pandas", "airflow", "scipy", "pyarrow"}
 
 
-def _imports(path: Path) -> set[str]:
+def _modules_imported(path: Path) -> set[str]:
+    """Every absolute module name ``path`` imports, in full (``batch.synthetic.generate``)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
+            found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
+            found.add(node.module)
     return found
+
+
+def _imports(path: Path) -> set[str]:
+    return {name.split(".")[0] for name in _modules_imported(path)}
 
 
 def _modules(package: str) -> list[Path]:
@@ -61,7 +66,23 @@ def test_serving_path_never_imports_training_libraries(package: str) -> None:
     assert not bad, "\n".join(sorted(bad))
 
 
+def test_no_production_batch_step_imports_the_synthetic_generator() -> None:
+    """batch/synthetic/ feeds the demo, tests, lab and benchmarks; the steps only ever see ingested data."""
+    synthetic = ROOT / "batch" / "synthetic"
+    assert (synthetic / "generate.py").exists()
+    bad = {
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in _modules("batch")
+        if synthetic not in path.parents
+        for name in _modules_imported(path)
+        if name == "batch.synthetic" or name.startswith("batch.synthetic.")
+    }
+    assert not bad, "\n".join(sorted(bad))
+
+
 def test_the_checker_sees_a_crossing(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
     probe.write_text("def f():\n    from online.app import create_app\n")
     assert _imports(probe) == {"online"}
+    probe.write_text("from batch.synthetic.generate import generate\n")
+    assert _modules_imported(probe) == {"batch.synthetic.generate"}

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch.dataset import load_interactions
-from batch.generate import generate, write_synthetic
 from batch.ingest import ingest_interactions, ingest_items
+from batch.synthetic.generate import generate, write_synthetic
 from shared.errors import ConfigError, DataValidationError
 
 GOOD_AND_TWO_BAD = (
@@ -101,11 +101,13 @@ def test_a_different_file_adds_parts_next_to_the_old_ones(tmp_path: Path) -> Non
         (",i1,view,2024-01-01,,", "missing_user_id", "user_id is empty"),
         ("u1,   ,view,2024-01-01,,", "missing_item_id", "item_id is empty"),
         ("u" + "x" * 129 + ",i1,view,2024-01-01,,", "long_user_id", "user_id is 130 characters long (max 128)"),
+        ("u1,i1,view,2024-01-01,," + "s" * 129, "long_session_id", "session_id is 129 characters long (max 128)"),
         ("u1,i1,view,1704067200000,,", "bad_ts", "ts '1704067200000' is outside 1970..2099"),
         ("u1,i1,view,,,", "bad_ts", "ts '' is not an ISO-8601 time or epoch seconds"),
         ("u1,i1,view,2024-01-01,abc,", "bad_weight", "weight 'abc' is not a number"),
         ("u1,i1,view,2024-01-01,inf,", "bad_weight", "weight 'inf' is not finite"),
         ("u1,i1,view,2024-01-01,-2,", "bad_weight", "weight '-2' is negative"),
+        ("u1,i1,view,2024-01-01,1e7,", "bad_weight", "weight '1e7' is above the maximum 1,000,000"),
         ("u1,i1,view", "bad_field_count", "line has 3 field(s), expected 6"),
         ("u1,i1,view,2024-01-01,1,s,extra", "bad_field_count", "line has 7 field(s), expected 6"),
         (",,,,,", "blank_line", "blank line"),

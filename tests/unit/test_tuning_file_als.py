@@ -10,7 +10,7 @@ import pytest
 from batch.artifacts import read_json
 from batch.pipeline import run_batch
 from batch.train import AlsParams
-from batch.tuning_file import read_tuned_als, read_tuned_blend
+from batch.tuning_file import read_tuning
 from lab.datasets import SYNTHETIC_END, ingest_synthetic
 from shared.config import get_settings
 from shared.errors import ConfigError
@@ -21,46 +21,46 @@ ALS = {"factors": 6, "regularization": 0.2, "alpha": 10.0, "iterations": 3}
 
 def test_a_valid_als_section_is_read_as_params(tmp_path: Path) -> None:
     path = write_tuning(tmp_path / "best.json", {"best": BLEND, "als": {**ALS, "note": "extra keys are ignored"}})
-    assert read_tuned_als(path) == AlsParams(factors=6, regularization=0.2, alpha=10.0, iterations=3)
-    assert read_tuned_blend(path) == BLEND
+    assert read_tuning(path).als == AlsParams(factors=6, regularization=0.2, alpha=10.0, iterations=3)
+    assert read_tuning(path).blend == BLEND
 
 
 def test_no_file_or_a_file_from_before_the_als_search_means_settings(tmp_path: Path) -> None:
-    assert read_tuned_als(tmp_path / "missing.json") is None
+    assert read_tuning(tmp_path / "missing.json").als is None
     old = write_tuning(tmp_path / "best.json", {"best": BLEND, "grid": [], "metric": "hybrid_hit_rate_at_10"})
-    assert read_tuned_als(old) is None
-    assert read_tuned_blend(old) == BLEND  # and the old file's blend still holds
+    assert read_tuning(old).als is None
+    assert read_tuning(old).blend == BLEND  # and the old file's blend still holds
 
 
 @pytest.mark.parametrize(
     ("als", "message"),
     [
-        ({k: v for k, v in ALS.items() if k != "alpha"}, "KeyError"),
-        ({**ALS, "factors": 6.5}, "not a finite integer"),
-        ({**ALS, "factors": "64"}, "not a finite integer"),
-        ({**ALS, "iterations": True}, "not a finite integer"),
-        ({**ALS, "regularization": "0.1"}, "not a finite number"),
-        ({**ALS, "regularization": float("nan")}, "not a finite number"),
-        ({**ALS, "factors": 0}, "factors >= 1"),
-        ({**ALS, "alpha": 0.0}, "alpha > 0"),
-        ([6, 0.2, 10.0, 3], "not an object"),
-        (None, "not an object"),
+        ({k: v for k, v in ALS.items() if k != "alpha"}, "als.alpha: Field required"),
+        ({**ALS, "factors": 6.5}, r"als\.factors: Input should be a valid integer \(got 6\.5\)"),
+        ({**ALS, "factors": "64"}, r"als\.factors: Input should be a valid integer \(got '64'\)"),
+        ({**ALS, "iterations": True}, r"als\.iterations: Input should be a valid integer \(got True\)"),
+        ({**ALS, "regularization": "0.1"}, r"als\.regularization: Input should be a valid number"),
+        ({**ALS, "regularization": float("nan")}, r"als\.regularization: Input should be a finite number"),
+        ({**ALS, "factors": 0}, r"als\.factors: Input should be greater than or equal to 1 \(got 0\)"),
+        ({**ALS, "alpha": 0.0}, r"als\.alpha: Input should be greater than 0 \(got 0\.0\)"),
+        ([6, 0.2, 10.0, 3], r"als: Input should be a valid dictionary"),
+        (None, r"als: null is not allowed: leave the key out instead"),
     ],
 )
 def test_a_malformed_als_section_is_refused(tmp_path: Path, als: object, message: str) -> None:
     path = write_tuning(tmp_path / "best.json", {"best": BLEND, "als": als})
     with pytest.raises(ConfigError, match=message):
-        read_tuned_als(path)
+        read_tuning(path)
 
 
 def test_a_file_that_is_not_a_json_object_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "best.json"
     path.write_text("{not json")
     with pytest.raises(ConfigError, match="not a tuning result"):
-        read_tuned_als(path)
+        read_tuning(path)
     write_tuning(path, [ALS])
     with pytest.raises(ConfigError, match="not a tuning result"):
-        read_tuned_als(path)
+        read_tuning(path)
 
 
 def test_run_batch_trains_with_the_tuned_params_and_says_so(tmp_path: Path) -> None:
@@ -84,6 +84,6 @@ def test_run_batch_trains_with_the_tuned_params_and_says_so(tmp_path: Path) -> N
 def test_run_batch_fails_before_any_work_on_a_malformed_als_section(tmp_path: Path) -> None:
     settings = get_settings(data_dir=tmp_path / "data")  # no data at all: the file is read first
     write_tuning(settings.tuning_path, {"best": BLEND, "als": {**ALS, "iterations": -1}})
-    with pytest.raises(ConfigError, match="iterations >= 1"):
+    with pytest.raises(ConfigError, match=r"als\.iterations: Input should be greater than or equal to 1"):
         run_batch(settings, SYNTHETIC_END)
     assert not settings.runs_dir.exists()

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from batch.tuning_file import read_tuned_blend
+from batch.tuning_file import read_tuning
 from feature_store.base import RequestFeatures, SessionEvent, UserRecord
 from online.blend import BlendParams
 from online.model import LoadedModel
 from online.ranking import rank
 from shared.config import get_settings
 from shared.errors import ConfigError
-from shared.schemas import BLEND_FIELDS
+from shared.schemas import BLEND_FIELDS, OPTIONAL_BLEND_FIELDS
 from tests.support import tiny
 
 TUNED = {
@@ -67,13 +67,22 @@ def test_a_loaded_version_ranks_with_its_own_blend() -> None:
 
 def test_tuning_file_is_read_strictly(tmp_path: Path) -> None:
     path = tmp_path / "tuning" / "best.json"
-    assert read_tuned_blend(path) is None
+    assert read_tuning(path).blend is None
     path.parent.mkdir()
     path.write_text(json.dumps({"best": {**TUNED, "extra": 5}, "grid": []}))
-    assert read_tuned_blend(path) == TUNED
+    assert read_tuning(path).blend == TUNED
     path.write_text(json.dumps({"best": {**TUNED, "weight_user": -1}}))
-    with pytest.raises(ConfigError, match="weight_user"):
-        read_tuned_blend(path)
+    with pytest.raises(ConfigError, match=r"best\.weight_user: Input should be greater than or equal to 0"):
+        read_tuning(path)
     path.write_text(json.dumps({"grid": []}))
-    with pytest.raises(ConfigError, match="not a tuning result"):
-        read_tuned_blend(path)
+    with pytest.raises(ConfigError, match="not a tuning result: best: Field required"):
+        read_tuning(path)
+    # a JSON number, not text; a field the file lacks is left out, not null; every problem is listed
+    path.write_text(json.dumps({"best": {**TUNED, "weight_user": "0.5", "weight_covisit": None}}))
+    with pytest.raises(ConfigError) as refused:
+        read_tuning(path)
+    assert "best.weight_user: Input should be a valid number (got '0.5')" in str(refused.value)
+    assert "best.weight_covisit: null is not allowed: leave the key out instead" in str(refused.value)
+    older = {k: v for k, v in TUNED.items() if k not in OPTIONAL_BLEND_FIELDS}
+    path.write_text(json.dumps({"best": older}))
+    assert read_tuning(path).blend == older  # the API serves the missing fields at their configured values

@@ -10,7 +10,7 @@ import pytest
 from batch.artifacts import RunArtifacts, read_json, write_json
 from batch.pipeline import run_batch
 from batch.publish import version_data
-from batch.tuning_file import read_tuned_reranker
+from batch.tuning_file import read_tuning
 from lab.datasets import SYNTHETIC_END, ingest_synthetic
 from online.reranker import LinearReranker
 from shared.config import get_settings
@@ -21,9 +21,9 @@ SPEC = {"kind": "linear", "features": ["session_z", "covisit"], "weights": [1.5,
 
 
 def test_reader_returns_the_section_or_none(tmp_path: Path) -> None:
-    assert read_tuned_reranker(tmp_path / "missing.json") is None
-    assert read_tuned_reranker(write_tuning(tmp_path / "old.json", {"best": BLEND})) is None
-    assert read_tuned_reranker(write_tuning(tmp_path / "best.json", {"best": BLEND, "reranker": SPEC})) == SPEC
+    assert read_tuning(tmp_path / "missing.json").reranker is None
+    assert read_tuning(write_tuning(tmp_path / "old.json", {"best": BLEND})).reranker is None
+    assert read_tuning(write_tuning(tmp_path / "best.json", {"best": BLEND, "reranker": SPEC})).reranker == SPEC
 
 
 @pytest.mark.parametrize(
@@ -42,7 +42,7 @@ def test_a_malformed_section_is_refused(tmp_path: Path, spec: object) -> None:
     path = tmp_path / "best.json"
     path.write_text(json.dumps({"best": BLEND, "reranker": spec}))  # json writes inf as Infinity
     with pytest.raises(ConfigError, match="reranker"):
-        read_tuned_reranker(path)
+        read_tuning(path)
 
 
 def test_run_batch_publishes_the_reranker_and_old_runs_still_load(tmp_path: Path) -> None:
@@ -51,7 +51,7 @@ def test_run_batch_publishes_the_reranker_and_old_runs_still_load(tmp_path: Path
     write_tuning(settings.tuning_path, {"best": BLEND, "reranker": SPEC})
     run_dir = run_batch(settings, SYNTHETIC_END)
     assert read_json(run_dir / "serving.json")["reranker"] == SPEC
-    meta = version_data(RunArtifacts.load(run_dir), popular_n=20).meta
+    meta = version_data(RunArtifacts.load(run_dir)).meta
     served = LinearReranker.for_version(meta)
     assert served is not None and served.features == ("session_z", "covisit") and served.weights.tolist() == [1.5, 0.25]
 

@@ -1,4 +1,4 @@
-"""The latent world behind ``batch.generate`` (steps 1-4 of its docstring): categories, items, their
+"""The latent world behind ``batch.synthetic.generate`` (steps 1-4 of its docstring): categories, items, their
 neighbourhoods, users' tastes, and how a user picks an item in a category or a neighbourhood."""
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def zipf_logit(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
 
 
 def build_world(rng: np.random.Generator, n_users: int, n_items: int, n_categories: int) -> World:
-    """Draw categories, items, neighbourhoods and users (steps 1-3 of batch.generate's docstring)."""
+    """Draw categories, items, neighbourhoods and users (steps 1-3 of batch.synthetic.generate's docstring)."""
     c, d = n_categories, LATENT_DIM
     cat_logit = zipf_logit(rng, c, CATEGORY_ZIPF)
     centre = rng.normal(size=(c, d))

@@ -1,4 +1,4 @@
-"""Step 5 of ``batch.generate``'s docstring: the item of every step of every session."""
+"""Step 5 of ``batch.synthetic.generate``'s docstring: the item of every step of every session."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from batch.synthetic_world import N_CANDIDATES, World
+from batch.synthetic.world import N_CANDIDATES, World
 
 P_REPEAT_START = 0.3
 P_SWITCH = 0.1

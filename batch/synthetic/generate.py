@@ -50,7 +50,7 @@ Timestamps lie in the ``n_days`` UTC days ending with ``end_date`` (inclusive). 
 then event_id; event and session ids carry a short hash of the arguments, so datasets generated with
 different arguments never share an id. The same arguments give byte-identical output.
 
-Steps 1-4 are ``batch.synthetic_world``, the walks of steps 5 and 7 ``batch.synthetic_walk``; the rest is
+Steps 1-4 are ``batch.synthetic.world``, the walks of steps 5 and 7 ``batch.synthetic.walk``; the rest is
 here.
 """
 
@@ -71,8 +71,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from batch.dataset import write_parquet_atomic
-from batch.synthetic_walk import rank_in_group, walk_sessions, walk_sessions_once
-from batch.synthetic_world import World, build_world
+from batch.synthetic.walk import rank_in_group, walk_sessions, walk_sessions_once
+from batch.synthetic.world import World, build_world
 from shared.errors import ConfigError
 from shared.ids import parse_date
 from shared.schemas import EVENT_WEIGHTS
