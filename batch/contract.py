@@ -10,8 +10,11 @@ model uses too.
 Rules, with the problem kind each adds (a row may break several; its reason joins their messages
 with "; ", in this order):
 
-* ``user_id``, ``item_id``: not empty [missing_<column>] and at most MAX_ID_LENGTH characters
-  [long_<column>], after stripping surrounding white space;
+* ``item_id``: not empty [missing_item_id] and at most MAX_ID_LENGTH characters [long_item_id],
+  after stripping surrounding white space;
+* ``user_id``: at most MAX_ID_LENGTH characters [long_user_id]; it may be empty only for an
+  anonymous visitor's event, which then needs a ``session_id`` [missing_user_id]: such events train
+  what needs no user (co-visitation within sessions, popularity), never the user models;
 * ``session_id``, ``event_id``: optional, at most MAX_ID_LENGTH characters [long_<column>]; the
   event_id is required where it is what de-duplicates (live events) [missing_event_id];
 * ``event_type``: one of EVENT_TYPES, compared stripped and lower-cased [bad_event_type];
@@ -71,7 +74,8 @@ class Problems:
 class CheckedRows:
     """The n input rows as the dataset stores them, in input order; meaningful where the row is good.
 
-    ``user_id``, ``item_id``, ``event_type`` object (n,), stripped (event types lower-cased);
+    ``user_id`` object (n,), stripped, None for an anonymous event; ``item_id``, ``event_type`` object
+    (n,), stripped (event types lower-cased);
     ``ts_us`` int64 (n,) µs since the epoch, UTC; ``weight`` float64 (n,), the type's default where
     none was given; ``session_id``, ``event_id`` object (n,), None where absent.
     """
@@ -120,7 +124,13 @@ def check_interactions(
     def name(column: str) -> str:
         return label.get(column, column)
 
-    user = check_id(frame["user_id"], "user_id", problems, where, name("user_id"))
+    sessions = stripped(frame["session_id"]).to_numpy() if "session_id" in frame.columns else np.full(len(frame), "")
+    user = check_id(frame["user_id"], "user_id", problems, where, name("user_id"), required=False)
+    problems.add(
+        "missing_user_id",
+        (user == "") & (sessions == "") & where,
+        f"{name('user_id')} is empty (an anonymous event needs a session_id)",
+    )
     item = check_id(frame["item_id"], "item_id", problems, where, name("item_id"))
     optional = {}
     for column in OPTIONAL_IDS:
@@ -128,6 +138,7 @@ def check_interactions(
         required = require_event_id and column == "event_id"
         ids = check_id(given, column, problems, where, name(column), required)
         optional[column] = np.where(ids == "", None, ids)
+    user = np.where(user == "", None, user)
     event = stripped(frame["event_type"]).str.lower()
     unknown = ~event.isin(EVENT_TYPES).to_numpy() & where
     allowed = ", ".join(EVENT_TYPES)

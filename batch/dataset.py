@@ -160,9 +160,9 @@ def load_interactions(interactions_dir: Path, end_date: dt.date, window_days: in
 
     Only the part files of partitions inside the window are opened. Rows sharing a non-null
     ``event_id`` are kept once (the earliest; a live event ingested twice counts once); rows without
-    an event_id are all kept. Returns columns user_id, item_id, event_type (str), ts
-    (datetime64[us, UTC]), weight (float64), session_id (str, may be null), one row per event, in
-    stable ts order.
+    an event_id are all kept. Returns columns user_id (str, null for an anonymous visitor's event,
+    which always has a session_id), item_id, event_type (str), ts (datetime64[us, UTC]), weight
+    (float64), session_id (str, may be null), one row per event, in stable ts order.
     """
     return read_window(training_window(interactions_dir, end_date, window_days))
 

@@ -71,8 +71,13 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
     with art.atomic_dir(final) as out:
         with _step("load", timings, log):
             window = training_window(settings.interactions_dir, partition, settings.training_window_days)
-            interactions = read_window(window)
+            every = read_window(window)
+            # user models train on the events with a user; anonymous visitors' events (always with a
+            # session) join what needs no user: co-visitation and popularity, for the items users know
+            interactions, anonymous = _split_anonymous(every)
             maps = build_id_maps(interactions)
+            known_items = anonymous[anonymous["item_id"].isin(maps.item_index)]
+            sessions = pd.concat([interactions, known_items], ignore_index=True) if len(known_items) else interactions
             items = load_items(settings.items_path, maps.item_ids)[list(ITEM_COLUMNS)]
 
         def matrix(df: pd.DataFrame) -> csr_matrix:
@@ -108,14 +113,14 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
             cand_items, cand_scores = top_n_unseen(model, full_matrix, settings.n_candidates)
         with _step("neighbours", timings, log):
             nbr_items, nbr_scores = item_neighbours(model.item_factors, settings.n_neighbours)
-        with _step("covisit", timings, log):  # all events of the window, like popularity
+        with _step("covisit", timings, log):  # all events of the window, anonymous ones too, like popularity
             cov_items, cov_scores = covisit_neighbours(
-                interactions, maps, settings.n_covisit, settings.covisit_window, settings.session_gap_minutes * 60.0
+                sessions, maps, settings.n_covisit, settings.covisit_window, settings.session_gap_minutes * 60.0
             )
         with _step("seen", timings, log):
             seen = seen_items(interactions, maps, settings.seen_max_items)
         with _step("popularity", timings, log):
-            popularity = decayed_popularity(interactions, maps, reference_ts, settings.popularity_half_life_days)
+            popularity = decayed_popularity(sessions, maps, reference_ts, settings.popularity_half_life_days)
             popular = popular_lists(popularity, items, settings.popular_n)
         with _step("write", timings, log):
             pd.DataFrame({"user_id": maps.user_ids}).to_parquet(out / "users.parquet", index=False)
@@ -138,6 +143,7 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
                 "window_days": settings.training_window_days,
                 "window": window.to_dict(),
                 "n_interactions": len(interactions),
+                "n_anonymous_events": len(anonymous),
                 "n_users": len(maps.user_ids),
                 "n_items": len(maps.item_ids),
                 "n_holdout_users": len(holdout),
@@ -163,6 +169,15 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
             }
             art.write_json(out / "manifest.json", manifest)
     return final
+
+
+def _split_anonymous(interactions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(events with a user, anonymous events): the contract lets an event without a user in only
+    with a session id."""
+    anonymous = interactions["user_id"].isna()
+    if not anonymous.any():
+        return interactions, interactions.iloc[:0]
+    return interactions[~anonymous].reset_index(drop=True), interactions[anonymous].reset_index(drop=True)
 
 
 def is_complete(settings: Settings, partition: dt.date) -> bool:

@@ -180,7 +180,7 @@ def test_bad_entries_are_quarantined_with_a_reason_and_acknowledged(settings: Se
     bad = bad.drop(index=gone).set_index("event_id")
     assert "event_type 'like' is not one of view" in bad.loc["x1", "reason"]
     assert bad.loc["x2", "reason"] == "ts 'nan' is not an ISO-8601 time or epoch seconds"
-    assert bad.loc["x3", "reason"] == "user_id is empty"
+    assert bad.loc["x3", "reason"] == "user_id is empty (an anonymous event needs a session_id)"
     assert bad.loc["", "reason"] == "event_id is empty"
     assert bad.loc["x5", "reason"] == "weight '-1.0' is negative"
     assert bad.loc["x1", "event_type"] == "like" and bad.loc["x2", "ts"] == "nan"
@@ -277,3 +277,14 @@ def test_an_unreachable_redis_is_reported_as_unavailable(settings: Settings) -> 
     with pytest.raises(StoreUnavailable, match="cannot reach Redis"):
         compact_events(store.events, settings)
     assert not settings.data_dir.exists()
+
+
+def test_an_anonymous_visitors_events_are_written_for_training(settings: Settings, store: RedisStore) -> None:
+    """No user but a session: accepted by the API and stored (user_id null), so co-visitation and
+    popularity learn from it; the stream's 202 means it reaches training."""
+    visit = [_with_session(SessionEvent(f"i{n}", "view", _event(n).ts, f"a{n}", None, None), "visit-1") for n in (1, 2)]
+    store.events.append(visit)
+    report = compact_events(store.events, settings)
+    assert (report.rows_written, report.rows_quarantined) == (2, 0)
+    rows = _raw_rows(settings)
+    assert rows["user_id"].isna().all() and set(rows["session_id"]) == {"visit-1"}

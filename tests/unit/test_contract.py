@@ -39,7 +39,7 @@ def test_stream_shaped_rows_meet_the_same_rules_as_file_rows() -> None:
     assert problems.reason.tolist() == [
         "",
         "ts 'nan' is not an ISO-8601 time or epoch seconds; weight '-1.0' is negative",
-        f"user_id is empty; session_id is {MAX_ID_LENGTH + 1} characters long (max {MAX_ID_LENGTH}); "
+        f"session_id is {MAX_ID_LENGTH + 1} characters long (max {MAX_ID_LENGTH}); "
         "event_type 'like' is not one of view, click, add_to_cart, purchase, play, rating",
         "event_id is empty; ts '1000000000000.0' is outside 1970..2099 (epoch times must be in seconds); "
         "weight 'inf' is not finite",

@@ -98,7 +98,7 @@ def test_a_different_file_adds_parts_next_to_the_old_ones(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("row", "kind", "reason"),
     [
-        (",i1,view,2024-01-01,,", "missing_user_id", "user_id is empty"),
+        (",i1,view,2024-01-01,,", "missing_user_id", "user_id is empty (an anonymous event needs a session_id)"),
         ("u1,   ,view,2024-01-01,,", "missing_item_id", "item_id is empty"),
         ("u" + "x" * 129 + ",i1,view,2024-01-01,,", "long_user_id", "user_id is 130 characters long (max 128)"),
         ("u1,i1,view,2024-01-01,," + "s" * 129, "long_session_id", "session_id is 129 characters long (max 128)"),
@@ -130,7 +130,10 @@ def test_a_row_with_several_problems_lists_them_all(tmp_path: Path) -> None:
     assert report.rows_bad == 1
     assert report.bad_reasons == Counter({"missing_user_id": 1, "bad_event_type": 1, "bad_ts": 1})
     reason = pd.read_parquet(report.quarantine_path)["reason"].iloc[0]
-    assert reason.split("; ")[0] == "user_id is empty" and len(reason.split("; ")) == 3
+    assert (
+        reason.split("; ")[0] == "user_id is empty (an anonymous event needs a session_id)"
+        and len(reason.split("; ")) == 3
+    )
 
 
 def test_lastfm_needs_a_date_and_then_uses_it(tmp_path: Path) -> None:
