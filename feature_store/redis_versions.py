@@ -173,7 +173,7 @@ class RedisVersionStore:
         return [
             VersionInfo(
                 version=ver_b.decode(),
-                meta=codecs.decode_json(meta) if meta else None,  # type: ignore[arg-type]
+                meta=codecs.decode_meta(meta, ver_b.decode()) if meta else None,
                 started_at=score,
                 is_current=ver_b == cur,
                 is_previous=ver_b == prev,
@@ -184,7 +184,7 @@ class RedisVersionStore:
     def read_meta(self, version: str) -> dict[str, Any] | None:
         with translate_errors("reading version meta"):
             raw = self.client.get(self.keys.meta(version))
-        return codecs.decode_json(raw) if raw else None  # type: ignore[return-value]
+        return codecs.decode_meta(raw, version) if raw else None
 
     def read_item_bundle(self, version: str) -> ItemBundle:
         k = self.keys

@@ -154,14 +154,15 @@ def metrics(holder: Holder, counters: Counters) -> PlainTextResponse:
 
 @router.get("/ready", responses={503: {"model": ErrorBody}})
 def ready(holder: Holder, versions: Versions, response: Response) -> dict[str, object]:
-    """Readiness: the store answers (one GET of the version pointer) and a model version is loaded."""
-    problems, published = [], None
+    """Readiness: one GET of the version pointer, compared with the loaded model (``ModelHolder.problems``)."""
+    published = None
     try:
         published = versions.current_version()
+        problems = holder.problems(published)
     except StoreError as exc:
-        problems.append(str(exc))
-    if holder.model is None:
-        problems.append(f"no model loaded: {holder.last_error or 'starting'}")
+        problems = [str(exc)] + (
+            [f"no model loaded: {holder.last_error or 'starting'}"] if holder.model is None else []
+        )
     if problems:
         response.status_code = 503
         return {"status": "not_ready", "problems": problems}

@@ -104,6 +104,12 @@ class Settings(BaseSettings):
         "plus its typical cost would exceed this.",
     )
     reload_interval_s: float = Field(default=2.0, gt=0.0, description="How often the API checks the version pointer.")
+    ready_max_lag_intervals: int = Field(
+        default=5,
+        ge=1,
+        description="/ready answers 503 once the loaded model has trailed the published version for more than "
+        "this many reload intervals (at once if the published version failed to load).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
