@@ -14,6 +14,7 @@ Which arrays a version holds is declared once, in ``feature_store.layout``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -136,7 +137,8 @@ ProgressFn = Callable[[int], None]
 
 
 class VersionStore(Protocol):
-    # --- publishing (batch) ---
+    # --- publishing (batch); each step takes the publish lock, ``publishing()`` holds it across steps ---
+    def publishing(self) -> AbstractContextManager[object]: ...
     def write_version(self, data: VersionData, progress: ProgressFn | None = None) -> None: ...
     def activate(self, version: str) -> str | None: ...
     def rollback(self) -> str: ...

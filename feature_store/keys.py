@@ -6,6 +6,8 @@ Layout (``p`` = Settings.key_prefix, ``ver`` = a version id such as ``2026-11-27
     p:previous                string   id of the version before it (``hybridrec rollback`` target)
     p:versions                zset     every version ever started, score = unix time it was started;
                                        the registry prune walks (a killed publish is found here too)
+    p:lock:publish            string   the publish lock: a token naming its holder (host:pid:start:random),
+                                       with a TTL renewed while held (feature_store.redis_lock)
     p:v:ver:meta              string   JSON manifest, written LAST: its presence means "complete"
     p:v:ver:items             string   JSON, columnar catalogue (see codecs.encode_catalogue)
     p:v:ver:<array>           string   one per item array of layout.ITEM_ARRAYS (item_factors, neighbours,
@@ -51,6 +53,10 @@ class Keys:
     @property
     def versions(self) -> str:
         return f"{self.prefix}:versions"
+
+    @property
+    def publish_lock(self) -> str:
+        return f"{self.prefix}:lock:publish"
 
     @property
     def events_stream(self) -> str:

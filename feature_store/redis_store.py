@@ -50,10 +50,12 @@ class RedisStore:
         batch_size: int = 2_000,
         session_max_events: int = 50,
         session_ttl_s: int = 1_800,
+        lock_ttl_s: float = 30.0,
+        lock_wait_s: float = 60.0,
     ) -> None:
         self.client = client
         self.keys = Keys(prefix)
-        self.versions = RedisVersionStore(client, self.keys, batch_size)
+        self.versions = RedisVersionStore(client, self.keys, batch_size, lock_ttl_s, lock_wait_s)
         self.events = RedisEventLog(client, self.keys, session_max_events, session_ttl_s)
         self.counters = RedisCounters(client, self.keys)
 
@@ -68,6 +70,8 @@ class RedisStore:
             batch_size=settings.publish_batch_size,
             session_max_events=settings.session_max_events,
             session_ttl_s=settings.session_ttl_seconds,
+            lock_ttl_s=settings.publish_lock_ttl_s,
+            lock_wait_s=settings.publish_lock_wait_s,
         )
 
     def close(self) -> None:

@@ -28,6 +28,18 @@ class Settings(BaseSettings):
     store_timeout_ms: int = Field(default=50, ge=1, le=60_000, description="Per-call Redis socket timeout online.")
     publish_batch_size: int = Field(default=2_000, ge=1, description="Keys per pipelined batch when publishing.")
     keep_versions: int = Field(default=2, ge=1, le=20, description="Published versions kept (current + rollback).")
+    publish_lock_ttl_s: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=3_600.0,
+        description="Lease of the publish lock; renewed every third of it while a publish runs, so a killed "
+        "publisher frees it after at most this long.",
+    )
+    publish_lock_wait_s: float = Field(
+        default=60.0,
+        ge=0.0,
+        description="How long a publish (or prune) waits for another one to finish before it refuses.",
+    )
 
     # --- training (implicit ALS) ---------------------------------------------------------------
     als_factors: int = Field(default=64, ge=1, le=1024, description="ALS latent factors.")
