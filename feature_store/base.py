@@ -125,6 +125,16 @@ class RequestFeatures:
 
 
 @dataclass(frozen=True)
+class AppendResult:
+    """What appending live events did: ``duplicates`` are the ids of events already accepted earlier
+    (or earlier in the same batch), stored once and not again; ``trimmed`` counts un-compacted
+    events the stream's cap dropped to make room (backlog policy "trim")."""
+
+    duplicates: list[str] = field(default_factory=list)
+    trimmed: int = 0
+
+
+@dataclass(frozen=True)
 class VersionInfo:
     version: str
     meta: dict[str, Any] | None  # None: started but never completed (a killed publish)
@@ -155,12 +165,12 @@ class VersionStore(Protocol):
 
 class EventLog(Protocol):
     # --- live events (online) ---
-    def append(self, events: Sequence[SessionEvent]) -> None: ...
+    def append(self, events: Sequence[SessionEvent], dedupe: Sequence[bool] | None = None) -> AppendResult: ...
     def read_session(self, session_id: str) -> list[SessionEvent]: ...
 
     # --- draining the stream (batch compaction) ---
     def stream_length(self) -> int: ...
-    def ensure_consumer_group(self, group: str) -> None: ...
+    def ensure_consumer_group(self, group: str) -> bool: ...
     def read_events(
         self, group: str, consumer: str, count: int, pending_first: bool
     ) -> list[tuple[str, SessionEvent]]: ...

@@ -16,11 +16,14 @@ Layout (``p`` = Settings.key_prefix, ``ver`` = a version id such as ``2026-11-27
     p:v:ver:popular:<cat>     string   int32 LE item indices, best first; <cat> = ALL_CATEGORIES for the global list
     p:v:ver:u:<user_id>       string   user record (codecs.encode_user): the user arrays of layout.USER_ARRAYS
     p:sess:<session_id>       list     session events (codecs.encode_session_event), oldest first, capped, TTL
-    p:sess:<session_id>:seen  set      every item id of the session (not capped by the list), same TTL
+    p:seen:<session_id>       set      the session's item ids (not capped by the list; at most
+                                       session_seen_max_items), same TTL
+    p:eid:<event_id>          string   "1": a client-supplied event id already accepted (de-duplication),
+                                       TTL event_id_ttl_s
     p:events                  stream   every accepted live event (durable log drained by compaction): the
                                        fields of codecs.encode_stream_event. Consumer group
-                                       COMPACTION_GROUP reads it; an entry is XACKed and XDELed once it
-                                       is on disk.
+                                       COMPACTION_GROUP (created with the stream) reads it; an entry is
+                                       XACKed and XDELed once it is on disk.
     p:stats:served            hash     requests served per routing tier / flag, summed over API workers
                                        (each worker flushes its counts every few seconds)
 
@@ -96,4 +99,8 @@ class Keys:
         return f"{self.prefix}:sess:{session_id}"
 
     def session_seen(self, session_id: str) -> str:
-        return f"{self.prefix}:sess:{session_id}:seen"
+        # not p:sess:<id>:seen, which is the list of a session whose id ends in ":seen"
+        return f"{self.prefix}:seen:{session_id}"
+
+    def event_id(self, event_id: str) -> str:
+        return f"{self.prefix}:eid:{event_id}"

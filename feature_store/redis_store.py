@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import TracebackType
+from typing import Any
 
 import redis
 
@@ -52,11 +53,14 @@ class RedisStore:
         session_ttl_s: int = 1_800,
         lock_ttl_s: float = 30.0,
         lock_wait_s: float = 60.0,
+        events: Mapping[str, Any] | None = None,
     ) -> None:
+        """``events``: keyword arguments of :class:`RedisEventLog` beyond the session ones (dedup TTL,
+        backlog cap and policy, seen-set cap)."""
         self.client = client
         self.keys = Keys(prefix)
         self.versions = RedisVersionStore(client, self.keys, batch_size, lock_ttl_s, lock_wait_s)
-        self.events = RedisEventLog(client, self.keys, session_max_events, session_ttl_s)
+        self.events = RedisEventLog(client, self.keys, session_max_events, session_ttl_s, **(events or {}))
         self.counters = RedisCounters(client, self.keys)
 
     @classmethod
@@ -72,6 +76,12 @@ class RedisStore:
             session_ttl_s=settings.session_ttl_seconds,
             lock_ttl_s=settings.publish_lock_ttl_s,
             lock_wait_s=settings.publish_lock_wait_s,
+            events={
+                "session_seen_max_items": settings.session_seen_max_items,
+                "event_id_ttl_s": settings.event_id_ttl_s,
+                "backlog_max": settings.events_backlog_max,
+                "backlog_policy": settings.events_backlog_policy,
+            },
         )
 
     def close(self) -> None:

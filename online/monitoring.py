@@ -35,7 +35,8 @@ class ServedCounters:
                 self._pending[f"flag:{flag}"] += 1
 
     def count(self, name: str, n: int = 1) -> None:
-        """Add ``n`` to a named counter (``reload_failed``; see :func:`prometheus_text`)."""
+        """Add ``n`` to a named counter: ``reload_failed``, or ``events:<outcome>`` (accepted, duplicate,
+        trimmed, refused_backlog); see :func:`prometheus_text`."""
         if n:
             with self._lock:
                 self._pending[name] += n
@@ -72,6 +73,14 @@ def prometheus_text(totals: dict[str, int], version: str | None) -> str:
     lines = _counter(totals, "strategy", "hybridrec_requests_total", "Recommendation requests served, by routing tier.")
     lines += _counter(
         totals, "flag", "hybridrec_request_flags_total", "Requests that carried a flag (degradations, unknown users)."
+    )
+    lines += _counter(
+        totals,
+        "events",
+        "hybridrec_events_total",
+        "Live events posted, by outcome: accepted (stored), duplicate (an event_id accepted before: stored once), "
+        "trimmed (un-compacted events the stream's cap dropped), refused_backlog (refused: the backlog is full).",
+        label="outcome",
     )
     lines += [
         "# HELP hybridrec_model_reload_failures_total Failed attempts to load the published version (retried).",

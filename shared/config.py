@@ -92,6 +92,25 @@ class Settings(BaseSettings):
     # --- online ------------------------------------------------------------------------------
     session_max_events: int = Field(default=50, ge=1, le=10_000, description="Events kept per session.")
     session_ttl_seconds: int = Field(default=1_800, ge=1, description="Idle time before a session expires.")
+    session_seen_max_items: int = Field(
+        default=1_000, ge=1, le=100_000, description="Distinct items remembered per live session (its seen set)."
+    )
+    event_id_ttl_s: int = Field(
+        default=3_600,
+        ge=1,
+        description="How long a client-supplied event_id is remembered: the same id posted again within this "
+        "window is acknowledged as a duplicate and stored once.",
+    )
+    events_backlog_max: int = Field(
+        default=1_000_000,
+        ge=1_000,
+        description="Live events the stream may hold before compaction drains them (about 110 bytes each).",
+    )
+    events_backlog_policy: Literal["refuse", "trim"] = Field(
+        default="refuse",
+        description="At the backlog cap: refuse new events with 503 (nothing is lost) or trim the oldest "
+        "un-compacted ones (sessions stay live; the trimmed events never reach training).",
+    )
     session_half_life_events: float = Field(default=3.0, gt=0.0, description="Recency decay of session items.")
     session_seed_items: int = Field(default=5, ge=1, le=50, description="Recent session items whose neighbours join.")
     weight_user: float = Field(default=1.0, ge=0.0, description="Blend weight of user-vector similarity.")
