@@ -92,9 +92,10 @@ def publish_run(
     start = time.perf_counter()
     data = version_data(RunArtifacts.load(run_dir), settings.popular_n)
     with store.publishing():
-        store.write_version(data, progress=progress)
+        # short of memory, the store prunes what the prune below would delete before it writes
+        pruned = store.write_version(data, progress=progress, keep=settings.keep_versions)
         previous = store.activate(data.version)
-        pruned = store.prune(settings.keep_versions) if prune else []
+        pruned += store.prune(settings.keep_versions) if prune else []
     return PublishResult(
         version=data.version,
         previous=previous,

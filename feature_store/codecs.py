@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from feature_store.base import Catalogue, ItemBundle, SessionEvent, UserRecord, VersionData
-from feature_store.layout import ITEM_ARRAYS, LEGACY_USER_LAYOUT, USER_ARRAY
+from feature_store.layout import ITEM_ARRAYS, LEGACY_USER_LAYOUT, USER_ARRAY, Ragged
 from shared.errors import StoreError
 
 _USER_FORMAT = 1
@@ -99,6 +99,24 @@ def encode_user(record: UserRecord, layout: UserLayout) -> bytes:
         parts.append(arr.tobytes())
         counts.append(arr.shape[0])
     return struct.pack(f"<B{len(layout)}H", _USER_FORMAT, *counts) + b"".join(parts)
+
+
+def user_records_size(data: VersionData, layout: UserLayout) -> int:
+    """Total bytes of ``data``'s encoded user records (what :func:`encode_user` makes for every user),
+    from the arrays' shapes: no record is encoded. Index arrays count their non-negative entries only."""
+    n = len(data.user_ids)
+    total = n * struct.calcsize(f"<B{len(layout)}H")
+    for name, wire in layout:
+        rows = data.user_arrays.get(name)
+        if rows is None:
+            continue
+        values = rows.values if isinstance(rows, Ragged) else rows
+        if isinstance(values, np.ndarray) and values.dtype != object:
+            count = int((values >= 0).sum()) if USER_ARRAY[name].memory == "int32" else int(values.size)
+        else:  # a sequence of per-user arrays
+            count = sum(int((np.asarray(r) >= 0).sum()) if USER_ARRAY[name].memory == "int32" else len(r) for r in rows)
+        total += count * np.dtype(wire).itemsize
+    return total
 
 
 def decode_user(raw: bytes, layout: UserLayout) -> UserRecord:
