@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -178,6 +179,23 @@ class Settings(BaseSettings):
     def tuning_path(self) -> Path:
         """The blend ``hybridrec tune`` chose; the next batch run publishes it (see batch.tuning_file)."""
         return self.data_dir / "tuning" / "best.json"
+
+
+def redact_url(url: str | None) -> str:
+    """``url`` with its password (in the user part or a ``password=`` query parameter) replaced by
+    ``***``, for anything printed or logged: ``redis://:s3cret@host:6379/0`` -> ``redis://:***@host:6379/0``."""
+    if not url:
+        return "(unset)"
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if parts.password is None and not any(k.lower() == "password" for k, _ in pairs):
+        return url
+    netloc = parts.netloc
+    if parts.password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.split(':', 1)[0]}:***@{host}"
+    query = "&".join(f"{k}=***" if k.lower() == "password" else f"{k}={v}" for k, v in pairs)
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 def get_settings(**overrides: object) -> Settings:
