@@ -18,6 +18,7 @@ from feature_store.redis_client import connect, translate_errors
 from feature_store.redis_events import RedisEventLog
 from feature_store.redis_versions import RedisVersionStore
 from shared.config import Settings
+from shared.errors import StoreError
 
 
 class RedisCounters:
@@ -38,7 +39,10 @@ class RedisCounters:
     def read(self) -> dict[str, int]:
         with translate_errors("reading counters"):
             raw = self.client.hgetall(self.keys.served_counters)
-        return {k.decode(): int(v) for k, v in raw.items()}
+        try:
+            return {k.decode(): int(v) for k, v in raw.items()}
+        except ValueError as exc:
+            raise StoreError(f"the served counters hold a value that is not an integer ({exc})") from None
 
 
 class RedisStore:
