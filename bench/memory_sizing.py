@@ -29,8 +29,8 @@ from feature_store.base import Catalogue, SessionEvent, VersionData
 from feature_store.embedded import EmbeddedRedis
 from feature_store.keys import ALL_CATEGORIES
 from feature_store.layout import Ragged, user_layout
+from feature_store.redis_memory import KEY_OVERHEAD_BYTES
 from feature_store.redis_store import RedisStore
-from feature_store.redis_versions import KEY_OVERHEAD_BYTES
 from shared.config import get_settings
 
 from common import RESULTS_DIR, console, git_state, machine_info, write_json

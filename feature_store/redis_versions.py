@@ -30,7 +30,7 @@ from typing import Any
 import redis
 from redis import exceptions as rexc
 
-from feature_store import codecs
+from feature_store import codecs, redis_memory
 from feature_store.base import ItemBundle, ProgressFn, RequestFeatures, VersionData, VersionInfo
 from feature_store.keys import Keys
 from feature_store.layout import ITEM_ARRAYS
@@ -65,16 +65,6 @@ redis.call('SET', KEYS[1], prev)
 if cur then redis.call('SET', KEYS[2], cur) end
 return prev
 """
-
-
-# Redis memory per key beyond its name and value bytes (dict entry, key and value headers, allocator
-# rounding), measured with bench/memory_sizing.py on Redis 7.0 (jemalloc): 136 B at 100k users, 194 B
-# at 5k (fixed costs weigh more); rounded up, so the estimate errs on the side of refusing.
-KEY_OVERHEAD_BYTES = 200
-
-
-def _mb(n: int) -> str:
-    return f"{n / 2**20:,.1f} MiB"
 
 
 def _chunks(n: int, size: int) -> Iterator[range]:
@@ -157,21 +147,13 @@ class RedisVersionStore:
         return pruned
 
     def estimate_bytes(self, data: VersionData, blobs: dict[str, bytes] | None = None) -> int:
-        """Redis memory that ``data`` will take once written: keys and values plus a measured per-key
-        overhead (``KEY_OVERHEAD_BYTES``; see bench/memory_sizing.py), without encoding any user record."""
-        k, ver = self.keys, data.version
-        blobs = self._item_blobs(data) if blobs is None else blobs
-        n_users = len(data.user_ids)
-        size = sum(len(key) + len(value) for key, value in blobs.items()) + len(k.meta(ver)) + 4_096  # the meta
-        size += n_users * len(k.user(ver, "")) + sum(len(u) for u in data.user_ids)
-        size += codecs.user_records_size(data, codecs.user_layout_of(data.meta))
-        return size + (len(blobs) + 1 + n_users) * KEY_OVERHEAD_BYTES
+        """Redis memory that ``data`` will take once written (``redis_memory.version_bytes``)."""
+        return redis_memory.version_bytes(self.keys, data, self._item_blobs(data) if blobs is None else blobs)
 
     def memory(self) -> tuple[int, int]:
         """(used_memory, maxmemory) of Redis in bytes; maxmemory 0 means no limit."""
         with translate_errors("reading Redis memory"):
-            info = self.client.info("memory")
-        return int(info["used_memory"]), int(info.get("maxmemory", 0))
+            return redis_memory.usage(self.client)
 
     def _make_room(self, ver: str, need: int, keep: int | None) -> list[str]:
         used, limit = self.memory()
@@ -179,16 +161,9 @@ class RedisVersionStore:
             return []
         pruned = self.prune(max(keep - 1, 1)) if keep else []
         used, limit = self.memory()
-        if used + need <= limit:
-            return pruned
-        raise PublishError(
-            f"publishing {ver} needs about {_mb(need)} of Redis memory but only {_mb(max(limit - used, 0))} is free "
-            f"(used {_mb(used)} of maxmemory {_mb(limit)}"
-            + (f", after pruning {', '.join(pruned)}" if pruned else "")
-            + f"); nothing was written and the current version is unchanged. Raise maxmemory to at least "
-            f"{_mb(used + need)} (see the README's memory sizing), drain the events backlog (hybridrec compact), "
-            "or keep fewer versions (HYBRIDREC_KEEP_VERSIONS)"
-        )
+        if used + need > limit:
+            raise PublishError(redis_memory.no_room(ver, need, used, limit, pruned))
+        return pruned
 
     def _write(self, lock: RedisLock, values: dict[str, bytes]) -> None:
         """SET every key, in one script that first checks we still hold the publish lock (fencing)."""

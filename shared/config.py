@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     events_backlog_max: int = Field(
         default=1_000_000,
         ge=1_000,
-        description="Live events the stream may hold before compaction drains them (about 110 bytes each).",
+        description="Live events the stream may hold before compaction drains them (about 120 bytes each).",
     )
     events_backlog_policy: Literal["refuse", "trim"] = Field(
         default="refuse",
