@@ -10,9 +10,10 @@ from feature_store.base import VersionData
 from feature_store.keys import Keys
 
 # Redis memory per key beyond its name and value bytes (dict entry, key and value headers, allocator
-# rounding), measured with bench/memory_sizing.py on Redis 7.0 (jemalloc): 136 B at 100k users, 194 B
-# at 5k (fixed costs weigh more); rounded up, so the estimate errs on the side of refusing.
-KEY_OVERHEAD_BYTES = 200
+# rounding), measured with bench/memory_sizing.py on Redis 7.0 (jemalloc): 135 B at 100k users, 243 B
+# at 5k (the keyspace's own table weighs more); rounded up, so the estimate errs on the side of refusing
+# (+10% at 100k users, +1% at 5k).
+KEY_OVERHEAD_BYTES = 250
 META_BYTES = 4_096  # a version's JSON meta, generously
 
 
