@@ -61,7 +61,9 @@ def _service() -> str:
 def _uv() -> str:
     found = shutil.which("uv") or next((str(p) for p in [ROOT / ".tools/bin/uv"] if p.exists()), None)
     if found is None:
-        pytest.skip("uv is not installed (./dev fell back to pip): cannot export uv.lock for pip-audit")
+        pytest.skip(
+            "uv is neither on PATH nor in .tools/ (./dev puts it there unless it fell back to pip): cannot export uv.lock for pip-audit"
+        )
     return found
 
 
