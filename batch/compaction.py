@@ -9,7 +9,8 @@ Every event the API accepts is XADDed to the stream. Compaction reads it through
    ``<interactions_dir>/date=YYYY-MM-DD/part-stream-<first-id>-<last-id>.parquet`` and the bad ones
    to ``<quarantine_dir>/stream-<first-id>-<last-id>.parquet`` with a ``reason`` each (never
    dropped), every file via a temporary name and a rename, then fsyncs them;
-3. only then acknowledges and deletes the batch's entries, together, in one MULTI.
+3. only then acknowledges and deletes the batch's entries (XACK, then XDEL: no MULTI, which a Redis
+   at maxmemory refuses, so compaction drains a full Redis too).
 
 Delivery guarantee: **exactly-once effect on training**, built from three parts.
 
@@ -106,7 +107,9 @@ def compact_events(
     started = time.perf_counter()
     report = CompactionReport()
     partitions: set[str] = set()
-    store.ensure_consumer_group(COMPACTION_GROUP)
+    if not store.ensure_consumer_group(COMPACTION_GROUP):  # no stream yet: nothing was ever appended
+        report.seconds = time.perf_counter() - started
+        return report
     # A killed run's batch is re-read whole, so that its id range, hence its file names, repeat.
     left_over = store.pending_count(COMPACTION_GROUP, consumer)
     if left_over:

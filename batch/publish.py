@@ -90,13 +90,17 @@ def publish_run(
 ) -> PublishResult:
     """Write ``run_dir`` as a new version and activate it; then (``prune``) keep ``settings.keep_versions``.
 
-    Idempotent: a retry after a crash at any point converges on the same published state.
+    All under the publish lock, so a concurrent publish waits for this one (up to
+    ``settings.publish_lock_wait_s``) or refuses with PublishError. Idempotent: a retry after a crash
+    at any point converges on the same published state.
     """
     start = time.perf_counter()
     data = version_data(RunArtifacts.load(run_dir))
-    store.write_version(data, progress=progress)
-    previous = store.activate(data.version)
-    pruned = store.prune(settings.keep_versions) if prune else []
+    with store.publishing():
+        # short of memory, the store prunes what the prune below would delete before it writes
+        pruned = store.write_version(data, progress=progress, keep=settings.keep_versions)
+        previous = store.activate(data.version)
+        pruned += store.prune(settings.keep_versions) if prune else []
     return PublishResult(
         version=data.version,
         previous=previous,

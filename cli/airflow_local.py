@@ -22,7 +22,7 @@ from rich.console import Console
 
 from cli.demo import interrupt_on_sigterm
 from feature_store.embedded import EmbeddedRedis
-from shared.config import Settings
+from shared.config import Settings, redact_url
 from shared.errors import ConfigError, HybridrecError
 
 REPO_DAGS = Path(__file__).resolve().parents[1] / "dags"
@@ -76,7 +76,7 @@ def run_local_airflow(settings: Settings, port: int, console: Console) -> None:
         if not redis_url:
             server = stack.enter_context(EmbeddedRedis(settings.data_dir / "redis", persistent=True))
             redis_url = server.url
-            console.print(f"started embedded redis-server on {redis_url}")
+            console.print(f"started embedded redis-server on {redact_url(redis_url)}")
         env = airflow_env(settings, redis_url, port)
         Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
         with console.status("airflow db migrate..."):
@@ -102,7 +102,7 @@ def run_local_airflow(settings: Settings, port: int, console: Console) -> None:
                     raise HybridrecError(f"Airflow did not answer on {url} within 3 minutes; see {log.name}")
                 time.sleep(1)
         console.print(f"[bold green]Airflow is up[/] at {url}  login: {_login(Path(env['AIRFLOW_HOME']))}")
-        console.print(f"DAGs from {REPO_DAGS}; data in {env['HYBRIDREC_DATA_DIR']}; Redis {redis_url}")
+        console.print(f"DAGs from {REPO_DAGS}; data in {env['HYBRIDREC_DATA_DIR']}; Redis {redact_url(redis_url)}")
         console.print("Press Ctrl-C to stop Airflow and Redis.")
         with contextlib.suppress(KeyboardInterrupt):
             while proc.poll() is None:

@@ -28,7 +28,7 @@ from batch.ingest import ingest_interactions, ingest_items
 from batch.pipeline import run_batch
 from batch.synthetic.generate import generate, write_synthetic
 from feature_store.embedded import EmbeddedRedis, free_port
-from shared.config import Settings
+from shared.config import Settings, redact_url
 from shared.errors import HybridrecError
 
 
@@ -45,11 +45,11 @@ class DemoOptions:
 @contextlib.contextmanager
 def _redis(settings: Settings, console: Console) -> Iterator[str]:
     if settings.redis_url:
-        console.print(f"using external Redis at {settings.redis_url}")
+        console.print(f"using external Redis at {redact_url(settings.redis_url)}")
         yield settings.redis_url
         return
     with EmbeddedRedis(settings.data_dir / "redis", persistent=True) as server:
-        console.print(f"started embedded redis-server on {server.url} ({server.binary})")
+        console.print(f"started embedded redis-server on {redact_url(server.url)} ({server.binary})")
         yield server.url
 
 

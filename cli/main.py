@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cli.tune_options import als_grid, csv, parse_grid, run_tune
 from lab.search import PRECOMPUTED_WEIGHT_POPULARITY, WEIGHT_COVISIT, WEIGHT_POPULARITY, WEIGHT_USER, AlsGrid
-from shared.config import Settings, get_settings
+from shared.config import Settings, get_settings, redact_url
 from shared.errors import HybridrecError
 from shared.ids import date_range, parse_date
 
@@ -32,7 +33,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="hybridrec: hybrid batch + real-time recommender.",
 )
-console = Console(stderr=True)
+# emoji=False: ":v:" in "hr:v:<version>:..." would print as an emoji; messages are escaped for markup too.
+console = Console(stderr=True, emoji=False)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data root (default: $HYBRIDREC_DATA_DIR or ./var).")]
 DateOpt = Annotated[str, typer.Option("--date", help="Partition date YYYY-MM-DD.")]
@@ -237,7 +239,7 @@ def status(data_dir: DataDir = None) -> None:
     with _store(settings) as store:
         versions = store.versions
         infos = versions.list_versions()
-        table = Table(title=f"versions in {settings.redis_url} (prefix {settings.key_prefix!r})")
+        table = Table(title=escape(f"versions in {redact_url(settings.redis_url)} (prefix {settings.key_prefix!r})"))
         for col in ("version", "state", "started (UTC)", "users", "items", "user keys", "window", "recall", "ndcg"):
             table.add_column(col)
         for v in infos:
@@ -257,7 +259,7 @@ def status(data_dir: DataDir = None) -> None:
                 f"{als.get('recall', float('nan')):.4f}",
                 f"{als.get('ndcg', float('nan')):.4f}",
             )
-        Console(width=None if sys.stdout.isatty() else 160).print(table)
+        Console(width=None if sys.stdout.isatty() else 160, emoji=False).print(table)
         console.print(f"live events waiting in the stream: {store.events.stream_length():,}")
         if not infos:
             console.print("nothing published yet: run `hybridrec run-batch` then `hybridrec publish`")
@@ -429,7 +431,7 @@ def main() -> None:
     try:
         app()
     except HybridrecError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {escape(str(exc))}")
         sys.exit(exc.exit_code)
 
 

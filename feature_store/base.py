@@ -14,6 +14,7 @@ Which arrays a version holds is declared once, in ``feature_store.layout``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -124,6 +125,16 @@ class RequestFeatures:
 
 
 @dataclass(frozen=True)
+class AppendResult:
+    """What appending live events did: ``duplicates`` are the ids of events already accepted earlier
+    (or earlier in the same batch), stored once and not again; ``trimmed`` counts un-compacted
+    events the stream's cap dropped to make room (backlog policy "trim")."""
+
+    duplicates: list[str] = field(default_factory=list)
+    trimmed: int = 0
+
+
+@dataclass(frozen=True)
 class VersionInfo:
     version: str
     meta: dict[str, Any] | None  # None: started but never completed (a killed publish)
@@ -136,8 +147,11 @@ ProgressFn = Callable[[int], None]
 
 
 class VersionStore(Protocol):
-    # --- publishing (batch) ---
-    def write_version(self, data: VersionData, progress: ProgressFn | None = None) -> None: ...
+    # --- publishing (batch); each step takes the publish lock, ``publishing()`` holds it across steps ---
+    def publishing(self) -> AbstractContextManager[object]: ...
+    def write_version(
+        self, data: VersionData, progress: ProgressFn | None = None, keep: int | None = None
+    ) -> list[str]: ...
     def activate(self, version: str) -> str | None: ...
     def rollback(self) -> str: ...
     def prune(self, keep: int) -> list[str]: ...
@@ -153,12 +167,12 @@ class VersionStore(Protocol):
 
 class EventLog(Protocol):
     # --- live events (online) ---
-    def append(self, events: Sequence[SessionEvent]) -> None: ...
+    def append(self, events: Sequence[SessionEvent], dedupe: Sequence[bool] | None = None) -> AppendResult: ...
     def read_session(self, session_id: str) -> list[SessionEvent]: ...
 
     # --- draining the stream (batch compaction) ---
     def stream_length(self) -> int: ...
-    def ensure_consumer_group(self, group: str) -> None: ...
+    def ensure_consumer_group(self, group: str) -> bool: ...
     def read_events(
         self, group: str, consumer: str, count: int, pending_first: bool
     ) -> list[tuple[str, SessionEvent]]: ...

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from feature_store.base import Catalogue, ItemBundle, SessionEvent, UserRecord, VersionData
-from feature_store.layout import ITEM_ARRAYS, LEGACY_USER_LAYOUT, USER_ARRAY
+from feature_store.layout import ITEM_ARRAYS, LEGACY_USER_LAYOUT, USER_ARRAY, Ragged
 from shared.errors import StoreError
 
 _USER_FORMAT = 1
@@ -57,11 +57,32 @@ def encode_json(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
 
 
-def decode_json(raw: bytes) -> object:
-    return json.loads(raw)
+def decode_json(raw: bytes | None, what: str = "value") -> object:
+    """The JSON value of ``raw``; a missing (None) or unreadable value is a StoreError naming ``what``."""
+    if raw is None:
+        raise StoreError(f"{what} is missing")
+    try:
+        return json.loads(raw)
+    except (ValueError, TypeError) as exc:
+        raise StoreError(f"{what} is not valid JSON ({exc})") from None
+
+
+def _column(table: Any, name: str, n: int, what: str) -> list:
+    column = table.get(name) if isinstance(table, dict) else None
+    if not isinstance(column, list) or len(column) != n:
+        got = f"{len(column)} values" if isinstance(column, list) else "nothing"
+        raise StoreError(f"{what} is corrupt: column {name!r} has {got}, expected {n}")
+    return column
 
 
 # --- user record ----------------------------------------------------------------------------------
+def decode_meta(raw: bytes, version: str) -> dict[str, Any]:
+    meta = decode_json(raw, f"the meta of version {version}")
+    if not isinstance(meta, dict):
+        raise StoreError(f"the meta of version {version} is not a JSON object")
+    return meta
+
+
 def user_layout_of(meta: Mapping[str, Any]) -> UserLayout:
     """The user-record layout a version was published with (see the module docstring)."""
     return meta.get("user_record") or LEGACY_USER_LAYOUT
@@ -80,7 +101,32 @@ def encode_user(record: UserRecord, layout: UserLayout) -> bytes:
     return struct.pack(f"<B{len(layout)}H", _USER_FORMAT, *counts) + b"".join(parts)
 
 
+def user_records_size(data: VersionData, layout: UserLayout) -> int:
+    """Total bytes of ``data``'s encoded user records (what :func:`encode_user` makes for every user),
+    from the arrays' shapes: no record is encoded. Index arrays count their non-negative entries only."""
+    n = len(data.user_ids)
+    total = n * struct.calcsize(f"<B{len(layout)}H")
+    for name, wire in layout:
+        rows = data.user_arrays.get(name)
+        if rows is None:
+            continue
+        values = rows.values if isinstance(rows, Ragged) else rows
+        if isinstance(values, np.ndarray) and values.dtype != object:
+            count = int((values >= 0).sum()) if USER_ARRAY[name].memory == "int32" else int(values.size)
+        else:  # a sequence of per-user arrays
+            count = sum(int((np.asarray(r) >= 0).sum()) if USER_ARRAY[name].memory == "int32" else len(r) for r in rows)
+        total += count * np.dtype(wire).itemsize
+    return total
+
+
 def decode_user(raw: bytes, layout: UserLayout) -> UserRecord:
+    try:
+        return _decode_user(raw, layout)
+    except (KeyError, TypeError, ValueError, struct.error) as exc:  # a layout or record we cannot read
+        raise StoreError(f"corrupt user record or layout ({exc!r})") from None
+
+
+def _decode_user(raw: bytes, layout: UserLayout) -> UserRecord:
     header = struct.Struct(f"<B{len(layout)}H")
     if len(raw) < header.size:
         raise StoreError(f"corrupt user record ({len(raw)} bytes, shorter than its {header.size}-byte header)")
@@ -98,6 +144,9 @@ def decode_user(raw: bytes, layout: UserLayout) -> UserRecord:
 
 
 # --- item side of a version -----------------------------------------------------------------------
+CATALOGUE_COLUMNS = ("item_id", "category", "title", "available")
+
+
 def encode_catalogue(catalogue: Catalogue) -> bytes:
     return encode_json(
         {
@@ -132,15 +181,23 @@ def decode_item_bundle(
     """
     if catalogue_raw is None:
         raise StoreError(f"version {version} has no catalogue")
-    items: dict[str, list] = decode_json(catalogue_raw)  # type: ignore[assignment]
-    n = int(meta["n_items"])
+    items = decode_json(catalogue_raw, f"the catalogue of version {version}")
+    try:
+        n = int(meta["n_items"])
+    except (KeyError, TypeError, ValueError):
+        raise StoreError(f"version {version} meta has no valid n_items") from None
+    what = f"the catalogue of version {version}"
+    item_ids, categories, titles, available = (_column(items, c, n, what) for c in CATALOGUE_COLUMNS)
     arrays = {}
     for spec in ITEM_ARRAYS:
         raw = arrays_raw.get(spec.name)
         if spec.width is None:
             shape: tuple[int, ...] = (n,)
         elif spec.width in meta:
-            shape = (n, int(meta[spec.width]))
+            try:
+                shape = (n, int(meta[spec.width]))
+            except (TypeError, ValueError):
+                raise StoreError(f"version {version} meta has no valid {spec.width!r}") from None
         elif not spec.required:
             shape, raw = (n, 0), raw or b""
         else:
@@ -151,13 +208,23 @@ def decode_item_bundle(
     return ItemBundle(
         version=version,
         meta=meta,
-        item_ids=list(items["item_id"]),
-        categories=np.array(items["category"], dtype=object),
-        titles=list(items["title"]),
-        available=np.array(items["available"], dtype=bool),
+        item_ids=[str(i) for i in item_ids],
+        categories=np.array(categories, dtype=object),
+        titles=[str(t) for t in titles],
+        available=np.array(available, dtype=bool),
         arrays=arrays,
-        popular={cat: np.frombuffer(raw, dtype="<i4").astype(np.int32) for cat, raw in popular_raw.items()},
+        popular={cat: decode_popular(raw, n, f"popular list {cat!r} of {version}") for cat, raw in popular_raw.items()},
     )
+
+
+def decode_popular(raw: bytes | None, n_items: int, what: str) -> np.ndarray:
+    """int32 item indices, each in [0, n_items); anything else is a StoreError."""
+    if raw is None or len(raw) % 4:
+        raise StoreError(f"{what} is corrupt ({'missing' if raw is None else f'{len(raw)} bytes'})")
+    idx = np.frombuffer(raw, dtype="<i4").astype(np.int32)
+    if idx.size and (idx.min() < 0 or idx.max() >= n_items):
+        raise StoreError(f"{what} is corrupt: item index outside 0..{n_items - 1}")
+    return idx
 
 
 def round_trip(data: VersionData) -> tuple[ItemBundle, dict[str, UserRecord]]:
@@ -183,8 +250,13 @@ def encode_session_event(ev: SessionEvent) -> bytes:
 
 
 def decode_session_event(raw: bytes, session_id: str | None) -> SessionEvent:
-    d: dict = decode_json(raw)  # type: ignore[assignment]
-    return SessionEvent(item_id=d["i"], event_type=d["t"], ts=float(d["ts"]), event_id=d["e"], session_id=session_id)
+    d = decode_json(raw, f"an event of session {session_id}")
+    try:
+        return SessionEvent(
+            item_id=str(d["i"]), event_type=str(d["t"]), ts=float(d["ts"]), event_id=str(d["e"]), session_id=session_id
+        )  # type: ignore[index]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StoreError(f"an event of session {session_id} is corrupt ({exc!r})") from None
 
 
 def encode_stream_event(ev: SessionEvent) -> dict[str, str]:

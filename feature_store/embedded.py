@@ -12,8 +12,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import quote
 
 import redis
 
@@ -44,32 +46,46 @@ class EmbeddedRedis:
     """Start a redis-server on a free loopback port in ``data_dir``; stop it on exit.
 
     ``persistent=True`` turns on the append-only file (fsync every second), so live events accepted
-    by a demo survive a restart; tests and benchmarks run without persistence.
+    by a demo survive a restart; tests and benchmarks run without persistence. ``config`` adds
+    server options (``{"maxmemory": "64mb", "requirepass": "..."}``). A restart (``stop()`` then
+    ``start()``) keeps the port, so clients reconnect to the same URL.
     """
 
-    def __init__(self, data_dir: Path | None = None, persistent: bool = False, binary: str | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        persistent: bool = False,
+        binary: str | None = None,
+        config: Mapping[str, str] | None = None,
+    ) -> None:
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="hybridrec-redis-")
         self.data_dir = Path(data_dir or self._tmp.name)  # type: ignore[union-attr]
         self.persistent = persistent
         self.binary = binary or find_redis_server()
+        self.config = dict(config or {})
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        password = self.config.get("requirepass")
+        auth = f":{quote(password, safe='')}@" if password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 15.0) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         last_error = ""
-        for _ in range(3):  # the free port can be taken between probe and bind: retry
-            self.port = free_port()
+        restart = self.port != 0
+        for _ in range(1 if restart else 3):  # a new free port can be taken between probe and bind: retry
+            self.port = self.port if restart else free_port()
             args = [
                 self.binary,
                 "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
                 "--save", "", "--appendonly", "yes" if self.persistent else "no",
                 "--daemonize", "no", "--loglevel", "warning", "--logfile", "redis.log",
             ]  # fmt: skip
+            for name, value in self.config.items():
+                args += [f"--{name}", value]
             self.proc = subprocess.Popen(
                 args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
             )
@@ -80,7 +96,7 @@ class EmbeddedRedis:
         raise StoreUnavailable(f"embedded redis-server ({self.binary}) did not start: {last_error}")
 
     def _wait_ready(self, timeout_s: float) -> bool:
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout_s
         try:
             while time.monotonic() < deadline:

@@ -6,6 +6,8 @@ Layout (``p`` = Settings.key_prefix, ``ver`` = a version id such as ``2026-11-27
     p:previous                string   id of the version before it (``hybridrec rollback`` target)
     p:versions                zset     every version ever started, score = unix time it was started;
                                        the registry prune walks (a killed publish is found here too)
+    p:lock:publish            string   the publish lock: a token naming its holder (host:pid:start:random),
+                                       with a TTL renewed while held (feature_store.redis_lock)
     p:v:ver:meta              string   JSON manifest, written LAST: its presence means "complete"
     p:v:ver:items             string   JSON, columnar catalogue (see codecs.encode_catalogue)
     p:v:ver:<array>           string   one per item array of layout.ITEM_ARRAYS (item_factors, neighbours,
@@ -14,11 +16,14 @@ Layout (``p`` = Settings.key_prefix, ``ver`` = a version id such as ``2026-11-27
     p:v:ver:popular:<cat>     string   int32 LE item indices, best first; <cat> = ALL_CATEGORIES for the global list
     p:v:ver:u:<user_id>       string   user record (codecs.encode_user): the user arrays of layout.USER_ARRAYS
     p:sess:<session_id>       list     session events (codecs.encode_session_event), oldest first, capped, TTL
-    p:sess:<session_id>:seen  set      every item id of the session (not capped by the list), same TTL
+    p:seen:<session_id>       set      the session's item ids (not capped by the list; at most
+                                       session_seen_max_items), same TTL
+    p:eid:<event_id>          string   "1": a client-supplied event id already accepted (de-duplication),
+                                       TTL event_id_ttl_s
     p:events                  stream   every accepted live event (durable log drained by compaction): the
                                        fields of codecs.encode_stream_event. Consumer group
-                                       COMPACTION_GROUP reads it; an entry is XACKed and XDELed once it
-                                       is on disk.
+                                       COMPACTION_GROUP (created with the stream) reads it; an entry is
+                                       XACKed and XDELed once it is on disk.
     p:stats:served            hash     requests served per routing tier / flag, summed over API workers
                                        (each worker flushes its counts every few seconds)
 
@@ -51,6 +56,10 @@ class Keys:
     @property
     def versions(self) -> str:
         return f"{self.prefix}:versions"
+
+    @property
+    def publish_lock(self) -> str:
+        return f"{self.prefix}:lock:publish"
 
     @property
     def events_stream(self) -> str:
@@ -90,4 +99,8 @@ class Keys:
         return f"{self.prefix}:sess:{session_id}"
 
     def session_seen(self, session_id: str) -> str:
-        return f"{self.prefix}:sess:{session_id}:seen"
+        # not p:sess:<id>:seen, which is the list of a session whose id ends in ":seen"
+        return f"{self.prefix}:seen:{session_id}"
+
+    def event_id(self, event_id: str) -> str:
+        return f"{self.prefix}:eid:{event_id}"

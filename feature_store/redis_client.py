@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import redis
 from redis import exceptions as rexc
 
-from shared.errors import ConfigError, StoreError, StoreTimeout, StoreUnavailable
+from shared.errors import ConfigError, StoreError, StoreFull, StoreTimeout, StoreUnavailable
 
 
 @contextlib.contextmanager
@@ -20,6 +20,8 @@ def translate_errors(what: str) -> Iterator[None]:
         raise StoreTimeout(f"{what}: Redis did not answer in time ({exc})") from exc
     except rexc.ConnectionError as exc:
         raise StoreUnavailable(f"{what}: cannot reach Redis ({exc})") from exc
+    except rexc.OutOfMemoryError as exc:
+        raise StoreFull(f"{what}: Redis is full (maxmemory reached, noeviction) and refused the write") from exc
     except rexc.RedisError as exc:
         raise StoreError(f"{what}: {exc}") from exc
 

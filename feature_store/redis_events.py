@@ -1,48 +1,153 @@
 """Redis implementation of :class:`feature_store.base.EventLog`: live sessions and the durable stream.
 
-Appending is one MULTI: each event goes to its session's capped list (the newest ``session_max_events``
-events, what request-time features read), to its session's seen set (every item of the session, so
-exclusion does not end at the list's cap) and to the stream ``p:events`` that compaction drains into
-the training data through a consumer group.
+Appending is ONE Lua script (atomic, one round trip). For each event, in order:
+
+1. de-duplication: an event with a client-supplied ``event_id`` first takes ``p:eid:<event_id>``
+   (``SET NX EX event_id_ttl_s``); if that key exists, the event was accepted before (or earlier in
+   the same batch) and is reported as a duplicate, storing nothing. So a client that retries a batch
+   with the same ids after a timeout stores each event once. Server-made ids are new UUIDs and skip it.
+2. its session's capped list (the newest ``session_max_events``, what request-time features read)
+   and seen set (the session's items, so exclusion does not end at the list's cap; at most
+   ``session_seen_max_items``), both with the session TTL;
+3. the stream ``p:events`` that compaction drains into the training data.
+
+**Backlog cap.** The stream only holds events compaction has not written yet, so capping it means
+choosing what to lose. ``backlog_policy="refuse"`` (the default): a batch that would take the stream
+past ``backlog_max`` is refused whole (EventsBacklogFull, a 503: nothing stored, retry later), so no
+accepted event is ever lost. ``"trim"``: ``XADD MAXLEN ~ backlog_max`` keeps accepting (sessions stay
+live) and drops the OLDEST un-compacted events, which then never reach training; the script returns
+how many it dropped so the API can count and log it.
+
+**A full Redis** (``maxmemory`` + ``noeviction``): Redis refuses a script's first command that may
+grow memory, and every event's first write here is such a command, so under OOM a batch is refused
+whole (StoreFull) before it writes anything. Compaction reads (XREADGROUP) and frees memory (XACK,
+XDEL: allowed when full, and sent without MULTI, which a full Redis refuses); the consumer group is
+created with the stream, by the first append, so compaction never needs XGROUP CREATE when full.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import redis
 from redis import exceptions as rexc
 
 from feature_store import codecs
-from feature_store.base import SessionEvent
-from feature_store.keys import Keys
+from feature_store.base import AppendResult, SessionEvent
+from feature_store.keys import COMPACTION_GROUP, Keys
 from feature_store.redis_client import translate_errors
+from shared.errors import EventsBacklogFull
+
+# KEYS: the stream, then per event: its dedup key, session list, session seen set ('' when unused).
+# ARGV: the 9 header values of RedisEventLog._header, the nf stream field names, then per event: '1' to
+# de-duplicate it, its encoded session event ('' without a session), its item id, its nf field values.
+# Returns {added, trimmed, 0-based indexes of the duplicates...}, or {-1, stream length} if refused.
+_APPEND = """
+local max_events, sess_ttl, eid_ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local backlog_max, trim, seen_max = tonumber(ARGV[4]), ARGV[5] == '1', tonumber(ARGV[6])
+local n, group, nf = tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
+local stream = KEYS[1]
+local before = redis.call('XLEN', stream)
+if not trim and before + n > backlog_max then return {-1, before} end
+local dups, added = {}, 0
+for i = 0, n - 1 do
+  local k, a = 2 + 3 * i, 10 + nf + (3 + nf) * i
+  local fresh = true
+  if ARGV[a] == '1' then fresh = redis.call('SET', KEYS[k], '1', 'NX', 'EX', eid_ttl) end
+  if fresh then
+    if ARGV[a + 1] ~= '' then
+      redis.call('RPUSH', KEYS[k + 1], ARGV[a + 1])
+      redis.call('LTRIM', KEYS[k + 1], -max_events, -1)
+      redis.call('EXPIRE', KEYS[k + 1], sess_ttl)
+      if redis.call('SCARD', KEYS[k + 2]) < seen_max then redis.call('SADD', KEYS[k + 2], ARGV[a + 2]) end
+      redis.call('EXPIRE', KEYS[k + 2], sess_ttl)
+    end
+    if before + added == 0 and redis.call('EXISTS', stream) == 0 then
+      redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
+    end
+    local entry = {'XADD', stream, '*'}
+    if trim then entry = {'XADD', stream, 'MAXLEN', '~', backlog_max, '*'} end
+    for f = 1, nf do
+      entry[#entry + 1] = ARGV[9 + f]
+      entry[#entry + 1] = ARGV[a + 2 + f]
+    end
+    redis.call(unpack(entry))
+    added = added + 1
+  else
+    dups[#dups + 1] = i
+  end
+end
+return {added, before + added - redis.call('XLEN', stream), unpack(dups)}
+"""
 
 
 class RedisEventLog:
-    def __init__(self, client: redis.Redis, keys: Keys, session_max_events: int = 50, session_ttl_s: int = 1_800):
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        session_max_events: int = 50,
+        session_ttl_s: int = 1_800,
+        session_seen_max_items: int = 1_000,
+        event_id_ttl_s: int = 3_600,
+        backlog_max: int = 1_000_000,
+        backlog_policy: Literal["refuse", "trim"] = "refuse",
+    ):
         self.client = client
         self.keys = keys
         self.session_max_events = session_max_events
         self.session_ttl_s = session_ttl_s
+        self.session_seen_max_items = session_seen_max_items
+        self.event_id_ttl_s = event_id_ttl_s
+        self.backlog_max = backlog_max
+        self.backlog_policy = backlog_policy
+        self._append = client.register_script(_APPEND)
 
     # --- live events -------------------------------------------------------------------------
-    def append(self, events: Sequence[SessionEvent]) -> None:
-        """Append to each session's list and seen set and to the durable stream, atomically (MULTI)."""
-        k = self.keys
+    def append(self, events: Sequence[SessionEvent], dedupe: Sequence[bool] | None = None) -> AppendResult:
+        """Append to sessions and the durable stream, atomically (one script; see the module docstring).
+
+        ``dedupe[i]``: event i carries a client-supplied id to de-duplicate on (default: all do).
+        Raises EventsBacklogFull (policy "refuse", the stream at its cap) or StoreFull (Redis at
+        maxmemory) having stored nothing.
+        """
+        if not events:
+            return AppendResult()
+        flags = [True] * len(events) if dedupe is None else list(dedupe)
+        fields = [codecs.encode_stream_event(ev) for ev in events]
+        keys, args = [self.keys.events_stream], [*self._header(len(events), len(fields[0])), *fields[0]]
+        for ev, flag, entry in zip(events, flags, fields, strict=True):
+            keys += [
+                self.keys.event_id(ev.event_id) if flag else "",
+                self.keys.session(ev.session_id) if ev.session_id else "",
+                self.keys.session_seen(ev.session_id) if ev.session_id else "",
+            ]
+            args += ["1" if flag else "0", codecs.encode_session_event(ev) if ev.session_id else "", ev.item_id]
+            args += list(entry.values())
         with translate_errors("appending session events"):
-            pipe = self.client.pipeline(transaction=True)
-            for ev in events:
-                if ev.session_id:
-                    key, seen = k.session(ev.session_id), k.session_seen(ev.session_id)
-                    pipe.rpush(key, codecs.encode_session_event(ev))
-                    pipe.ltrim(key, -self.session_max_events, -1)
-                    pipe.expire(key, self.session_ttl_s)
-                    pipe.sadd(seen, ev.item_id)
-                    pipe.expire(seen, self.session_ttl_s)
-                pipe.xadd(k.events_stream, codecs.encode_stream_event(ev))  # type: ignore[arg-type]
-            pipe.execute()
+            reply = self._append(keys=keys, args=args)
+        added, second, *dups = (int(x) for x in reply)
+        if added < 0:
+            raise EventsBacklogFull(
+                f"the live-events backlog is full ({second:,} events wait for compaction; the cap is "
+                f"{self.backlog_max:,}): nothing was stored; retry later with the same event ids"
+            )
+        return AppendResult(duplicates=[events[i].event_id for i in dups], trimmed=max(second, 0))
+
+    def _header(self, n: int, n_fields: int) -> list[Any]:
+        """ARGV[1..9] of the append script."""
+        return [
+            self.session_max_events,
+            self.session_ttl_s,
+            self.event_id_ttl_s,
+            self.backlog_max,
+            "1" if self.backlog_policy == "trim" else "0",
+            self.session_seen_max_items,
+            n,
+            COMPACTION_GROUP,
+            n_fields,
+        ]
 
     def read_session(self, session_id: str) -> list[SessionEvent]:
         with translate_errors("reading a session"):
@@ -54,15 +159,30 @@ class RedisEventLog:
         with translate_errors("reading the events stream"):
             return int(self.client.xlen(self.keys.events_stream))
 
-    def ensure_consumer_group(self, group: str) -> None:
-        """Create ``group`` on the events stream at id 0 (so it sees every entry still in the stream),
-        creating an empty stream if needed. Idempotent: an existing group is left as it is."""
+    def ensure_consumer_group(self, group: str) -> bool:
+        """Make sure ``group`` reads the events stream from id 0 (every entry still in the stream).
+        False when there is no stream yet (nothing to drain).
+
+        The first append creates the stream together with the compaction group, so this normally only
+        reads (XINFO GROUPS), which a full Redis allows; it creates the group (XGROUP CREATE, refused
+        when Redis is full) only for a stream made without it, and never creates the stream itself.
+        """
+        stream = self.keys.events_stream
         with translate_errors(f"creating consumer group {group!r}"):
             try:
-                self.client.xgroup_create(self.keys.events_stream, group, id="0", mkstream=True)
+                groups = self.client.xinfo_groups(stream)
+            except rexc.ResponseError as exc:
+                if "no such key" in str(exc).lower():
+                    return False
+                raise
+            if any(g["name"] == group.encode() for g in groups):
+                return True
+            try:
+                self.client.xgroup_create(stream, group, id="0")
             except rexc.ResponseError as exc:
                 if not str(exc).startswith("BUSYGROUP"):
                     raise
+            return True
 
     def read_events(self, group: str, consumer: str, count: int, pending_first: bool) -> list[tuple[str, SessionEvent]]:
         """Up to ``count`` entries as (stream id, event), oldest first.
@@ -82,13 +202,16 @@ class RedisEventLog:
         return [(sid.decode(), codecs.decode_stream_event(fields)) for sid, fields in entries]
 
     def ack_events(self, group: str, ids: Sequence[str]) -> int:
-        """Acknowledge ``ids`` for ``group`` and delete them from the stream, in one MULTI: an entry
-        leaves the stream only together with its acknowledgement. Returns how many were pending."""
+        """Acknowledge ``ids`` for ``group``, then delete them from the stream: XACK and XDEL in one
+        round trip, without MULTI (a full Redis refuses every command queued in a MULTI, and these two
+        are what free its memory). XACK first, so an entry is never deleted while still pending; if the
+        connection drops between the two, an acknowledged entry stays in the stream, which compaction
+        never delivers again (it only wastes its bytes). Returns how many were pending."""
         if not ids:
             return 0
         stream = self.keys.events_stream
         with translate_errors("acknowledging compacted events"):
-            pipe = self.client.pipeline(transaction=True)
+            pipe = self.client.pipeline(transaction=False)
             pipe.xack(stream, group, *ids)
             pipe.xdel(stream, *ids)
             acked, _deleted = pipe.execute()

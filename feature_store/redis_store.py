@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import TracebackType
+from typing import Any
 
 import redis
 
@@ -17,6 +18,7 @@ from feature_store.redis_client import connect, translate_errors
 from feature_store.redis_events import RedisEventLog
 from feature_store.redis_versions import RedisVersionStore
 from shared.config import Settings
+from shared.errors import StoreError
 
 
 class RedisCounters:
@@ -37,7 +39,10 @@ class RedisCounters:
     def read(self) -> dict[str, int]:
         with translate_errors("reading counters"):
             raw = self.client.hgetall(self.keys.served_counters)
-        return {k.decode(): int(v) for k, v in raw.items()}
+        try:
+            return {k.decode(): int(v) for k, v in raw.items()}
+        except ValueError as exc:
+            raise StoreError(f"the served counters hold a value that is not an integer ({exc})") from None
 
 
 class RedisStore:
@@ -50,11 +55,16 @@ class RedisStore:
         batch_size: int = 2_000,
         session_max_events: int = 50,
         session_ttl_s: int = 1_800,
+        lock_ttl_s: float = 30.0,
+        lock_wait_s: float = 60.0,
+        events: Mapping[str, Any] | None = None,
     ) -> None:
+        """``events``: keyword arguments of :class:`RedisEventLog` beyond the session ones (dedup TTL,
+        backlog cap and policy, seen-set cap)."""
         self.client = client
         self.keys = Keys(prefix)
-        self.versions = RedisVersionStore(client, self.keys, batch_size)
-        self.events = RedisEventLog(client, self.keys, session_max_events, session_ttl_s)
+        self.versions = RedisVersionStore(client, self.keys, batch_size, lock_ttl_s, lock_wait_s)
+        self.events = RedisEventLog(client, self.keys, session_max_events, session_ttl_s, **(events or {}))
         self.counters = RedisCounters(client, self.keys)
 
     @classmethod
@@ -68,6 +78,14 @@ class RedisStore:
             batch_size=settings.publish_batch_size,
             session_max_events=settings.session_max_events,
             session_ttl_s=settings.session_ttl_seconds,
+            lock_ttl_s=settings.publish_lock_ttl_s,
+            lock_wait_s=settings.publish_lock_wait_s,
+            events={
+                "session_seen_max_items": settings.session_seen_max_items,
+                "event_id_ttl_s": settings.event_id_ttl_s,
+                "backlog_max": settings.events_backlog_max,
+                "backlog_policy": settings.events_backlog_policy,
+            },
         )
 
     def close(self) -> None:

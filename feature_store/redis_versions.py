@@ -2,19 +2,27 @@
 
 Publishing protocol (a reader never sees a mix of versions; a killed publish leaves the old one serving):
 
+0. take the publish lock ``p:lock:publish`` (``redis_lock.RedisLock``: a lease renewed while held);
+   a second publisher waits for it up to ``lock_wait_s``, then refuses with PublishError;
 1. register the version id in ``p:versions`` (so a crash is found and cleaned by a later prune);
-2. write every key of the version with pipelined, non-transactional batches;
+2. write every key of the version in batches, each one Lua script that first checks the lock's
+   token (fencing: a publisher that stalled past its lease cannot write after another took it);
 3. verify: count the version's user keys and compare blob lengths with what was sent;
 4. write ``p:v:ver:meta`` last (its presence marks the version complete);
 5. :meth:`activate` flips ``p:current`` (and ``p:previous``) atomically in one Lua script.
 
-Republishing a complete version is a no-op, so a retried task converges on the same state. Which
+Every step that changes versions (write, activate, prune) runs under the lock, and
+:meth:`publishing` holds it across all of them (``batch.publish.publish_run``), so prune never
+deletes a version another publisher is writing and two publishes never interleave. Republishing a
+complete version is a no-op, so a retried task converges on the same state. Which
 arrays a version holds, and how each is encoded, come from ``layout`` and ``codecs``: nothing here
 names an array.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -22,15 +30,25 @@ from typing import Any
 import redis
 from redis import exceptions as rexc
 
-from feature_store import codecs
+from feature_store import codecs, redis_memory
 from feature_store.base import ItemBundle, ProgressFn, RequestFeatures, VersionData, VersionInfo
 from feature_store.keys import Keys
 from feature_store.layout import ITEM_ARRAYS
 from feature_store.redis_client import translate_errors
+from feature_store.redis_lock import RedisLock
 from shared.errors import PublishError, VersionNotFound
 
-# KEYS: current, previous, meta-of-new. ARGV: new version. Returns the version that was current before.
+_LOCK_LOST = "LOCKLOST"
+# KEYS: publish lock, then the keys to set. ARGV: lock token, then one value per key.
+_FENCED_SET = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('LOCKLOST') end
+for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[i]) end
+return #KEYS - 1
+"""
+# KEYS: current, previous, meta-of-new, publish lock. ARGV: new version, lock token.
+# Returns the version that was current before.
 _ACTIVATE = """
+if redis.call('GET', KEYS[4]) ~= ARGV[2] then return redis.error_reply('LOCKLOST') end
 if redis.call('EXISTS', KEYS[3]) == 0 then return redis.error_reply('version has no meta: incomplete') end
 local cur = redis.call('GET', KEYS[1])
 if cur == ARGV[1] then return cur end
@@ -57,38 +75,106 @@ def _chunks(n: int, size: int) -> Iterator[range]:
 class RedisVersionStore:
     """Thread-safe (redis-py pools connections)."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, batch_size: int = 2_000) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        batch_size: int = 2_000,
+        lock_ttl_s: float = 30.0,
+        lock_wait_s: float = 60.0,
+    ) -> None:
         self.client = client
         self.keys = keys
         self.batch_size = batch_size
+        self.lock_ttl_s = lock_ttl_s
+        self.lock_wait_s = lock_wait_s
         self._activate = client.register_script(_ACTIVATE)
         self._rollback = client.register_script(_ROLLBACK)
+        self._fenced_set = client.register_script(_FENCED_SET)
         self._layouts: dict[str, codecs.UserLayout] = {}  # version -> user-record layout (immutable)
+        self._held: RedisLock | None = None  # the publish lock, while this store holds it
+        self._held_by: int | None = None  # ... in this thread (re-entrant per thread)
 
     # --- publishing ------------------------------------------------------------------------
-    def write_version(self, data: VersionData, progress: ProgressFn | None = None) -> None:
+    @contextlib.contextmanager
+    def publishing(self) -> Iterator[RedisLock]:
+        """Hold the publish lock for the block (re-entrant in one thread): what publish, activate and
+        prune run under. Waits up to ``lock_wait_s`` for another publisher, then PublishError."""
+        if self._held is not None and self._held_by == threading.get_ident():
+            yield self._held
+            return
+        lock = RedisLock(self.client, self.keys.publish_lock, self.lock_ttl_s, self.lock_wait_s)
+        with translate_errors("taking the publish lock"):
+            lock.acquire()
+        self._held, self._held_by = lock, threading.get_ident()
+        try:
+            yield lock
+        finally:
+            self._held = self._held_by = None
+            with translate_errors("releasing the publish lock"):
+                lock.release()
+
+    def write_version(
+        self, data: VersionData, progress: ProgressFn | None = None, keep: int | None = None
+    ) -> list[str]:
+        """Write ``data`` as a complete version (see the module docstring). Returns the versions pruned
+        first to make room.
+
+        Before writing anything it checks that Redis has room (``maxmemory`` minus ``used_memory``)
+        for the version's estimated size; when it does not and ``keep`` is given, it first prunes
+        what a later ``prune(keep)`` would delete anyway (and dead half-written versions), never the
+        current or previous version; still short, it refuses with PublishError saying how much it
+        needs, instead of failing half-way.
+        """
         k, ver = self.keys, data.version
         layout = codecs.user_layout_of(data.meta)
-        with translate_errors(f"publishing {ver}"):
+        with self.publishing() as lock, translate_errors(f"publishing {ver}"):
             if self.client.exists(k.meta(ver)):
-                return  # complete already: publishing is idempotent
-            self.client.zadd(k.versions, {ver: time.time()})
+                return []  # complete already: publishing is idempotent
             self._delete_version_keys(ver)  # leftovers of an earlier killed attempt
             blobs = self._item_blobs(data)
-            pipe = self.client.pipeline(transaction=False)
-            for key, value in blobs.items():
-                pipe.set(key, value)
-            pipe.execute()
+            pruned = self._make_room(ver, self.estimate_bytes(data, blobs), keep)
+            self.client.zadd(k.versions, {ver: time.time()})
+            self._write(lock, blobs)
             n_users = len(data.user_ids)
             for rows in _chunks(n_users, self.batch_size):
-                pipe = self.client.pipeline(transaction=False)
-                for i in rows:
-                    pipe.set(k.user(ver, data.user_ids[i]), codecs.encode_user(data.user_record(i), layout))
-                pipe.execute()
+                users = {k.user(ver, data.user_ids[i]): codecs.encode_user(data.user_record(i), layout) for i in rows}
+                self._write(lock, users)
                 if progress:
                     progress(len(rows))
             self._verify(ver, n_users, blobs)
-            self.client.set(k.meta(ver), codecs.encode_json(data.meta))
+            self._write(lock, {k.meta(ver): codecs.encode_json(data.meta)})
+        return pruned
+
+    def estimate_bytes(self, data: VersionData, blobs: dict[str, bytes] | None = None) -> int:
+        """Redis memory that ``data`` will take once written (``redis_memory.version_bytes``)."""
+        return redis_memory.version_bytes(self.keys, data, self._item_blobs(data) if blobs is None else blobs)
+
+    def memory(self) -> tuple[int, int]:
+        """(used_memory, maxmemory) of Redis in bytes; maxmemory 0 means no limit."""
+        with translate_errors("reading Redis memory"):
+            return redis_memory.usage(self.client)
+
+    def _make_room(self, ver: str, need: int, keep: int | None) -> list[str]:
+        used, limit = self.memory()
+        if not limit or used + need <= limit:
+            return []
+        pruned = self.prune(max(keep - 1, 1)) if keep else []
+        used, limit = self.memory()
+        if used + need > limit:
+            raise PublishError(redis_memory.no_room(ver, need, used, limit, pruned))
+        return pruned
+
+    def _write(self, lock: RedisLock, values: dict[str, bytes]) -> None:
+        """SET every key, in one script that first checks we still hold the publish lock (fencing)."""
+        lock.check()
+        try:
+            self._fenced_set(keys=[lock.key, *values], args=[lock.token, *values.values()])
+        except rexc.ResponseError as exc:
+            if str(exc).startswith(_LOCK_LOST):
+                lock.lost = True
+                lock.check()
+            raise
 
     def _item_blobs(self, data: VersionData) -> dict[str, bytes]:
         k, ver = self.keys, data.version
@@ -116,10 +202,16 @@ class RedisVersionStore:
 
     def activate(self, version: str) -> str | None:
         k = self.keys
-        with translate_errors(f"activating {version}"):
+        with self.publishing() as lock, translate_errors(f"activating {version}"):
+            lock.check()
             try:
-                before = self._activate(keys=[k.current, k.previous, k.meta(version)], args=[version])
+                before = self._activate(
+                    keys=[k.current, k.previous, k.meta(version), lock.key], args=[version, lock.token]
+                )
             except rexc.ResponseError as exc:
+                if str(exc).startswith(_LOCK_LOST):
+                    lock.lost = True
+                    lock.check()
                 raise PublishError(f"cannot activate {version}: {exc}") from exc
         return before.decode() if before else None
 
@@ -133,12 +225,14 @@ class RedisVersionStore:
     def prune(self, keep: int) -> list[str]:
         """Delete all versions but the newest ``keep`` complete ones (always keeping current and previous)."""
         k = self.keys
-        with translate_errors("pruning versions"):
+        with self.publishing() as lock, translate_errors("pruning versions"):
+            # Under the lock no other publisher is writing, so an incomplete version is a dead one.
             infos = self.list_versions()
             complete = [v.version for v in infos if v.meta is not None]
             protected = {v.version for v in infos if v.is_current or v.is_previous} | set(complete[-keep:])
             doomed = [v.version for v in infos if v.version not in protected]
             for ver in doomed:
+                lock.check()
                 self._delete_version_keys(ver)
                 self.client.zrem(k.versions, ver)
             return doomed
@@ -173,7 +267,7 @@ class RedisVersionStore:
         return [
             VersionInfo(
                 version=ver_b.decode(),
-                meta=codecs.decode_json(meta) if meta else None,  # type: ignore[arg-type]
+                meta=codecs.decode_meta(meta, ver_b.decode()) if meta else None,
                 started_at=score,
                 is_current=ver_b == cur,
                 is_previous=ver_b == prev,
@@ -184,7 +278,7 @@ class RedisVersionStore:
     def read_meta(self, version: str) -> dict[str, Any] | None:
         with translate_errors("reading version meta"):
             raw = self.client.get(self.keys.meta(version))
-        return codecs.decode_json(raw) if raw else None  # type: ignore[return-value]
+        return codecs.decode_meta(raw, version) if raw else None
 
     def read_item_bundle(self, version: str) -> ItemBundle:
         k = self.keys

@@ -26,8 +26,11 @@ class EventIn(BaseModel):
 
 
 class EventsAccepted(BaseModel):
-    accepted: int
-    event_ids: list[str]
+    accepted: int = Field(description="Events stored by this request (duplicates not included).")
+    event_ids: list[str] = Field(description="Every event's id, in request order (yours, or a new UUID).")
+    duplicates: list[str] = Field(
+        default_factory=list, description="Your event ids that were accepted before: stored once, not again."
+    )
 
 
 class ScoredItem(BaseModel):

@@ -28,10 +28,16 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = RedisStore.from_settings(settings, online=True)
-        holder = ModelHolder(store.versions, settings.reload_interval_s, BlendParams.from_settings(settings))
+        counters = ServedCounters(store.counters, settings.reload_interval_s)
+        holder = ModelHolder(
+            store.versions,
+            settings.reload_interval_s,
+            BlendParams.from_settings(settings),
+            settings.ready_max_lag_intervals,
+            on_failure=lambda: counters.count("reload_failed"),
+        )
         holder.refresh()  # best effort: the app starts (and /ready says why) even if Redis is down
         holder.start()
-        counters = ServedCounters(store.counters, settings.reload_interval_s)
         counters.start()
         app.state.settings = settings
         app.state.store = store

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,34 +83,105 @@ class ModelHolder:
     ``refresh()`` is cheap when nothing changed (one GET); a background thread calls it every
     ``interval_s``. Loading happens off the request path and the swap is a single reference
     assignment, so requests are never blocked or dropped by a reload.
+
+    Every refresh error (a store error, a corrupt or missing value, a bug) is caught, logged with the
+    version, counted (``failures``, and ``on_failure`` for the shared counters) and retried at the
+    next tick, so a later good publish is always picked up. :meth:`problems` tells ``/ready`` when the
+    model is not what the store publishes.
     """
 
-    def __init__(self, store: VersionStore, interval_s: float, defaults: BlendParams | None = None) -> None:
+    def __init__(
+        self,
+        store: VersionStore,
+        interval_s: float,
+        defaults: BlendParams | None = None,
+        max_lag_intervals: int = 5,
+        on_failure: Callable[[], None] | None = None,
+    ) -> None:
         self.store = store
         self.interval_s = interval_s
         self.defaults = defaults or BlendParams()
+        self.max_lag_intervals = max_lag_intervals
+        self.on_failure = on_failure
         self.model: LoadedModel | None = None
         self.last_error: str | None = None
+        self.failures = 0  # refresh errors since start
+        self._failed_version: str | None = None  # the version whose latest load attempt failed
+        self._behind_since: float | None = None  # monotonic time since the pointer differs from the model
         self._loop = Periodic(self.refresh, interval_s, "hybridrec-model-reload")
         self._lock = threading.Lock()
 
     def refresh(self) -> bool:
         """Load the pointer's version if it differs from the loaded one. True if a new model was swapped in."""
         with self._lock:  # one loader at a time; readers never take this lock
+            version = None
             try:
                 version = self.store.current_version()
+                self._observe(version)
                 if version is None or (self.model is not None and self.model.version == version):
                     self.last_error = None if version else "no version published yet"
+                    self._failed_version = None
                     return False
                 model = LoadedModel.from_bundle(self.store.read_item_bundle(version), self.defaults)
-            except StoreError as exc:
-                self.last_error = str(exc)
-                log.warning("model refresh failed, keeping %s: %s", self.model and self.model.version, exc)
+            except Exception as exc:  # any failure: keep serving what we have and retry at the next tick
+                self._failed(version, exc)
                 return False
             self.model = model
-            self.last_error = None
+            self.last_error = self._failed_version = self._behind_since = None
             log.info("serving version %s (%d items)", version, len(model.bundle.item_ids))
             return True
+
+    def _failed(self, version: str | None, exc: Exception) -> None:
+        self.failures += 1
+        self._failed_version = version
+        self.last_error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, StoreError) else str(exc)
+        log.warning(
+            "model refresh failed (published version %s), keeping %s; retrying every %.1fs: %s",
+            version,
+            self.model and self.model.version,
+            self.interval_s,
+            self.last_error,
+            exc_info=not isinstance(exc, StoreError),  # a bug: show where
+        )
+        if self.on_failure is not None:
+            self.on_failure()
+
+    def _observe(self, published: str | None) -> None:
+        """Note since when the loaded model has differed from the published version (refresh and /ready
+        both report what they read, so a lag is seen even if refreshes stopped happening)."""
+        model = self.model
+        if published is None:
+            return
+        if model is not None and model.version == published:
+            self._behind_since = None
+        elif self._behind_since is None:
+            self._behind_since = time.monotonic()
+
+    def problems(self, published: str | None) -> list[str]:
+        """Why this worker is not ready, given the version the store publishes now (empty: ready).
+
+        Not ready: the store has no version at all (never published, or Redis lost its data), no model
+        is loaded, the published version failed to load, or the model has trailed the published
+        version for more than ``max_lag_intervals`` reload intervals.
+        """
+        self._observe(published)
+        model, problems = self.model, []
+        if published is None:
+            problems.append("the store has no published version (none yet, or Redis lost its data): publish one")
+        if model is None:
+            problems.append(f"no model loaded: {self.last_error or 'starting'}")
+        elif published is not None and model.version != published:
+            behind = time.monotonic() - (self._behind_since or time.monotonic())
+            if self._failed_version == published:
+                problems.append(
+                    f"cannot load the published version {published} (still serving {model.version}): {self.last_error}"
+                )
+            elif behind > self.max_lag_intervals * self.interval_s:
+                problems.append(
+                    f"serving {model.version} but {published} is published: {behind:.1f}s behind, more than "
+                    f"{self.max_lag_intervals} reload intervals of {self.interval_s:g}s"
+                )
+        return problems
 
     def start(self) -> None:
         self._loop.start()

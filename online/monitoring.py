@@ -34,6 +34,13 @@ class ServedCounters:
             for flag in flags:
                 self._pending[f"flag:{flag}"] += 1
 
+    def count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to a named counter: ``reload_failed``, or ``events:<outcome>`` (accepted, duplicate,
+        trimmed, refused_backlog); see :func:`prometheus_text`."""
+        if n:
+            with self._lock:
+                self._pending[name] += n
+
     def flush(self) -> None:
         with self._lock:
             counts, self._pending = self._pending, Counter()
@@ -67,7 +74,18 @@ def prometheus_text(totals: dict[str, int], version: str | None) -> str:
     lines += _counter(
         totals, "flag", "hybridrec_request_flags_total", "Requests that carried a flag (degradations, unknown users)."
     )
+    lines += _counter(
+        totals,
+        "events",
+        "hybridrec_events_total",
+        "Live events posted, by outcome: accepted (stored), duplicate (an event_id accepted before: stored once), "
+        "trimmed (un-compacted events the stream's cap dropped), refused_backlog (refused: the backlog is full).",
+        label="outcome",
+    )
     lines += [
+        "# HELP hybridrec_model_reload_failures_total Failed attempts to load the published version (retried).",
+        "# TYPE hybridrec_model_reload_failures_total counter",
+        f"hybridrec_model_reload_failures_total {totals.get('reload_failed', 0)}",
         "# HELP hybridrec_model_info The model version this worker serves.",
         "# TYPE hybridrec_model_info gauge",
         f'hybridrec_model_info{{version="{version or ""}"}} 1',
@@ -75,12 +93,13 @@ def prometheus_text(totals: dict[str, int], version: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _counter(totals: dict[str, int], kind: str, metric: str, help_text: str) -> list[str]:
-    """One Prometheus counter family from the ``<kind>:<label>`` entries of ``totals``."""
+def _counter(totals: dict[str, int], kind: str, metric: str, help_text: str, label: str | None = None) -> list[str]:
+    """One Prometheus counter family from the ``<kind>:<value>`` entries of ``totals`` (label ``label``,
+    default ``kind``)."""
     lines = [f"# HELP {metric} {help_text}", f"# TYPE {metric} counter"]
     prefix = f"{kind}:"
     return lines + [
-        f'{metric}{{{kind}="{name[len(prefix) :]}"}} {n}'
+        f'{metric}{{{label or kind}="{name[len(prefix) :]}"}} {n}'
         for name, n in sorted(totals.items())
         if name.startswith(prefix)
     ]

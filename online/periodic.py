@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 
+log = logging.getLogger("hybridrec.online")
+
 
 class Periodic:
-    """Call ``fn`` every ``interval_s`` in a daemon thread until ``stop()``."""
+    """Call ``fn`` every ``interval_s`` in a daemon thread until ``stop()``.
+
+    An exception from ``fn`` is logged and the loop goes on: one bad call must not end the work for
+    the life of the process (a dead reload thread would serve a stale version forever).
+    """
 
     def __init__(self, fn: Callable[[], object], interval_s: float, name: str) -> None:
         self.fn = fn
@@ -22,7 +29,10 @@ class Periodic:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self.fn()
+            try:
+                self.fn()
+            except Exception:
+                log.exception("%s: periodic call failed; retrying in %.1fs", self.name, self.interval_s)
 
     def stop(self) -> None:
         self._stop.set()

@@ -118,9 +118,12 @@ _EVENTS_SCHEMA = {
 
 @router.post("/events", status_code=202, response_model=EventsAccepted, responses=_errors, openapi_extra=_EVENTS_SCHEMA)
 def post_events(service: Service, events: Annotated[list[EventIn], Depends(_events_body)]) -> EventsAccepted:
-    """Accept one event or up to 1000; they shape the very next recommendation of their session."""
-    ids = service.record_events(events)
-    return EventsAccepted(accepted=len(ids), event_ids=ids)
+    """Accept one event or up to 1000; they shape the very next recommendation of their session.
+    An event_id accepted before is acknowledged in ``duplicates`` and stored once."""
+    done = service.record_events(events)
+    return EventsAccepted(
+        accepted=len(done.event_ids) - len(done.duplicates), event_ids=done.event_ids, duplicates=done.duplicates
+    )
 
 
 @router.get("/items/{item_id}/similar", response_model=SimilarItems, responses={404: {"model": ErrorBody}})
@@ -154,14 +157,15 @@ def metrics(holder: Holder, counters: Counters) -> PlainTextResponse:
 
 @router.get("/ready", responses={503: {"model": ErrorBody}})
 def ready(holder: Holder, versions: Versions, response: Response) -> dict[str, object]:
-    """Readiness: the store answers (one GET of the version pointer) and a model version is loaded."""
-    problems, published = [], None
+    """Readiness: one GET of the version pointer, compared with the loaded model (``ModelHolder.problems``)."""
+    published = None
     try:
         published = versions.current_version()
+        problems = holder.problems(published)
     except StoreError as exc:
-        problems.append(str(exc))
-    if holder.model is None:
-        problems.append(f"no model loaded: {holder.last_error or 'starting'}")
+        problems = [str(exc)] + (
+            [f"no model loaded: {holder.last_error or 'starting'}"] if holder.model is None else []
+        )
     if problems:
         response.status_code = 503
         return {"status": "not_ready", "problems": problems}

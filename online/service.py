@@ -15,6 +15,7 @@ own ``short``.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -29,7 +30,34 @@ from online.monitoring import ServedCounters
 from online.ranking import Ranked, rank, similar_items
 from online.reranker import LinearReranker
 from shared.config import Settings
-from shared.errors import NotFound, StoreError, StoreTimeout, VersionNotFound
+from shared.errors import (
+    EventsBacklogFull,
+    NotFound,
+    StoreError,
+    StoreFull,
+    StoreTimeout,
+    StoreUnavailable,
+    VersionNotFound,
+)
+
+log = logging.getLogger("hybridrec.online")
+
+
+RETRY_SAME_IDS = "retry later with the same event_id values (an event sent without one cannot be de-duplicated)"
+OUTCOME_UNKNOWN = (
+    "the store did not answer in time: these events may or may not have been stored; retry with the same "
+    "event_id values, and each is stored once (an event sent without one cannot be de-duplicated)"
+)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """Posted events, acknowledged: ``event_ids`` in request order (the client's, or new UUIDs);
+    ``duplicates``: the client ids among them that were accepted before (or earlier in the same
+    batch), stored once and not again."""
+
+    event_ids: list[str]
+    duplicates: list[str]
 
 
 @dataclass(frozen=True)
@@ -82,6 +110,7 @@ class RecommendationService:
         self.counters = counters
         self.reranker_enabled = settings.reranker_enabled
         self.budget = RerankerBudget(settings.reranker_budget_ms)
+        self._trimming = False  # the last append dropped un-compacted events (logged when it starts)
 
     def _model(self) -> LoadedModel:
         model = self.holder.model
@@ -124,8 +153,12 @@ class RecommendationService:
             raise NotFound(f"item {item_id!r} is not in model version {model.version}") from None
         return ids, scores, model.version
 
-    def record_events(self, events: Sequence[EventIn]) -> list[str]:
-        """Append to sessions and the durable stream; raises StoreError (-> 503) if not accepted."""
+    def record_events(self, events: Sequence[EventIn]) -> Recorded:
+        """Append to sessions and the durable stream, each client event_id once (see ``Recorded``).
+
+        Raises StoreError (-> 503): EventsBacklogFull and StoreFull mean nothing was stored; a
+        timeout or a lost connection means the outcome is unknown, and says to retry with the same ids.
+        """
         now = time.time()
         records = [
             SessionEvent(
@@ -139,8 +172,32 @@ class RecommendationService:
             )
             for e in events
         ]
-        self.events.append(records)
-        return [r.event_id for r in records]
+        try:
+            result = self.events.append(records, dedupe=[e.event_id is not None for e in events])
+        except StoreTimeout as exc:
+            raise StoreTimeout(OUTCOME_UNKNOWN) from exc
+        except StoreUnavailable as exc:
+            raise StoreUnavailable(f"the store is unreachable; {RETRY_SAME_IDS}") from exc
+        except StoreFull as exc:
+            raise StoreFull(f"the store is full: nothing was stored; {RETRY_SAME_IDS}") from exc
+        except EventsBacklogFull:
+            self._count_events("refused_backlog", len(records))
+            raise
+        self._count_events("accepted", len(records) - len(result.duplicates))
+        self._count_events("duplicate", len(result.duplicates))
+        self._count_events("trimmed", result.trimmed)
+        if result.trimmed and not self._trimming:
+            log.warning(
+                "the live-events stream is at its cap: dropping the oldest un-compacted events (%d so far in this "
+                "batch); they will not reach training. Run compaction, or raise HYBRIDREC_EVENTS_BACKLOG_MAX",
+                result.trimmed,
+            )
+        self._trimming = result.trimmed > 0
+        return Recorded([r.event_id for r in records], result.duplicates)
+
+    def _count_events(self, outcome: str, n: int) -> None:
+        if self.counters is not None:
+            self.counters.count(f"events:{outcome}", n)
 
 
 def _epoch(ts: datetime) -> float:

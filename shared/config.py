@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,6 +29,18 @@ class Settings(BaseSettings):
     store_timeout_ms: int = Field(default=50, ge=1, le=60_000, description="Per-call Redis socket timeout online.")
     publish_batch_size: int = Field(default=2_000, ge=1, description="Keys per pipelined batch when publishing.")
     keep_versions: int = Field(default=2, ge=1, le=20, description="Published versions kept (current + rollback).")
+    publish_lock_ttl_s: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=3_600.0,
+        description="Lease of the publish lock; renewed every third of it while a publish runs, so a killed "
+        "publisher frees it after at most this long.",
+    )
+    publish_lock_wait_s: float = Field(
+        default=60.0,
+        ge=0.0,
+        description="How long a publish (or prune) waits for another one to finish before it refuses.",
+    )
 
     # --- training (implicit ALS) ---------------------------------------------------------------
     als_factors: int = Field(default=64, ge=1, le=1024, description="ALS latent factors.")
@@ -80,6 +93,25 @@ class Settings(BaseSettings):
     # --- online ------------------------------------------------------------------------------
     session_max_events: int = Field(default=50, ge=1, le=10_000, description="Events kept per session.")
     session_ttl_seconds: int = Field(default=1_800, ge=1, description="Idle time before a session expires.")
+    session_seen_max_items: int = Field(
+        default=1_000, ge=1, le=100_000, description="Distinct items remembered per live session (its seen set)."
+    )
+    event_id_ttl_s: int = Field(
+        default=3_600,
+        ge=1,
+        description="How long a client-supplied event_id is remembered: the same id posted again within this "
+        "window is acknowledged as a duplicate and stored once.",
+    )
+    events_backlog_max: int = Field(
+        default=1_000_000,
+        ge=1_000,
+        description="Live events the stream may hold before compaction drains them (about 120 bytes each).",
+    )
+    events_backlog_policy: Literal["refuse", "trim"] = Field(
+        default="refuse",
+        description="At the backlog cap: refuse new events with 503 (nothing is lost) or trim the oldest "
+        "un-compacted ones (sessions stay live; the trimmed events never reach training).",
+    )
     session_half_life_events: float = Field(default=3.0, gt=0.0, description="Recency decay of session items.")
     session_seed_items: int = Field(default=5, ge=1, le=50, description="Recent session items whose neighbours join.")
     weight_user: float = Field(default=1.0, ge=0.0, description="Blend weight of user-vector similarity.")
@@ -104,6 +136,12 @@ class Settings(BaseSettings):
         "plus its typical cost would exceed this.",
     )
     reload_interval_s: float = Field(default=2.0, gt=0.0, description="How often the API checks the version pointer.")
+    ready_max_lag_intervals: int = Field(
+        default=5,
+        ge=1,
+        description="/ready answers 503 once the loaded model has trailed the published version for more than "
+        "this many reload intervals (at once if the published version failed to load).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -141,6 +179,23 @@ class Settings(BaseSettings):
     def tuning_path(self) -> Path:
         """The blend ``hybridrec tune`` chose; the next batch run publishes it (see batch.tuning_file)."""
         return self.data_dir / "tuning" / "best.json"
+
+
+def redact_url(url: str | None) -> str:
+    """``url`` with its password (in the user part or a ``password=`` query parameter) replaced by
+    ``***``, for anything printed or logged: ``redis://:s3cret@host:6379/0`` -> ``redis://:***@host:6379/0``."""
+    if not url:
+        return "(unset)"
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if parts.password is None and not any(k.lower() == "password" for k, _ in pairs):
+        return url
+    netloc = parts.netloc
+    if parts.password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.split(':', 1)[0]}:***@{host}"
+    query = "&".join(f"{k}=***" if k.lower() == "password" else f"{k}={v}" for k, v in pairs)
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -61,6 +61,18 @@ class StoreTimeout(StoreError):
     code = "store_timeout"
 
 
+class StoreFull(StoreError):
+    """Redis is at maxmemory with noeviction and refused a write (what it refused was not stored)."""
+
+    code = "store_full"
+
+
+class EventsBacklogFull(StoreError):
+    """The live-events stream holds as many un-compacted events as it may; the batch was not stored."""
+
+    code = "events_backlog_full"
+
+
 class VersionNotFound(StoreError):
     """No published version exists (or the requested one was pruned)."""
 

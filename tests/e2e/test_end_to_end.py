@@ -42,6 +42,7 @@ def world(tmp_path_factory) -> Iterator[dict]:
             "HYBRIDREC_REDIS_URL": server.url,
             "HYBRIDREC_RELOAD_INTERVAL_S": "0.1",
             "HYBRIDREC_ALS_FACTORS": "32",
+            "HYBRIDREC_PUBLISH_LOCK_TTL_S": "2",  # a publisher killed by a test frees the lock soon
         }
 
         def cli(*args: str, **kw) -> subprocess.CompletedProcess:

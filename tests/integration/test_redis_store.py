@@ -143,3 +143,11 @@ def test_an_unreachable_store_raises_our_error(settings) -> None:
         store.versions.current_version()
     with pytest.raises(StoreUnavailable):
         store.versions.read_request(V1, "u1", "s1")
+
+
+def test_corrupt_counters_are_a_store_error_not_a_crash(store: RedisStore) -> None:
+    store.counters.add({"strategy:popular": 2})
+    assert store.counters.read() == {"strategy:popular": 2}
+    store.client.hset(store.keys.served_counters, "strategy:hybrid", "many")
+    with pytest.raises(StoreError, match="not an integer"):
+        store.counters.read()

@@ -63,3 +63,44 @@ def test_keys_are_namespaced_by_prefix_and_version() -> None:
     assert k.user_pattern("2026-01-01.abcdef0123") == "hr:v:2026-01-01.abcdef0123:u:*"
     assert k.current == "hr:current"
     assert k.session("s1") == "hr:sess:s1"
+
+
+def _stored(data):
+    return (
+        codecs.encode_catalogue(data.catalogue),
+        codecs.encode_item_arrays(data),
+        {cat: codecs.encode_popular(idx) for cat, idx in data.popular.items()},
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda meta, cat, arrays, pop: (meta, b"{not json", arrays, pop), "catalogue of version v is not valid JSON"),
+        (lambda meta, cat, arrays, pop: (meta, b"[1, 2]", arrays, pop), "column 'item_id' has nothing"),
+        (lambda meta, cat, arrays, pop: (meta, cat.replace(b'"a0",', b""), arrays, pop), "'item_id' has 5 values"),
+        (lambda meta, cat, arrays, pop: ({**meta, "n_items": None}, cat, arrays, pop), "no valid n_items"),
+        (lambda meta, cat, arrays, pop: ({**meta, "n_factors": "x"}, cat, arrays, pop), "no valid 'n_factors'"),
+        (lambda meta, cat, arrays, pop: (meta, cat, arrays, {**pop, "A": b"\x01\x00"}), "popular list 'A'"),
+        (lambda meta, cat, arrays, pop: (meta, cat, arrays, {**pop, "A": b"\x07\x00\x00\x00"}), "index outside 0..5"),
+    ],
+)
+def test_a_corrupt_stored_version_is_a_store_error(change, message: str) -> None:
+    """Whatever is wrong with the stored bytes, loading raises StoreError (never TypeError or KeyError), so
+    callers that degrade on store errors handle it."""
+    data = tiny.version_data("v")
+    meta, catalogue, arrays, popular = change(dict(data.meta), *_stored(data))
+    with pytest.raises(StoreError, match=message.replace("(", r"\(")):
+        codecs.decode_item_bundle("v", meta, catalogue, arrays, popular)
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"[]", b'{"i": "a0"}', b'{"i": "a0", "t": "view", "ts": "x", "e": "e"}'])
+def test_a_corrupt_session_event_is_a_store_error(raw: bytes) -> None:
+    with pytest.raises(StoreError, match="session s1"):
+        codecs.decode_session_event(raw, "s1")
+
+
+def test_a_corrupt_user_layout_is_a_store_error() -> None:
+    raw = codecs.encode_user(UserRecord(vector=np.ones(2, dtype=np.float32)), LAYOUT)
+    with pytest.raises(StoreError, match="corrupt user record or layout"):
+        codecs.decode_user(raw, [["no_such_array", "<f4"]] * len(LAYOUT))
