@@ -16,6 +16,7 @@ Items (one row per item)::
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 # Default implicit-feedback strength per event type. ``play`` is a count: its weight is the count.
@@ -38,6 +39,14 @@ PARTITION_COLUMN: Final[str] = "date"
 DATE_FORMAT: Final[str] = "%Y-%m-%d"
 
 MAX_ID_LENGTH: Final[int] = 128
+
+# Bounds of one event, for every entry point (POST /events, ingest, compaction). A weight is a finite
+# number in [0, MAX_EVENT_WEIGHT]: a few 1e308 weights would overflow the ALS confidence to inf and stop
+# every later training run. A timestamp lies in [MIN_EVENT_TS, now + MAX_EVENT_TS_AHEAD]: earlier ones are
+# typos or epoch-0 defaults, later ones a wrong clock or milliseconds read as seconds.
+MAX_EVENT_WEIGHT: Final[float] = 1e6
+MIN_EVENT_TS: Final[datetime] = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_EVENT_TS_AHEAD: Final[timedelta] = timedelta(days=1)
 
 # Online blend fields a tuning result may set: batch reads them from tuning/best.json and publishes
 # them in the version meta (``params.blend``); online.ranking.BlendParams applies them per version.
