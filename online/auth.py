@@ -100,15 +100,34 @@ class Gate:
 
 
 class Requires:
-    """Route dependency: ``dependencies=[Depends(Requires("write-events"))]``. ``scope`` is also what
-    online.openapi reads to declare the route's security."""
+    """Route dependency: ``dependencies=[Depends(Requires("admin"))]``, or a parameter
+    ``gate: Annotated[Gate, Depends(Requires("write-events"))]`` where the route needs the gate (its
+    session ids) too: one dependency, not two (each costs FastAPI several microseconds). Returns the
+    gate once the request is admitted. ``scope`` is also what online.openapi reads to declare the
+    route's security."""
 
     def __init__(self, scope: str) -> None:
         self.scope = scope
 
-    async def __call__(self, request: Request) -> Caller:
-        ip = request.client.host if request.client else "unknown"
-        return request.app.state.gate.admit(_presented(request.headers), ip, self.scope)
+    async def __call__(self, request: Request) -> Gate:
+        gate: Gate = request.app.state.gate
+        gate.admit(_presented(request.headers), request.client.host if request.client else "unknown", self.scope)
+        return gate
+
+
+def required_scope(route: object) -> str | None:
+    """The scope a route's Requires dependency asks for, wherever in its dependencies it sits."""
+    from fastapi.routing import APIRoute
+
+    if not isinstance(route, APIRoute):
+        return None
+    todo = list(route.dependant.dependencies)
+    while todo:
+        dependant = todo.pop()
+        if isinstance(dependant.call, Requires):
+            return dependant.call.scope
+        todo.extend(dependant.dependencies)
+    return None
 
 
 def _presented(headers: Mapping[str, str]) -> str | None:

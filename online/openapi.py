@@ -13,11 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from online.api_models import EventIn, SessionIn
-from online.auth import Gate, Requires
+from online.auth import Gate, required_scope
 
 BODY_MODELS: tuple[type[BaseModel], ...] = (EventIn, SessionIn)
 SCHEMES = {
@@ -48,18 +47,12 @@ def _complete(doc: dict[str, Any], app: FastAPI, gate: Gate) -> None:
         return
     components["securitySchemes"] = SCHEMES
     for route in app.routes:
-        scope = _scope_of(route)
+        scope = required_scope(route)
         if scope is None:
             continue
-        for method in route.methods or ():
-            operation = doc["paths"][route.path_format][method.lower()]
+        for method in route.methods or ():  # type: ignore[attr-defined]
+            operation = doc["paths"][route.path_format][method.lower()]  # type: ignore[attr-defined]
             optional = scope in gate.open_scopes
             operation["security"] = [{name: []} for name in SCHEMES] + ([{}] if optional else [])
             need = f"An API key with scope `{scope}`" + (" is optional here." if optional else " is required.")
             operation["description"] = f"{operation.get('description', '')}\n\n{need}".strip()
-
-
-def _scope_of(route: object) -> str | None:
-    if not isinstance(route, APIRoute):
-        return None
-    return next((d.dependency.scope for d in route.dependencies if isinstance(d.dependency, Requires)), None)

@@ -21,12 +21,11 @@ from online.api_models import (
     SimilarItems,
     SimilarKind,
 )
-from online.auth import Requires
+from online.auth import Gate, Requires
 from online.limits import json_bytes, parse_json
 from online.model import ModelHolder
 from online.monitoring import ServedCounters, prometheus_text
 from online.service import RecommendationService
-from online.sessions import SessionIds
 from shared.errors import StoreError
 from shared.schemas import MAX_ID_LENGTH
 
@@ -56,26 +55,23 @@ def _versions(request: Request) -> VersionStore:
     return request.app.state.store.versions
 
 
-async def _sessions(request: Request) -> SessionIds:
-    return request.app.state.gate.sessions
-
-
 Service = Annotated[RecommendationService, Depends(_service)]
 Holder = Annotated[ModelHolder, Depends(_holder)]
 Counters = Annotated[ServedCounters, Depends(_counters)]
 Versions = Annotated[VersionStore, Depends(_versions)]
-Sessions = Annotated[SessionIds, Depends(_sessions)]
+# The gate, once it has admitted the request for that scope (online.auth); its .sessions checks ids.
+ReadGate = Annotated[Gate, Depends(_READ)]
+WriteGate = Annotated[Gate, Depends(_WRITE)]
 
 
 @router.get(
     "/recommendations/{user_id}",
     response_model=Recommendations,
-    dependencies=[Depends(_READ)],
     responses={**_GATED, 422: _error, 503: _error},
 )
 def recommendations(
     service: Service,
-    sessions: Sessions,
+    gate: ReadGate,
     user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)],
     k: Annotated[int, Query(ge=1, le=100, description="How many items (1..100).")] = 10,
     session_id: Annotated[
@@ -85,7 +81,7 @@ def recommendations(
     category: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)] = None,
 ) -> Recommendations:
     """Recommendations for a user, shaped by their live session when ``session_id`` is given."""
-    if session_id is not None and (problem := sessions.check_read(session_id, user_id)):
+    if session_id is not None and (problem := gate.sessions.check_read(session_id, user_id)):
         raise RequestValidationError([{"loc": ("query", "session_id"), "msg": problem, "type": "session_id"}])
     served = service.recommend(user_id, k, session_id, category)
     r = served.ranked
@@ -104,7 +100,7 @@ _EVENT = TypeAdapter(EventIn)
 _EVENT_LIST = TypeAdapter(Annotated[list[EventIn], Field(min_length=1, max_length=MAX_EVENTS_PER_POST)])
 
 
-async def _events_body(request: Request, sessions: Sessions) -> list[EventIn]:
+async def _events_body(request: Request, gate: WriteGate) -> list[EventIn]:
     """One event object or a list of them. Parsed here (not as a pydantic union) so that an error names
     the exact field: ``event_type`` for a single event, ``[3].event_type`` for the 4th of a list. Each
     event's session must be one issued for its user (one HMAC per distinct pair)."""
@@ -116,7 +112,7 @@ async def _events_body(request: Request, sessions: Sessions) -> list[EventIn]:
     for i, e in enumerate(events):
         pair = (e.session_id, e.user_id)
         if pair not in verdicts:
-            verdicts[pair] = sessions.check_write(*pair)
+            verdicts[pair] = gate.sessions.check_write(*pair)
         if verdicts[pair]:
             loc = ("body", "session_id") if single else ("body", i, "session_id")
             errors.append({"loc": loc, "msg": verdicts[pair], "type": "session_id"})
@@ -138,7 +134,6 @@ def _body_schema(model: str, or_a_list: bool = False) -> dict:
     "/events",
     status_code=202,
     response_model=EventsAccepted,
-    dependencies=[Depends(_WRITE)],
     responses={**_GATED, **_BODY, 503: _error},
     openapi_extra=_body_schema("EventIn", or_a_list=True),
 )
@@ -159,14 +154,13 @@ async def _session_body(request: Request) -> SessionIn:
     "/sessions",
     status_code=201,
     response_model=SessionIssued,
-    dependencies=[Depends(_WRITE)],
     responses={**_GATED, **_BODY},
     openapi_extra=_body_schema("SessionIn"),
 )
-async def new_session(sessions: Sessions, body: Annotated[SessionIn, Depends(_session_body)]) -> SessionIssued:
+async def new_session(gate: WriteGate, body: Annotated[SessionIn, Depends(_session_body)]) -> SessionIssued:
     """A new session id for a user (or an anonymous visitor), signed by the server: the only ids that
     POST /events and GET /recommendations accept for that user's session. No store access."""
-    return SessionIssued(session_id=sessions.issue(body.user_id), user_id=body.user_id)
+    return SessionIssued(session_id=gate.sessions.issue(body.user_id), user_id=body.user_id)
 
 
 @router.get(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.routing import APIRoute
 
-from online.auth import Gate, Requires, _presented
+from online.auth import Gate, _presented, required_scope
 from online.ratelimit import TokenBuckets, retry_after_header
 from online.routes import router
 from online.sessions import SessionIds
@@ -21,9 +21,8 @@ def test_every_route_is_gated_or_explicitly_open() -> None:
     """Secure by default: a new route without a Requires dependency fails here until someone decides."""
     for route in router.routes:
         assert isinstance(route, APIRoute)
-        gated = [d.dependency.scope for d in route.dependencies if isinstance(d.dependency, Requires)]
-        assert bool(gated) != (route.path in OPEN_ROUTES), route.path
-    scopes = {r.path: d.dependency.scope for r in router.routes for d in r.dependencies}  # type: ignore[attr-defined]
+        assert (required_scope(route) is None) == (route.path in OPEN_ROUTES), route.path
+    scopes = {r.path: required_scope(r) for r in router.routes if r.path not in OPEN_ROUTES}  # type: ignore[attr-defined]
     assert scopes == {
         "/recommendations/{user_id}": "read-recs",
         "/items/{item_id}/similar": "read-recs",
