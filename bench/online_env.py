@@ -107,7 +107,11 @@ def api_server(
     Access logging is off: at hundreds of requests per second it would measure the terminal.
     ``extra_env``: more environment for the API (``HYBRIDREC_*`` settings), over the bench's own.
     """
-    env = {**os.environ, "HYBRIDREC_REDIS_URL": redis_url, "HYBRIDREC_DATA_DIR": str(data_dir), **(extra_env or {})}
+    env = {**os.environ, "HYBRIDREC_REDIS_URL": redis_url, "HYBRIDREC_DATA_DIR": str(data_dir)}
+    # The bench seeds sessions with the data's own session ids and drives one client IP at hundreds of
+    # requests/s: auth off (client-chosen session ids) and no rate limit. What auth costs per request is
+    # measured in process (README "API security").
+    env |= {"HYBRIDREC_AUTH": "off", "HYBRIDREC_RATE_LIMIT_IP_PER_S": "0", **(extra_env or {})}
     cmd = [sys.executable, "-m", "uvicorn", "online.app:app_from_env", "--factory", "--workers", str(workers)]
     cmd += ["--host", HOST, "--port", str(port), "--log-level", "warning", "--no-access-log"]
     log_path.parent.mkdir(parents=True, exist_ok=True)

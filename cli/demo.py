@@ -1,9 +1,10 @@
 """`hybridrec demo`: the whole loop on one machine, with an embedded Redis unless HYBRIDREC_REDIS_URL is set.
 
 Starts (or uses) Redis -> generates synthetic data -> ingests it -> runs the batch pipeline -> publishes
--> starts the API (uvicorn in a child process, so this module never imports the online package) ->
-calls it once to prove it works and prints ready-to-paste curl commands with real ids -> serves until
-Ctrl-C -> stops the API, then Redis (SIGTERM, so the AOF is flushed).
+-> starts the API (uvicorn in a child process, so this module never imports the online package) with
+an API key and a session secret made for this run -> calls it once to prove it works, asks it for a
+session id and prints ready-to-paste curl commands with real ids and the key -> serves until Ctrl-C ->
+stops the API, then Redis (SIGTERM, so the AOF is flushed).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from batch.ingest import ingest_interactions, ingest_items
 from batch.pipeline import run_batch
 from batch.synthetic.generate import generate, write_synthetic
 from feature_store.embedded import EmbeddedRedis, free_port
+from shared.apikeys import SCOPES, key_entry, new_api_key, new_session_secret
 from shared.config import Settings, redact_url
 from shared.errors import HybridrecError
 
@@ -54,8 +56,10 @@ def _redis(settings: Settings, console: Console) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def _api(settings: Settings, redis_url: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
+def _api(settings: Settings, redis_url: str, port: int, key: str) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, "HYBRIDREC_REDIS_URL": redis_url, "HYBRIDREC_DATA_DIR": str(settings.data_dir)}
+    # This run's key (every scope) and session secret: the API keeps only the key's hash.
+    env |= {"HYBRIDREC_API_KEYS": key_entry(key, SCOPES), "HYBRIDREC_SESSION_SECRET": new_session_secret()}
     cmd = [sys.executable, "-m", "uvicorn", "online.app:app_from_env", "--factory"]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
@@ -117,16 +121,21 @@ def run_demo(settings: Settings, opts: DemoOptions, console: Console) -> None:
 
         port = opts.port or free_port()
         base = f"http://127.0.0.1:{port}"
-        with _api(settings, redis_url, port) as proc:
+        key = new_api_key()
+        with _api(settings, redis_url, port, key) as proc:
             _wait_ready(base, proc)
-            user, session, item = _example_ids(data.interactions)
+            user, item = _example_ids(data.interactions)
+            auth = {"authorization": f"Bearer {key}"}
             first = httpx.get(f"{base}/recommendations/{user}", params={"k": 5}, timeout=5).json()
+            issued = httpx.post(f"{base}/sessions", json={"user_id": user}, headers=auth, timeout=5)
+            if issued.status_code != 201:
+                raise HybridrecError(f"POST /sessions answered {issued.status_code}: {issued.text[:200]}")
             console.print(
                 f"\n[bold green]hybridrec is serving[/] at {base} (docs: {base}/docs); first response "
                 f"{time.perf_counter() - t0:.1f}s after start, strategy={first['strategy']}, "
                 f"version={first['model_version']}"
             )
-            _print_examples(console, base, user, session, item)
+            _print_examples(console, base, key, user, issued.json()["session_id"], item)
             if opts.once:
                 return
             console.print("Press Ctrl-C to stop.")
@@ -136,9 +145,9 @@ def run_demo(settings: Settings, opts: DemoOptions, console: Console) -> None:
             console.print("stopping the API and Redis...")
 
 
-def _example_ids(interactions: pd.DataFrame) -> tuple[str, str, str]:
+def _example_ids(interactions: pd.DataFrame) -> tuple[str, str]:
     last = interactions.iloc[-1]
-    return str(last["user_id"]), f"demo-{last['user_id']}", str(last["item_id"])
+    return str(last["user_id"]), str(last["item_id"])
 
 
 def _report_metrics(metrics: dict, console: Console) -> None:
@@ -152,13 +161,21 @@ def _report_metrics(metrics: dict, console: Console) -> None:
     )
 
 
-def _print_examples(console: Console, base: str, user: str, session: str, item: str) -> None:
+def _print_examples(console: Console, base: str, key: str, user: str, session: str, item: str) -> None:
     event = json.dumps({"session_id": session, "user_id": user, "item_id": item, "event_type": "click"})
-    console.print("Try:")
+    auth, as_json = f"-H 'authorization: Bearer {key}'", "-H 'content-type: application/json'"
+    console.print(
+        f"API key of this run (scopes {', '.join(SCOPES)}; writes and /metrics need it): {key}\n"
+        f"Session {session} was issued for {user} by POST /sessions. Try:",
+        highlight=False,
+        soft_wrap=True,
+    )
     for line in (
         f"curl -s '{base}/recommendations/{user}?k=5'",
-        f"curl -s -X POST {base}/events -H 'content-type: application/json' -d '{event}'",
+        f"curl -s -X POST {base}/sessions {auth} {as_json} -d '{json.dumps({'user_id': user})}'",
+        f"curl -s -X POST {base}/events {auth} {as_json} -d '{event}'",
         f"curl -s '{base}/recommendations/{user}?k=5&session_id={session}'",
         f"curl -s '{base}/items/{item}/similar?k=5'",
+        f"curl -s {base}/metrics {auth}",
     ):
         console.print(f"  {line}", soft_wrap=True, highlight=False)

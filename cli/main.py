@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli.keys import keys_app
 from cli.tune_options import als_grid, csv, parse_grid, run_tune
 from lab.search import PRECOMPUTED_WEIGHT_POPULARITY, WEIGHT_COVISIT, WEIGHT_POPULARITY, WEIGHT_USER, AlsGrid
 from shared.config import Settings, get_settings, redact_url
@@ -33,6 +34,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="hybridrec: hybrid batch + real-time recommender.",
 )
+app.add_typer(keys_app, name="keys")
 # emoji=False: ":v:" in "hr:v:<version>:..." would print as an emoji; messages are escaped for markup too.
 console = Console(stderr=True, emoji=False)
 
@@ -287,12 +289,16 @@ def serve(
     port: int = 8000,
     workers: Annotated[int, typer.Option(min=1)] = 1,
 ) -> None:
-    """Run the API with uvicorn (needs HYBRIDREC_REDIS_URL; `hybridrec demo` starts everything for you)."""
+    """Run the API with uvicorn (needs HYBRIDREC_REDIS_URL, and API keys unless HYBRIDREC_AUTH=off)."""
     import uvicorn
+
+    from online.auth import AUTH_OFF_WARNING, Gate
 
     settings = get_settings()
     if not settings.redis_url:
         raise typer.BadParameter("set HYBRIDREC_REDIS_URL to the Redis that `hybridrec publish` wrote to")
+    if not Gate(settings).enabled:  # Gate raises ConfigError (exit 2) when auth is on without keys
+        console.print(f"[bold red]{AUTH_OFF_WARNING}[/]", highlight=False)
     uvicorn.run("online.app:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="warning")
 
 

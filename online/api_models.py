@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from shared.schemas import EVENT_TYPES, MAX_EVENT_WEIGHT, MAX_ID_LENGTH
+from shared.schemas import EVENT_TYPES, MAX_EVENT_TS_AHEAD, MAX_EVENT_WEIGHT, MAX_ID_LENGTH, MIN_EVENT_TS
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\s]+$")]
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
@@ -20,9 +20,36 @@ class EventIn(BaseModel):
     item_id: Id
     event_type: EventType = "view"
     user_id: Id | None = None
-    ts: datetime | None = Field(default=None, description="Event time; default: when the API received it.")
-    weight: float | None = Field(default=None, ge=0, le=MAX_EVENT_WEIGHT, allow_inf_nan=False)
+    ts: datetime | None = Field(
+        default=None,
+        description="Event time (ISO-8601, or epoch seconds), from 2000-01-01 to one day after the server's "
+        "clock; no zone means UTC. Default: when the API received it.",
+    )
+    # strict: a JSON number only (`false` and `"3"` are refused, not converted)
+    weight: float | None = Field(default=None, ge=0, le=MAX_EVENT_WEIGHT, allow_inf_nan=False, strict=True)
     event_id: Id | None = Field(default=None, description="Client id for de-duplication; default: a new UUID.")
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_in_window(cls, ts: datetime | None) -> datetime | None:
+        if ts is None:
+            return None
+        aware = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+        latest = datetime.now(UTC) + MAX_EVENT_TS_AHEAD
+        if not MIN_EVENT_TS <= aware <= latest:
+            raise ValueError(f"must lie between {MIN_EVENT_TS:%Y-%m-%d} and one day after the server's clock")
+        return ts
+
+
+class SessionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Id | None = Field(default=None, description="The user the session is for; omit for an anonymous visitor.")
+
+
+class SessionIssued(BaseModel):
+    session_id: str = Field(description="Send it with this user's events and recommendation requests.")
+    user_id: str | None
 
 
 class EventsAccepted(BaseModel):

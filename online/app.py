@@ -11,12 +11,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from feature_store.redis_store import RedisStore
+from online.auth import AUTH_OFF_WARNING, Gate
 from online.blend import BlendParams
 from online.errors import install_error_handlers
+from online.limits import BodyLimit
 from online.model import ModelHolder
 from online.monitoring import ServedCounters
+from online.openapi import install_openapi
 from online.routes import router
 from online.service import RecommendationService
 from shared.config import Settings, get_settings
@@ -25,6 +29,11 @@ log = logging.getLogger("hybridrec.online")
 
 
 def create_app(settings: Settings) -> FastAPI:
+    """The app for ``settings``; raises ConfigError when auth is on and no key or session secret is set."""
+    gate = Gate(settings)
+    if not gate.enabled:
+        log.warning(AUTH_OFF_WARNING)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = RedisStore.from_settings(settings, online=True)
@@ -57,8 +66,21 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Hybrid batch + real-time recommendations: precomputed ALS features re-ranked by the live session.",
         lifespan=lifespan,
     )
+    app.state.gate = gate
     install_error_handlers(app)
     app.include_router(router)
+    install_openapi(app, gate)
+    # Outermost last: CORS answers preflights and marks every response (a 413 or 429 too); the body
+    # limit sees the request before anything reads it.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.cors_origins),  # none by default: browsers refuse cross-origin calls
+        allow_methods=["GET", "POST"],
+        allow_headers=["authorization", "x-api-key", "content-type"],
+        expose_headers=["retry-after"],
+        max_age=600,
+    )
     return app
 
 

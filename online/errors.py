@@ -1,4 +1,8 @@
-"""One handler per error kind: a JSON body with a stable ``error`` code and a human message, never a traceback."""
+"""One handler per error kind: a JSON body with a stable ``error`` code and a human message, never a traceback.
+
+A store failure is a 503 whose message is generic: the detail (hosts, ports, the command that failed)
+goes to the log, not to whoever asked.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,18 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from shared.errors import HybridrecError, NotFound, StoreError, VersionNotFound
+from shared.errors import (
+    Forbidden,
+    HybridrecError,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    StoreError,
+    StoreTimeout,
+    Unauthorized,
+    UnsupportedMediaType,
+    VersionNotFound,
+)
 
 log = logging.getLogger("hybridrec.online")
 
@@ -16,11 +31,35 @@ _STATUS: list[tuple[type[HybridrecError], int]] = [
     (NotFound, 404),
     (VersionNotFound, 503),
     (StoreError, 503),
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (PayloadTooLarge, 413),
+    (UnsupportedMediaType, 415),
+    (RateLimited, 429),
+]
+_PUBLIC_503: list[tuple[type[StoreError], str]] = [
+    (VersionNotFound, "no model version is loaded yet; retry shortly"),
+    (StoreTimeout, "the feature store did not answer in time; retry shortly"),
+    (StoreError, "the feature store is unavailable; retry shortly"),
 ]
 
 
 def _status_for(exc: HybridrecError) -> int:
     return next((status for kind, status in _STATUS if isinstance(exc, kind)), 500)
+
+
+def error_response(exc: HybridrecError) -> JSONResponse:
+    status = _status_for(exc)
+    message, headers = str(exc), None
+    if isinstance(exc, StoreError):
+        log.warning("answered 503 %s: %s", exc.code, exc)
+        message = exc.public or next(text for kind, text in _PUBLIC_503 if isinstance(exc, kind))
+        headers = {"Retry-After": "1"}
+    elif isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after_s)}
+    elif isinstance(exc, Unauthorized):
+        headers = {"WWW-Authenticate": "Bearer"}
+    return JSONResponse(status_code=status, content={"error": exc.code, "message": message}, headers=headers)
 
 
 def _field_name(loc: tuple) -> str:
@@ -45,9 +84,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HybridrecError)
     async def _ours(_: Request, exc: HybridrecError) -> JSONResponse:
-        status = _status_for(exc)
-        headers = {"Retry-After": "1"} if status == 503 else None
-        return JSONResponse(status_code=status, content={"error": exc.code, "message": str(exc)}, headers=headers)
+        return error_response(exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter
 
 from feature_store.base import VersionStore
 from online.api_models import (
@@ -16,9 +16,13 @@ from online.api_models import (
     EventsAccepted,
     Recommendations,
     ScoredItem,
+    SessionIn,
+    SessionIssued,
     SimilarItems,
     SimilarKind,
 )
+from online.auth import Gate, Requires
+from online.limits import json_bytes, parse_json
 from online.model import ModelHolder
 from online.monitoring import ServedCounters, prometheus_text
 from online.service import RecommendationService
@@ -26,8 +30,13 @@ from shared.errors import StoreError
 from shared.schemas import MAX_ID_LENGTH
 
 router = APIRouter()
-_errors = {422: {"model": ErrorBody}, 503: {"model": ErrorBody}}
 MAX_EVENTS_PER_POST = 1_000
+
+# What each kind of route needs (online.auth) and may answer besides its success.
+_READ, _WRITE, _ADMIN = Requires("read-recs"), Requires("write-events"), Requires("admin")
+_error = {"model": ErrorBody}
+_GATED = {401: _error, 403: _error, 429: _error}
+_BODY = {413: _error, 415: _error, 422: _error}
 
 
 def _service(request: Request) -> RecommendationService:
@@ -50,16 +59,30 @@ Service = Annotated[RecommendationService, Depends(_service)]
 Holder = Annotated[ModelHolder, Depends(_holder)]
 Counters = Annotated[ServedCounters, Depends(_counters)]
 Versions = Annotated[VersionStore, Depends(_versions)]
+# The gate, once it has admitted the request for that scope (online.auth); its .sessions checks ids.
+ReadGate = Annotated[Gate, Depends(_READ)]
+WriteGate = Annotated[Gate, Depends(_WRITE)]
 
 
-@router.get("/recommendations/{user_id}", response_model=Recommendations, responses=_errors)
+@router.get(
+    "/recommendations/{user_id}",
+    response_model=Recommendations,
+    responses={**_GATED, 422: _error, 503: _error},
+)
 def recommendations(
     service: Service,
+    gate: ReadGate,
     user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)],
     k: Annotated[int, Query(ge=1, le=100, description="How many items (1..100).")] = 10,
-    session_id: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)] = None,
+    session_id: Annotated[
+        str | None,
+        Query(min_length=1, max_length=MAX_ID_LENGTH, description="From POST /sessions, for this user or anonymous."),
+    ] = None,
     category: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)] = None,
 ) -> Recommendations:
+    """Recommendations for a user, shaped by their live session when ``session_id`` is given."""
+    if session_id is not None and (problem := gate.sessions.check_read(session_id, user_id)):
+        raise RequestValidationError([{"loc": ("query", "session_id"), "msg": problem, "type": "session_id"}])
     served = service.recommend(user_id, k, session_id, category)
     r = served.ranked
     return Recommendations(
@@ -73,50 +96,47 @@ def recommendations(
     )
 
 
-async def _events_body(request: Request) -> list[EventIn]:
+_EVENT = TypeAdapter(EventIn)
+_EVENT_LIST = TypeAdapter(Annotated[list[EventIn], Field(min_length=1, max_length=MAX_EVENTS_PER_POST)])
+
+
+async def _events_body(request: Request, gate: WriteGate) -> list[EventIn]:
     """One event object or a list of them. Parsed here (not as a pydantic union) so that an error names
-    the exact field: ``event_type`` for a single event, ``[3].event_type`` for the 4th of a list."""
-    try:
-        payload = await request.json()
-    except ValueError:
-        raise RequestValidationError(
-            [{"loc": ("body",), "msg": "body is not valid JSON", "type": "json_invalid"}]
-        ) from None
-    single = not isinstance(payload, list)
-    items = [payload] if single else payload
-    if not 1 <= len(items) <= MAX_EVENTS_PER_POST:
-        msg = f"send between 1 and {MAX_EVENTS_PER_POST} events, got {len(items)}"
-        raise RequestValidationError([{"loc": ("body",), "msg": msg, "type": "too_long"}])
-    try:
-        return _EVENT_LIST.validate_python(items)
-    except ValidationError as exc:
-        errors = [{**e, "loc": ("body", *(e["loc"][1:] if single else e["loc"]))} for e in exc.errors()]
-        raise RequestValidationError(errors) from None
+    the exact field: ``event_type`` for a single event, ``[3].event_type`` for the 4th of a list. Each
+    event's session must be one issued for its user (one HMAC per distinct pair)."""
+    body = await json_bytes(request)
+    single = body.lstrip()[:1] != b"["
+    events = [parse_json(_EVENT, body)] if single else parse_json(_EVENT_LIST, body)
+    verdicts: dict[tuple[str, str | None], str | None] = {}
+    errors = []
+    for i, e in enumerate(events):
+        pair = (e.session_id, e.user_id)
+        if pair not in verdicts:
+            verdicts[pair] = gate.sessions.check_write(*pair)
+        if verdicts[pair]:
+            loc = ("body", "session_id") if single else ("body", i, "session_id")
+            errors.append({"loc": loc, "msg": verdicts[pair], "type": "session_id"})
+    if errors:
+        raise RequestValidationError(errors)
+    return events
 
 
-_EVENT_LIST = TypeAdapter(list[EventIn])
-_EVENTS_SCHEMA = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "anyOf": [
-                        {"$ref": "#/components/schemas/EventIn"},
-                        {
-                            "type": "array",
-                            "maxItems": MAX_EVENTS_PER_POST,
-                            "items": {"$ref": "#/components/schemas/EventIn"},
-                        },
-                    ]
-                }
-            }
-        },
-    }
-}
+def _body_schema(model: str, or_a_list: bool = False) -> dict:
+    """The requestBody of a route that parses its own JSON (the models are added by online.openapi)."""
+    schema: dict = {"$ref": f"#/components/schemas/{model}"}
+    if or_a_list:
+        items = {"type": "array", "minItems": 1, "maxItems": MAX_EVENTS_PER_POST, "items": schema}
+        schema = {"anyOf": [schema, items]}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-@router.post("/events", status_code=202, response_model=EventsAccepted, responses=_errors, openapi_extra=_EVENTS_SCHEMA)
+@router.post(
+    "/events",
+    status_code=202,
+    response_model=EventsAccepted,
+    responses={**_GATED, **_BODY, 503: _error},
+    openapi_extra=_body_schema("EventIn", or_a_list=True),
+)
 def post_events(service: Service, events: Annotated[list[EventIn], Depends(_events_body)]) -> EventsAccepted:
     """Accept one event or up to 1000; they shape the very next recommendation of their session.
     An event_id accepted before is acknowledged in ``duplicates`` and stored once."""
@@ -126,7 +146,32 @@ def post_events(service: Service, events: Annotated[list[EventIn], Depends(_even
     )
 
 
-@router.get("/items/{item_id}/similar", response_model=SimilarItems, responses={404: {"model": ErrorBody}})
+_SESSION = TypeAdapter(SessionIn)
+
+
+async def _session_body(request: Request) -> SessionIn:
+    return parse_json(_SESSION, await json_bytes(request))
+
+
+@router.post(
+    "/sessions",
+    status_code=201,
+    response_model=SessionIssued,
+    responses={**_GATED, **_BODY},
+    openapi_extra=_body_schema("SessionIn"),
+)
+async def new_session(gate: WriteGate, body: Annotated[SessionIn, Depends(_session_body)]) -> SessionIssued:
+    """A new session id for a user (or an anonymous visitor), signed by the server: the only ids that
+    POST /events and GET /recommendations accept for that user's session. No store access."""
+    return SessionIssued(session_id=gate.sessions.issue(body.user_id), user_id=body.user_id)
+
+
+@router.get(
+    "/items/{item_id}/similar",
+    response_model=SimilarItems,
+    dependencies=[Depends(_READ)],
+    responses={**_GATED, 404: _error, 422: _error, 503: _error},
+)
 def similar(
     service: Service,
     item_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)],
@@ -147,7 +192,16 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+# /metrics answers text, but its refusals are JSON like every other route's
+_JSON_ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+
+
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    dependencies=[Depends(_ADMIN)],
+    responses={status: _JSON_ERROR for status in (401, 403, 429, 503)},
+)
 def metrics(holder: Holder, counters: Counters) -> PlainTextResponse:
     """Prometheus text: requests per routing tier and per flag, summed over all API workers."""
     totals = counters.totals()  # StoreError -> 503 via the error handlers

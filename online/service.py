@@ -175,14 +175,15 @@ class RecommendationService:
         try:
             result = self.events.append(records, dedupe=[e.event_id is not None for e in events])
         except StoreTimeout as exc:
-            raise StoreTimeout(OUTCOME_UNKNOWN) from exc
+            raise StoreTimeout(str(exc), public=OUTCOME_UNKNOWN) from exc
         except StoreUnavailable as exc:
-            raise StoreUnavailable(f"the store is unreachable; {RETRY_SAME_IDS}") from exc
+            raise StoreUnavailable(str(exc), public=f"the store is unreachable; {RETRY_SAME_IDS}") from exc
         except StoreFull as exc:
-            raise StoreFull(f"the store is full: nothing was stored; {RETRY_SAME_IDS}") from exc
-        except EventsBacklogFull:
+            raise StoreFull(str(exc), public=f"the store is full: nothing was stored; {RETRY_SAME_IDS}") from exc
+        except EventsBacklogFull as exc:
             self._count_events("refused_backlog", len(records))
-            raise
+            public = f"the live-events backlog is full: nothing was stored; {RETRY_SAME_IDS}"
+            raise EventsBacklogFull(str(exc), public=public) from exc
         self._count_events("accepted", len(records) - len(result.duplicates))
         self._count_events("duplicate", len(result.duplicates))
         self._count_events("trimmed", result.trimmed)

@@ -7,16 +7,22 @@ nothing else reads ``os.environ``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.apikeys import parse_key_entry, split_entries
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="HYBRIDREC_", env_file=".env", env_file_encoding="utf-8", extra="forbid"
+        env_prefix="HYBRIDREC_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        hide_input_in_errors=True,  # an error must not print a secret (a Redis password, a key pasted for its hash)
     )
 
     # --- storage -----------------------------------------------------------------------------
@@ -142,6 +148,67 @@ class Settings(BaseSettings):
         description="/ready answers 503 once the loaded model has trailed the published version for more than "
         "this many reload intervals (at once if the published version failed to load).",
     )
+
+    # --- API security and limits (README "API security") -----------------------------------------
+    auth: Literal["on", "off"] = Field(
+        default="on",
+        description="`on`: writes need an API key and session ids must be ones the server issued. `off` (logged "
+        "loudly at start): anyone who reaches the port can write events and use any session id; development only.",
+    )
+    api_keys: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="API keys as `scope,scope:<sha256 hex of the key>` entries, separated by spaces or `;` "
+        "(scopes: write-events, read-recs, admin); `hybridrec keys new` prints a key and its entry.",
+    )
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="A file of more such entries, one per line (`#` comments), e.g. a mounted secret; read at start.",
+    )
+    session_secret: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description="HMAC secret (32+ characters) that signs the session ids POST /sessions issues; required with "
+        "auth on, the same in every worker and replica. `hybridrec keys secret` makes one.",
+    )
+    reads_require_key: bool = Field(
+        default=False,
+        description="GET /recommendations and /items/.../similar need a key with scope read-recs (default: open).",
+    )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Browser origins allowed to call the API (comma-separated, e.g. `https://shop.example`); "
+        "none by default: browsers block cross-origin calls.",
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1_024, description="Largest request body, in bytes; a longer one is a 413 before parsing."
+    )
+    rate_limit_ip_per_s: float = Field(
+        default=50.0,
+        ge=0.0,
+        description="Requests per second per client IP without a valid key, per API worker (bursts of 2 s worth); "
+        "0 = no limit.",
+    )
+    rate_limit_key_per_s: float = Field(
+        default=1_000.0,
+        ge=0.0,
+        description="Requests per second per API key, per API worker (bursts of 2 s worth); 0 = no limit.",
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        entries = split_entries(value) if isinstance(value, str) else value
+        if isinstance(entries, list | tuple):
+            for entry in entries:
+                parse_key_entry(str(entry))  # ValueError names the malformed entry
+        return entries
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(o.strip().rstrip("/") for o in value.replace(" ", ",").split(",") if o.strip())
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

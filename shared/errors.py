@@ -8,10 +8,18 @@ from __future__ import annotations
 
 
 class HybridrecError(Exception):
-    """Base class. ``code`` is the stable machine-readable identifier shown to API clients."""
+    """Base class. ``code`` is the stable machine-readable identifier shown to API clients.
+
+    ``public``: a message written for API clients (no hosts, ports or commands), which the API shows
+    instead of its generic text for the kind; the exception's own message goes to the log.
+    """
 
     code = "hybridrec_error"
     exit_code = 1
+
+    def __init__(self, *args: object, public: str | None = None) -> None:
+        super().__init__(*args)
+        self.public = public
 
 
 class ConfigError(HybridrecError):
@@ -90,3 +98,46 @@ class NotFound(HybridrecError):
 
     code = "not_found"
     exit_code = 7
+
+
+class RequestRefused(HybridrecError):
+    """An API request refused before it reached a use case (who is asking, how much, in what form).
+
+    The online layer maps each subclass to its HTTP status (401, 403, 413, 415, 429)."""
+
+    code = "request_refused"
+    exit_code = 3
+
+
+class Unauthorized(RequestRefused):
+    """No API key, or one the server does not know."""
+
+    code = "unauthorized"
+
+
+class Forbidden(RequestRefused):
+    """A valid API key without the scope the route needs."""
+
+    code = "forbidden"
+
+
+class PayloadTooLarge(RequestRefused):
+    """The request body is longer than the configured limit."""
+
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(RequestRefused):
+    """A write whose body is not declared as JSON (e.g. a cross-site ``text/plain`` form post)."""
+
+    code = "unsupported_media_type"
+
+
+class RateLimited(RequestRefused):
+    """The caller's token bucket is empty; ``retry_after_s`` says when the next request will be admitted."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -16,6 +16,7 @@ Items (one row per item)::
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, model_validator
@@ -48,6 +49,10 @@ MAX_EVENT_WEIGHT: Final[float] = 1e6
 # epochs in milliseconds, which would otherwise land thousands of years ahead.
 TS_WINDOW_S: Final[tuple[int, int]] = (0, 4_102_444_800)
 
+# A timestamp lies in [MIN_EVENT_TS, now + MAX_EVENT_TS_AHEAD] for the API: earlier ones are typos or
+# epoch-0 defaults, later ones a wrong clock or milliseconds read as seconds.
+MIN_EVENT_TS: Final[datetime] = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_EVENT_TS_AHEAD: Final[timedelta] = timedelta(days=1)
 
 # --- the tuning file: <data_dir>/tuning/best.json, written by `hybridrec tune` (lab.tune) ---------------
 # One model for its whole format, read by batch.tuning_file. Numbers must be JSON numbers (no strings,

@@ -9,6 +9,7 @@ import pytest
 from feature_store.embedded import EmbeddedRedis
 from feature_store.redis_store import RedisStore
 from shared.config import Settings, get_settings
+from tests.support.auth import auth_overrides
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +31,8 @@ def redis_url(redis_server: EmbeddedRedis) -> str:
 
 @pytest.fixture()
 def settings(tmp_path, redis_url: str) -> Settings:
-    return get_settings(redis_url=redis_url, data_dir=tmp_path / "data")
+    """Settings of a secured API (tests/support/auth.py has its keys), as in production."""
+    return get_settings(redis_url=redis_url, data_dir=tmp_path / "data", **auth_overrides())
 
 
 @pytest.fixture()

@@ -26,6 +26,11 @@ def test_demo_runs_the_whole_loop_on_an_embedded_redis(tmp_path: Path) -> None:
     assert re.search(r"published \d{4}-\d{2}-\d{2}\.[0-9a-f]{10}", text)
     assert "hybridrec is serving" in text and "strategy=precomputed" in text
     assert text.count("curl -s") >= 3
+    # the run's own key is in the examples that need one, with a session id the API issued
+    key = re.search(r"API key of this run .*: (hrk_[\w-]{43})", text).group(1)
+    assert text.count(f"Bearer {key}") >= 3
+    session = re.search(r"Session (\S+) was issued for (\S+) by POST /sessions", text).group(1)
+    assert f"session_id={session}" in text and f'"session_id": "{session}"' in text
     port = int(re.search(r"redis://127\.0\.0\.1:(\d+)", text).group(1))
     with socket.socket() as sock:  # Redis was stopped on the way out
         assert sock.connect_ex(("127.0.0.1", port)) != 0

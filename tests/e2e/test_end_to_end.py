@@ -25,6 +25,8 @@ import redis
 
 from feature_store.embedded import EmbeddedRedis, free_port
 from shared.ids import make_version_id
+from tests.support import auth
+from tests.support.auth import new_session
 
 pytestmark = pytest.mark.e2e
 END = dt.date(2026, 3, 10)  # last generated day: held out from training
@@ -43,6 +45,7 @@ def world(tmp_path_factory) -> Iterator[dict]:
             "HYBRIDREC_RELOAD_INTERVAL_S": "0.1",
             "HYBRIDREC_ALS_FACTORS": "32",
             "HYBRIDREC_PUBLISH_LOCK_TTL_S": "2",  # a publisher killed by a test frees the lock soon
+            **auth.auth_env(),  # `serve` refuses to start without keys
         }
 
         def cli(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -86,7 +89,7 @@ def test_personalised_results_beat_popularity_on_the_held_out_day(world: dict) -
     future = events[events["day"] == END].groupby("user_id")["item_id"].agg(set)
     users = sorted(u for u in future.index if u in seen.index and future[u] - seen[u])[:300]
     assert len(users) >= 100
-    with httpx.Client(base_url=world["base"]) as api:
+    with auth.client(world["base"]) as api:  # keyed: 300 requests in a row are over the per-IP limit
         popular = [i["item_id"] for i in api.get("/recommendations/nobody", params={"k": 10}).json()["items"]]
         hits_api = hits_pop = 0
         for user in users:
@@ -102,11 +105,11 @@ def test_personalised_results_beat_popularity_on_the_held_out_day(world: dict) -
 
 
 def test_a_session_event_changes_the_next_response(world: dict) -> None:
-    with httpx.Client(base_url=world["base"]) as api:
-        params = {"k": 10, "session_id": "e2e-s1"}
+    with auth.client(world["base"]) as api:
+        params = {"k": 10, "session_id": new_session(api, "u000001")}
         before = api.get("/recommendations/u000001", params=params).json()
         item = api.get("/recommendations/nobody", params={"k": 50, "category": "c19"}).json()["items"][-1]["item_id"]
-        ev = {"session_id": "e2e-s1", "user_id": "u000001", "item_id": item, "event_type": "add_to_cart"}
+        ev = {"session_id": params["session_id"], "user_id": "u000001", "item_id": item, "event_type": "add_to_cart"}
         assert api.post("/events", json=ev).status_code == 202
         after = api.get("/recommendations/u000001", params=params).json()
     assert (before["strategy"], after["strategy"]) == ("precomputed", "hybrid")
@@ -136,11 +139,13 @@ def test_a_second_publish_switches_versions_with_no_failed_request(world: dict) 
     # across threads, a request that took the old model may finish after one that took the new
     seen: list[list[str]] = [[], []]
     stop = threading.Event()
+    with auth.client(base) as api:
+        session = new_session(api, "u000002")
 
     def hammer(versions: list[str]) -> None:
-        with httpx.Client(base_url=base, timeout=5) as api:
+        with auth.client(base, timeout=5) as api:
             while not stop.is_set():
-                r = api.get("/recommendations/u000002", params={"k": 10, "session_id": "e2e-s2"})
+                r = api.get("/recommendations/u000002", params={"k": 10, "session_id": session})
                 statuses.append(r.status_code)
                 if r.status_code == 200:
                     versions.append(r.json()["model_version"])
@@ -195,7 +200,7 @@ def test_a_publish_killed_half_way_leaves_the_old_version_serving(world: dict) -
     assert 0 < written < manifest["n_users"], "the publish was not caught half-way"
     assert not client.exists(f"hr:v:{new}:meta")
     assert client.get("hr:current").decode() == serving
-    with httpx.Client(base_url=world["base"]) as api:
+    with auth.client(world["base"]) as api:
         for _ in range(20):
             r = api.get("/recommendations/u000003")
             assert r.status_code == 200 and r.json()["model_version"] == serving

@@ -22,6 +22,7 @@ from batch.pipeline import run_batch
 from batch.synthetic.generate import generate, write_synthetic
 from feature_store.embedded import EmbeddedRedis
 from shared.config import Settings, get_settings
+from tests.support.auth import auth_overrides
 
 BIN = Path(sys.executable).parent / "hybridrec"
 END = dt.date(2026, 4, 10)
@@ -34,7 +35,10 @@ class World:
     days: tuple[dt.date, ...]
 
     def settings(self, redis_url: str, **overrides: object) -> Settings:
-        return get_settings(data_dir=self.data_dir, redis_url=redis_url, als_factors=16, **overrides)
+        """A secured API's settings (tests/support/auth.py), as in production."""
+        return get_settings(
+            data_dir=self.data_dir, redis_url=redis_url, als_factors=16, **{**auth_overrides(), **overrides}
+        )
 
     def env(self, redis_url: str, **settings: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HYBRIDREC_")}

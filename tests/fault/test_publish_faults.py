@@ -11,7 +11,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import httpx
 import pytest
 import redis
 
@@ -20,6 +19,7 @@ from feature_store.embedded import EmbeddedRedis
 from feature_store.redis_store import RedisStore
 from shared.ids import make_version_id
 from tests.fault.conftest import World, assert_store_consistent, output, wait_for
+from tests.support import auth
 from tests.support.server import serve
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
@@ -50,7 +50,7 @@ def _reader(world: World, url: str) -> Iterator[list[tuple[int, str | None]]]:
     with serve(world.settings(url, reload_interval_s=0.05)) as base:
 
         def poll() -> None:
-            with httpx.Client(base_url=base, timeout=5) as api:
+            with auth.client(base, timeout=5) as api:  # a keyed client: an anonymous poller is rate-limited
                 while not stop.is_set():
                     r = api.get("/recommendations/u000001", params={"k": 5})
                     seen.append((r.status_code, r.json().get("model_version")))

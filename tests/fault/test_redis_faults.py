@@ -23,6 +23,7 @@ from batch.publish import publish_run
 from feature_store.embedded import EmbeddedRedis
 from feature_store.redis_store import RedisStore
 from tests.fault.conftest import World, stream_event_ids, wait_for
+from tests.support import auth
 from tests.support.server import serve
 
 pytestmark = pytest.mark.fault
@@ -35,6 +36,7 @@ class Traffic:
     same session, over and over. Records every answer."""
 
     api: httpx.Client
+    sessions: list[str]  # issued by the API for USER (POST /sessions), as a secured API requires
     batches: dict[int, list[dict]] = field(default_factory=dict)
     posted: list[tuple[int, int, dict]] = field(default_factory=list)  # (batch, status, body)
     reads: list[tuple[float, int, dict]] = field(default_factory=list)  # (seconds, status, body)
@@ -54,12 +56,13 @@ class Traffic:
         for n in itertools.count():
             if self.stop.is_set():
                 return
-            batch = [{"session_id": f"s{n % 7}", "user_id": USER, "item_id": f"i{(n * 5 + j) % 300:05d}",
+            session = self.sessions[n % len(self.sessions)]
+            batch = [{"session_id": session, "user_id": USER, "item_id": f"i{(n * 5 + j) % 300:05d}",
                       "event_id": f"c-{n}-{j}"} for j in range(5)]  # fmt: skip
             self.batches[n] = batch
             self.posted.append((n, *_post(self.api, batch)))
             start = time.perf_counter()
-            r = self.api.get(f"/recommendations/{USER}", params={"k": 5, "session_id": f"s{n % 7}"})
+            r = self.api.get(f"/recommendations/{USER}", params={"k": 5, "session_id": session})
             self.reads.append((time.perf_counter() - start, r.status_code, r.json()))
             time.sleep(0.005)
 
@@ -92,10 +95,10 @@ def _post(api: httpx.Client, batch: list[dict]) -> tuple[int, dict]:
 def _traffic(world: World, url: str, **settings: object) -> Iterator[tuple[Traffic, httpx.Client]]:
     with (
         serve(world.settings(url, reload_interval_s=0.1, **settings)) as base,
-        httpx.Client(base_url=base, timeout=10) as api,
+        auth.client(base, timeout=10) as api,
         httpx.Client(base_url=base, timeout=10) as probe,
     ):
-        traffic = Traffic(api)
+        traffic = Traffic(api, [auth.new_session(api, USER) for _ in range(7)])  # signing needs no store
         wait_for(lambda: probe.get("/ready").status_code == 200, "the API to be ready", timeout=60)
         traffic.start()
         try:
@@ -223,9 +226,10 @@ def test_a_full_redis_refuses_events_and_compaction_still_drains_it(
     client.config_set("maxmemory-policy", "noeviction")
     # room for ~10k events: the un-compacted backlog fills it (one session, so sessions stay small)
     client.config_set("maxmemory", int(client.info("memory")["used_memory"]) + 2_000_000)
-    with serve(world.settings(server.url, reload_interval_s=0.1)) as base, httpx.Client(base_url=base) as api:
+    with serve(world.settings(server.url, reload_interval_s=0.1)) as base, auth.client(base) as api:
+        visit = auth.new_session(api)
         for n in range(200):
-            batch = [{"session_id": "f", "item_id": f"i{j % 300:05d}", "event_id": f"f{n}.{j}"} for j in range(200)]
+            batch = [{"session_id": visit, "item_id": f"i{j % 300:05d}", "event_id": f"f{n}.{j}"} for j in range(200)]
             status, body = _post(api, batch)
             if status != 202:
                 break

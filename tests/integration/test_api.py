@@ -11,7 +11,8 @@ import pytest
 from feature_store.embedded import EmbeddedRedis
 from feature_store.redis_store import RedisStore
 from shared.config import Settings
-from tests.support import tiny
+from tests.support import auth, tiny
+from tests.support.auth import new_session
 from tests.support.server import serve
 
 pytestmark = pytest.mark.integration
@@ -22,7 +23,7 @@ V1, V2 = "2026-01-01.00000000a1", "2026-01-02.00000000a2"
 def api(settings: Settings, store: RedisStore) -> Iterator[httpx.Client]:
     store.versions.write_version(tiny.version_data(V1))
     store.versions.activate(V1)
-    with serve(settings.model_copy(update={"reload_interval_s": 0.05})) as base, httpx.Client(base_url=base) as client:
+    with serve(settings.model_copy(update={"reload_interval_s": 0.05})) as base, auth.client(base) as client:
         yield client
 
 
@@ -34,10 +35,11 @@ def test_known_user_gets_precomputed_personal_results(api: httpx.Client) -> None
 
 
 def test_a_posted_event_changes_the_very_next_response(api: httpx.Client) -> None:
-    before = api.get("/recommendations/u0", params={"k": 3, "session_id": "s1"}).json()
-    r = api.post("/events", json=[{"session_id": "s1", "item_id": "b0", "event_type": "purchase", "user_id": "u0"}])
+    s1 = new_session(api, "u0")
+    before = api.get("/recommendations/u0", params={"k": 3, "session_id": s1}).json()
+    r = api.post("/events", json=[{"session_id": s1, "item_id": "b0", "event_type": "purchase", "user_id": "u0"}])
     assert r.status_code == 202 and r.json()["accepted"] == 1
-    after = api.get("/recommendations/u0", params={"k": 3, "session_id": "s1"}).json()
+    after = api.get("/recommendations/u0", params={"k": 3, "session_id": s1}).json()
     assert after["strategy"] == "hybrid"
     assert after != before
     assert "b0" not in [i["item_id"] for i in after["items"]]
@@ -60,17 +62,18 @@ def test_k_out_of_bounds_is_a_field_level_422(api: httpx.Client, k: object) -> N
 
 
 def test_bad_events_are_refused_with_the_field_named(api: httpx.Client) -> None:
-    r = api.post("/events", json={"session_id": "s1", "item_id": "a0", "event_type": "like"})
+    s1 = new_session(api)
+    r = api.post("/events", json={"session_id": s1, "item_id": "a0", "event_type": "like"})
     assert r.status_code == 422
     assert [f["field"] for f in r.json()["fields"]] == ["event_type"]
-    good = {"session_id": "s1", "item_id": "a0"}
+    good = {"session_id": s1, "item_id": "a0"}
     r = api.post("/events", json=[good, {"item_id": "a0"}, {**good, "weight": -1}, {**good, "weight": 1e7}])
     assert r.status_code == 422
     assert [f["field"] for f in r.json()["fields"]] == ["[1].session_id", "[2].weight", "[3].weight"]
     assert api.post("/events", json=[]).status_code == 422
     assert api.post("/events", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
     # nothing of a refused batch was accepted: the session is still empty
-    body = api.get("/recommendations/u0", params={"session_id": "s1"}).json()
+    body = api.get("/recommendations/u0", params={"session_id": s1}).json()
     assert body["strategy"] == "precomputed"
 
 
@@ -122,12 +125,14 @@ def test_a_new_publish_is_picked_up_without_restart(api: httpx.Client, store: Re
 def test_store_outage_degrades_instead_of_failing(tmp_path) -> None:
     server = EmbeddedRedis(tmp_path / "r").start()
     try:
-        settings = Settings(redis_url=server.url, data_dir=tmp_path, reload_interval_s=60, store_timeout_ms=200)
+        settings = Settings(
+            redis_url=server.url, data_dir=tmp_path, reload_interval_s=60, store_timeout_ms=200, **auth.auth_overrides()
+        )
         store = RedisStore.from_settings(settings)
         store.versions.write_version(tiny.version_data(V1))
         store.versions.activate(V1)
         store.close()
-        with serve(settings) as base, httpx.Client(base_url=base) as api:
+        with serve(settings) as base, auth.client(base) as api:
             assert api.get("/ready").status_code == 200
             server.stop()
             r = api.get("/recommendations/u0", params={"k": 2})
@@ -136,8 +141,10 @@ def test_store_outage_degrades_instead_of_failing(tmp_path) -> None:
             assert [i["item_id"] for i in r.json()["items"]] == ["b0", "b1"]
             ready = api.get("/ready")
             assert ready.status_code == 503 and ready.json()["status"] == "not_ready"
-            r = api.post("/events", json={"session_id": "s", "item_id": "a0"})
+            r = api.post("/events", json={"session_id": new_session(api), "item_id": "a0"})
             assert r.status_code == 503 and r.json()["error"] == "store_unavailable"
+            assert r.headers["retry-after"] == "1"
+            assert str(server.port) not in r.text and "127.0.0.1" not in r.text  # the detail is in the log only
     finally:
         server.close()
 
@@ -152,9 +159,10 @@ def test_no_model_yet_is_a_503_not_a_500(settings: Settings) -> None:
 def test_metrics_count_requests_per_routing_tier(api: httpx.Client) -> None:
     api.get("/recommendations/u0")  # precomputed
     api.get("/recommendations/stranger")  # popular + unknown_user
-    api.post("/events", json={"session_id": "m1", "item_id": "b0"})
-    api.get("/recommendations/u0", params={"session_id": "m1"})  # hybrid
-    api.get("/recommendations/u0", params={"session_id": "m1"})
+    m1 = new_session(api, "u0")
+    api.post("/events", json={"session_id": m1, "item_id": "b0", "user_id": "u0"})
+    api.get("/recommendations/u0", params={"session_id": m1})  # hybrid
+    api.get("/recommendations/u0", params={"session_id": m1})
     deadline = time.monotonic() + 5
     while True:
         text = api.get("/metrics").text

@@ -15,7 +15,7 @@ from feature_store.redis_events import RedisEventLog
 from feature_store.redis_store import RedisStore
 from shared.config import Settings
 from shared.errors import EventsBacklogFull
-from tests.support import tiny
+from tests.support import auth, tiny
 from tests.support.server import serve
 
 pytestmark = pytest.mark.integration
@@ -33,12 +33,17 @@ def _stream_ids(store: RedisStore) -> list[str]:
 def api(settings: Settings, store: RedisStore) -> Iterator[httpx.Client]:
     store.versions.write_version(tiny.version_data())
     store.versions.activate("2026-01-01.00000000aa")
-    with serve(settings) as base, httpx.Client(base_url=base) as client:
+    with serve(settings) as base, auth.client(base) as client:
         yield client
 
 
-def test_a_retried_batch_stores_each_client_event_once(api: httpx.Client, store: RedisStore) -> None:
-    batch = [{"session_id": "s1", "item_id": f"a{i % 3}", "event_id": f"client-{i}", "user_id": "u0"} for i in range(5)]
+@pytest.fixture()
+def s1(api: httpx.Client) -> str:
+    return auth.new_session(api, "u0")
+
+
+def test_a_retried_batch_stores_each_client_event_once(api: httpx.Client, store: RedisStore, s1: str) -> None:
+    batch = [{"session_id": s1, "item_id": f"a{i % 3}", "event_id": f"client-{i}", "user_id": "u0"} for i in range(5)]
     first = api.post("/events", json=batch)
     assert first.status_code == 202 and first.json() == {
         "accepted": 5,
@@ -55,22 +60,24 @@ def test_a_retried_batch_stores_each_client_event_once(api: httpx.Client, store:
     mixed = api.post("/events", json=[batch[0], {**batch[1], "event_id": "client-new"}, batch[0]])
     assert mixed.json()["accepted"] == 1 and mixed.json()["duplicates"] == ["client-0", "client-0"]
     assert _stream_ids(store) == [*(f"client-{i}" for i in range(5)), "client-new"]
-    assert [e.event_id for e in store.events.read_session("s1")] == _stream_ids(store)
+    assert [e.event_id for e in store.events.read_session(s1)] == _stream_ids(store)
 
 
 def test_a_reused_event_id_is_reported_not_dropped_silently(api: httpx.Client, store: RedisStore) -> None:
     """Compaction keeps one row per event_id; an id reused for another event used to get 202 and then
     vanish at load. Now the API says at once that it holds that id already."""
-    api.post("/events", json={"session_id": "s1", "item_id": "a0", "event_id": "order-17"})
+    first, second = auth.new_session(api), auth.new_session(api)
+    api.post("/events", json={"session_id": first, "item_id": "a0", "event_id": "order-17"})
     r = api.post(
-        "/events", json={"session_id": "s2", "item_id": "b1", "event_id": "order-17", "event_type": "purchase"}
+        "/events", json={"session_id": second, "item_id": "b1", "event_id": "order-17", "event_type": "purchase"}
     )
     assert r.status_code == 202 and r.json()["accepted"] == 0 and r.json()["duplicates"] == ["order-17"]
-    assert store.events.read_session("s2") == [] and _stream_ids(store) == ["order-17"]
+    assert store.events.read_session(second) == [] and _stream_ids(store) == ["order-17"]
 
 
 def test_events_without_an_id_get_new_ones_in_the_answer(api: httpx.Client, store: RedisStore) -> None:
-    bodies = [api.post("/events", json={"session_id": "s1", "item_id": "a0"}).json() for _ in range(2)]
+    visit = auth.new_session(api)
+    bodies = [api.post("/events", json={"session_id": visit, "item_id": "a0"}).json() for _ in range(2)]
     ids = [b["event_ids"][0] for b in bodies]
     assert all(b["accepted"] == 1 and b["duplicates"] == [] for b in bodies)
     assert len(set(ids)) == 2 and _stream_ids(store) == ids

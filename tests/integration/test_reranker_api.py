@@ -11,7 +11,8 @@ import pytest
 
 from feature_store.redis_store import RedisStore
 from shared.config import Settings
-from tests.support import tiny
+from tests.support import auth, tiny
+from tests.support.auth import new_session
 from tests.support.server import serve
 
 pytestmark = pytest.mark.integration
@@ -23,24 +24,25 @@ POPULARITY_ONLY = {"kind": "linear", "features": ["popularity_z"], "weights": [1
 @contextmanager
 def _api(
     settings: Settings, store: RedisStore, reranker: dict | None, version: str = VERSION, **overrides: object
-) -> Iterator[httpx.Client]:
+) -> Iterator[tuple[httpx.Client, str]]:
     data = tiny.version_data(version)
     meta = {**data.meta, "params": {"reranker": reranker} if reranker else {}}
     store.versions.write_version(dataclasses.replace(data, meta=meta))
     store.versions.activate(version)
-    with serve(settings.model_copy(update=overrides)) as base, httpx.Client(base_url=base) as client:
-        r = client.post("/events", json={"session_id": "s1", "item_id": "a0", "user_id": "u0"})
+    with serve(settings.model_copy(update=overrides)) as base, auth.client(base) as client:
+        session = new_session(client, "u0")
+        r = client.post("/events", json={"session_id": session, "item_id": "a0", "user_id": "u0"})
         assert r.status_code == 202
-        yield client
+        yield client, session
 
 
-def _recommend(client: httpx.Client) -> dict:
-    return client.get("/recommendations/u0", params={"k": 5, "session_id": "s1"}).json()
+def _recommend(client: httpx.Client, session: str) -> dict:
+    return client.get("/recommendations/u0", params={"k": 5, "session_id": session}).json()
 
 
 def test_a_session_request_is_reranked_and_counted(settings: Settings, store: RedisStore) -> None:
-    with _api(settings, store, POPULARITY_ONLY) as api:
-        body = _recommend(api)
+    with _api(settings, store, POPULARITY_ONLY) as (api, session):
+        body = _recommend(api, session)
         assert body["strategy"] == "reranked" and body["flags"] == []
         # pool: u0's list (a1, a2, b2) + a0's co-visited b0, most popular first; b1 (not in the pool) fills
         assert [i["item_id"] for i in body["items"]] == ["b0", "b2", "a2", "a1", "b1"]
@@ -51,19 +53,19 @@ def test_a_session_request_is_reranked_and_counted(settings: Settings, store: Re
 
 
 def test_over_budget_falls_back_to_the_blend_with_a_flag(settings: Settings, store: RedisStore) -> None:
-    with _api(settings, store, POPULARITY_ONLY, reranker_budget_ms=1e-6) as api:
-        body = _recommend(api)
+    with _api(settings, store, POPULARITY_ONLY, reranker_budget_ms=1e-6) as (api, session):
+        body = _recommend(api, session)
         assert body["strategy"] == "hybrid" and "reranker_over_budget" in body["flags"]
         assert [i["item_id"] for i in body["items"]][:2] == ["a1", "a2"]
 
 
 def test_disabled_or_absent_or_unusable_reranker_serves_the_blend(settings: Settings, store: RedisStore) -> None:
-    with _api(settings, store, POPULARITY_ONLY, reranker_enabled=False) as api:
-        body = _recommend(api)
+    with _api(settings, store, POPULARITY_ONLY, reranker_enabled=False) as (api, session):
+        body = _recommend(api, session)
         assert (body["strategy"], body["flags"]) == ("hybrid", [])
     unusable = {**POPULARITY_ONLY, "features": ["shoe_size"]}  # e.g. published by a newer batch
-    with _api(settings, store, unusable, "2026-01-04.00000000r2") as api:
-        body = _recommend(api)
+    with _api(settings, store, unusable, "2026-01-04.00000000r2") as (api, session):
+        body = _recommend(api, session)
         assert (body["strategy"], body["flags"]) == ("hybrid", [])
 
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 import copy
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from shared.apikeys import SCOPES, key_entry, new_api_key
 from shared.config import Settings
 
 
@@ -40,6 +43,7 @@ AIRFLOW_DAEMONS = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-proces
 AIRFLOW = ("airflow-init", *AIRFLOW_DAEMONS)
 LONG_RUNNING = ("redis", "postgres", "api", *AIRFLOW_DAEMONS)
 HYBRIDREC_ENV_NAMES = {f"HYBRIDREC_{name.upper()}" for name in Settings.model_fields}
+HEADER = "\n".join(line for line in (ROOT / "docker-compose.yml").read_text().splitlines() if line.startswith("#"))
 
 
 def env(service: str) -> dict[str, str]:
@@ -52,6 +56,30 @@ def env(service: str) -> dict[str, str]:
 def command(service: str) -> list[str]:
     cmd = SERVICES[service]["command"]
     return shlex.split(cmd) if isinstance(cmd, str) else [str(c) for c in cmd]
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ``${VAR}``, ``${VAR:-default}`` and ``${VAR:?error}`` with ``env`` as compose.env."""
+
+    def one(m: re.Match[str]) -> str:
+        name, op, arg = m.group(1), m.group(2) or "", m.group(3) or ""
+        if env.get(name):
+            return env[name]
+        assert op != ":?", f"compose would refuse to start: {arg}"
+        return arg if op == ":-" else ""
+
+    return re.sub(r"\$\{(\w+)(:[-?])?([^}]*)\}", one, value)
+
+
+def compose_env_from_header() -> dict[str, str]:
+    """Run the header's recipe for compose.env (the `python3 -c '...' > compose.env` lines); its variables."""
+    lines = HEADER.splitlines()
+    start = next(i for i, line in enumerate(lines) if "python3 -c '" in line)
+    end = next(i for i in range(start, len(lines)) if lines[i].rstrip().endswith("> compose.env"))
+    script = "\n".join(line.removeprefix("#").strip() for line in lines[start : end + 1])
+    code = script.split("python3 -c '", 1)[1].rsplit("' > compose.env", 1)[0]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return dict(line.split("=", 1) for line in out.stdout.splitlines())
 
 
 def published(service: str) -> dict[int, str]:
@@ -112,8 +140,8 @@ def test_api_runs_the_uvicorn_factory_with_several_workers() -> None:
     cmd = command("api")
     assert cmd[0] == "uvicorn" and "online.app:app_from_env" in cmd and "--factory" in cmd
     assert int(cmd[cmd.index("--workers") + 1]) >= 2
-    assert cmd[cmd.index("--host") + 1] == "0.0.0.0" and cmd[cmd.index("--port") + 1] == "8000"
-    assert published("api")[8000].endswith(":8000")
+    assert cmd[cmd.index("--host") + 1] == "0.0.0.0" and cmd[cmd.index("--port") + 1] == "8000"  # in the container
+    assert published("api") == {8000: "127.0.0.1:8000"}, "the API must not be published on every host address"
     assert SERVICES["api"]["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
@@ -220,10 +248,40 @@ def test_the_settings_check_catches_an_unknown_variable() -> None:
 
 @pytest.mark.parametrize("service", ["api", *AIRFLOW_DAEMONS])
 def test_hybridrec_env_builds_valid_settings(service: str) -> None:
-    values = {k.removeprefix("HYBRIDREC_").lower(): v for k, v in env(service).items() if k.startswith("HYBRIDREC_")}
+    compose_env = {"HYBRIDREC_API_KEYS": key_entry(new_api_key(), SCOPES), "HYBRIDREC_SESSION_SECRET": "0" * 64}
+    values = {
+        k.removeprefix("HYBRIDREC_").lower(): interpolate(v, compose_env)
+        for k, v in env(service).items()
+        if k.startswith("HYBRIDREC_")
+    }
     settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
     assert settings.redis_url == "redis://redis:6379/0"
     assert str(settings.data_dir) == "/data/hybridrec"
+
+
+def test_the_api_runs_with_auth_from_compose_env() -> None:
+    """The API needs its key hashes and session secret from compose.env (no defaults, auth never off), and
+    the header's recipe for compose.env makes every variable the file requires, a usable key entry included."""
+    from online.auth import Gate
+
+    api = env("api")
+    assert "HYBRIDREC_AUTH" not in api and "HYBRIDREC_AUTH" not in env("airflow-scheduler")
+    for name in ("HYBRIDREC_API_KEYS", "HYBRIDREC_SESSION_SECRET"):
+        assert api[name].startswith(f"${{{name}:?"), f"{name} must come from compose.env, with no default"
+    made = compose_env_from_header()
+    required = set(re.findall(r"\$\{(\w+):\?", (ROOT / "docker-compose.yml").read_text()))
+    assert required <= set(made), f"the header's recipe does not make {sorted(required - set(made))}"
+    values = {
+        k.removeprefix("HYBRIDREC_").lower(): interpolate(v, made) for k, v in api.items() if k.startswith("HYBRIDREC_")
+    }
+    gate = Gate(Settings(_env_file=None, **values))  # type: ignore[call-arg]
+    assert gate.enabled and {s for k in gate.keys for s in k.scopes} == set(SCOPES)
+
+
+def test_interpolation_follows_compose() -> None:
+    assert interpolate("${A:-x}/${B}", {"B": "b"}) == "x/b"
+    with pytest.raises(AssertionError, match="set A"):
+        interpolate("${A:?set A}", {})
 
 
 # ---- Dockerfile -----------------------------------------------------------------------------------
