@@ -106,7 +106,8 @@ def run_tune(
 
         console.print(f"generating the synthetic log into {out_dir / 'data'}")
         source, _ = synthetic_data_dir(scratch, out_dir / "data", seed=options["seed"], **synthetic)
-    assert source is not None
+    if source is None:
+        raise ValueError("run_tune needs a data dir or a synthetic log to generate")
     target = source / "tuning" / "best.json"
     if target.exists():
         console.print(f"[yellow]note:[/] {target} exists; it is replaced when tuning ends")

@@ -26,8 +26,8 @@ Stage 1, ALS: one pass of coordinate search (``lab.search``) from the Settings p
 factors, regularization, alpha, iterations. Each point is one validation batch run with those params
 (``Settings.model_copy``), replayed with the configured blend right after its run: every point writes
 the same run directory, so each is scored before the next overwrites it, and the best point's
-serving model is kept in memory for stage 2. Stage 2, blend: every (weight_user, weight_popularity)
-pair on that model. ``weight_session`` stays fixed because only ratios of the weights matter (the
+serving model is kept in memory for stage 2. Stage 2, blend (``lab.tune_blend``, with stage 3, the
+re-ranker): every (weight_user, weight_popularity) pair on that model. ``weight_session`` stays fixed because only ratios of the weights matter (the
 blend is a weighted sum of z-scores ranked per request).
 
 Ties: the first point in scoring (grid) order with the highest validation score wins. The result is
