@@ -17,6 +17,7 @@ a data dir holding it would; the static ALS uses the params that run trained wit
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,10 +79,12 @@ def run_evaluation(
     ``say`` prints a progress line, ``log`` a batch step timing; ``progress(1)`` is called after each
     replayed session. Returns the report dict and console notes.
     """
+    tuning = None
     if opts.tuning is not None:
         read_tuned_blend(opts.tuning)  # fail before any work on a file that is not a tuning result
+        tuning = opts.tuning.read_bytes()  # kept: generating the synthetic log may replace the dir it is in
     if opts.data == "lastfm":
-        return _evaluate_lastfm(settings, opts, say, log, progress)
+        return _evaluate_lastfm(settings, opts, tuning, say, log, progress)
     if opts.data == "synthetic":
         say(f"0/4 generating the synthetic log into {opts.out_dir / 'data'}")
         source, name = synthetic_data_dir(
@@ -92,15 +95,15 @@ def run_evaluation(
         source, name, label = opts.data_dir, f"data dir {opts.data_dir}", opts.data_dir.name
     else:
         raise ValueError("data 'dir' needs data_dir")
-    return evaluate_data_dir(settings, source, label, name, opts, say, log, progress)
+    return evaluate_data_dir(settings, source, label, name, opts, tuning, say, log, progress)
 
 
-def _use_tuning(settings: Settings, tuning: Path | None) -> None:
-    """Exactly what a production data dir does with a tuning result: the next batch run trains with
-    its ALS params and publishes its blend and re-ranker with the version."""
+def _use_tuning(settings: Settings, tuning: bytes | None) -> None:
+    """Exactly what a production data dir does with a tuning result (the file's bytes): the next batch
+    run trains with its ALS params and publishes its blend and re-ranker with the version."""
     if tuning is not None:
         settings.tuning_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(tuning, settings.tuning_path)
+        settings.tuning_path.write_bytes(tuning)
 
 
 def evaluate_data_dir(
@@ -109,19 +112,21 @@ def evaluate_data_dir(
     label: str,
     name: str,
     opts: EvalOptions,
+    tuning: bytes | None,
     say: Callable[[str], None],
     log: StepLog,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[dict, list[str]]:
-    """The module docstring's data-dir protocols on ``source``; the report goes to ``opts.out_dir``."""
+    """The module docstring's data-dir protocols on ``source``; the report goes to ``opts.out_dir``.
+    ``tuning``: the bytes of ``opts.tuning``, if any."""
     scratch_data_dir(source, settings.data_dir)
-    _use_tuning(settings, opts.tuning)
+    _use_tuning(settings, tuning)
     own = OwnLog.open(settings, opts.periods)
     plan = own.plan
     say(f"1/4 {name}: {plan.n_events:,} events on {plan.n_days} day(s): {plan.protocol} protocol")
     say(f"  {plan.reason}")
     catalogue = _catalogue(settings)
-    tuning_note = _tuning_note(opts.tuning, own)
+    tuning_note = _tuning_note(opts.tuning, tuning, own)
     protocol: dict = {
         "name": plan.protocol,
         "reason": plan.reason,
@@ -187,11 +192,11 @@ def _sessions_note(source: str) -> str:
     )
 
 
-def _tuning_note(tuning: Path | None, own: OwnLog) -> list[str]:
+def _tuning_note(tuning: Path | None, content: bytes | None, own: OwnLog) -> list[str]:
     """A warning when the tuning file was chosen on other periods than this evaluation's."""
-    if tuning is None:
+    if tuning is None or content is None:
         return []
-    split = read_json(tuning).get("split", {})
+    split = json.loads(content).get("split", {})
     theirs, ours = split.get("periods"), own.plan.periods.to_dict() if own.plan.periods else None
     if theirs is None or ours is None or theirs["test"] == ours["test"]:
         return [f"tuning: {tuning} (its choices were made on validation data before this test period)"]
@@ -218,13 +223,14 @@ def _static(
 def _evaluate_lastfm(
     settings: Settings,
     opts: EvalOptions,
+    tuning: bytes | None,
     say: Callable[[str], None],
     log: StepLog,
     progress: Callable[[int], None] | None,
 ) -> tuple[dict, list[str]]:
     """``--data lastfm``: plays (random static protocol) and the tag sessions replayed on a play model."""
     shutil.rmtree(settings.data_dir, ignore_errors=True)  # start clean: a stale partition would leak in
-    _use_tuning(settings, opts.tuning)
+    _use_tuning(settings, tuning)
     say(f"1/4 preparing lastfm data and the batch run in {settings.data_dir}")
     prepared = prepare_lastfm(settings, opts.lastfm_dir, log)
     als = read_tuned_als(settings.tuning_path) or AlsParams.from_settings(settings)

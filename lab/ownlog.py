@@ -111,6 +111,8 @@ class OwnLog:
     @classmethod
     def open(cls, settings: Settings, spec: PeriodSpec) -> OwnLog:
         counts = day_counts(settings.interactions_dir)
+        if not counts:
+            raise ConfigError(f"{settings.interactions_dir} holds partitions but no events; ingest your log first")
         plan = plan_periods(counts, spec)
         frame = load_interactions(settings.interactions_dir, max(counts), 0)
         return cls(settings.interactions_dir, plan, frame)
