@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli.keys import keys_app
-from cli.tune_options import als_grid, csv, parse_grid, run_tune
+from cli.tune_options import als_grid, csv, parse_grid, period_spec, run_tune
 from lab.search import PRECOMPUTED_WEIGHT_POPULARITY, WEIGHT_COVISIT, WEIGHT_POPULARITY, WEIGHT_USER, AlsGrid
 from shared.config import Settings, get_settings, redact_url
 from shared.errors import HybridrecError
@@ -327,36 +327,98 @@ class EvalData(StrEnum):
     lastfm = "lastfm"
 
 
+LogDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Your ingested data dir (DIR/interactions/date=*/, optional DIR/items/): evaluated or tuned in place, "
+        "read only (tune writes DIR/tuning/best.json and nothing else).",
+    ),
+]
+MaxSessions = Annotated[int, typer.Option(min=1, help="Seeded sample of replayed sessions.")]
+Repeats = Annotated[
+    bool, typer.Option("--repeats/--no-repeats", help="Synthetic: --no-repeats is the rating-log mode.")
+]
+Users = Annotated[int, typer.Option(min=2, help="Synthetic users.")]
+Items = Annotated[int, typer.Option(min=20, help="Synthetic items.")]
+Days = Annotated[int, typer.Option(min=3, help="Synthetic days (periods are cut from them like any log's).")]
+TestFraction = Annotated[
+    float, typer.Option(help="Test period: the latest whole days holding at least this share of the events.")
+]
+ValFraction = Annotated[float, typer.Option(help="Validation period: the days before the test, this share.")]
+TestDays = Annotated[int | None, typer.Option(min=1, help="Test period in days instead (ending on the last day).")]
+ValDays = Annotated[int | None, typer.Option(min=1, help="Validation period in days instead (before the test).")]
+
+
+def _source(data: EvalData | None, data_dir: Path | None) -> None:
+    """Exactly one of --data and --data-dir."""
+    if data is not None and data_dir is not None:
+        raise typer.BadParameter("--data makes its own data dir; give --data or --data-dir, not both")
+    if data is None and data_dir is None:
+        raise typer.BadParameter("give --data-dir DIR (your ingested log) or --data synthetic|lastfm")
+
+
 @app.command()
 def evaluate(
-    data: Annotated[EvalData, typer.Option("--data", help="synthetic (ordered sessions) or lastfm (HetRec 2011).")],
+    data: Annotated[
+        EvalData | None, typer.Option("--data", help="synthetic (generated) or lastfm (HetRec 2011 plays + tags).")
+    ] = None,
+    data_dir: LogDir = None,
     lastfm_dir: Annotated[Path, typer.Option(help="The hetrec2011-lastfm-2k directory (read in place).")] = Path(
         "../shared/datasets/lastfm-hetrec2011-2k"
     ),
-    out: Annotated[Path | None, typer.Option(help="Report folder (default: var/reports/<data>).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Report and scratch folder (default: var/reports/<data or DIR name>).")
+    ] = None,
     seed: int = 42,
-    max_sessions: Annotated[int, typer.Option(min=1, help="Seeded sample of replayed sessions.")] = 3_000,
-    users: Annotated[int, typer.Option(min=2, help="Synthetic users.")] = 5_000,
-    items: Annotated[int, typer.Option(min=20, help="Synthetic items.")] = 2_000,
-    days: Annotated[int, typer.Option(min=2, help="Synthetic days: train on all but the last, replay the last.")] = 15,
+    max_sessions: MaxSessions = 3_000,
+    users: Users = 5_000,
+    items: Items = 2_000,
+    days: Days = 15,
+    repeats: Repeats = True,
+    test_fraction: TestFraction = 0.1,
+    validation_fraction: ValFraction = 0.1,
+    test_days: TestDays = None,
+    validation_days: ValDays = None,
     tuning: Annotated[
         Path | None,
         typer.Option(
-            exists=True, dir_okay=False, help="A `hybridrec tune` best.json: train, blend and re-rank with it."
+            exists=True,
+            dir_okay=False,
+            help="A `hybridrec tune` best.json: train, blend and re-rank with it (default with --data-dir: "
+            "DIR/tuning/best.json when it exists).",
         ),
     ] = None,
+    no_tuning: Annotated[bool, typer.Option("--no-tuning", help="Ignore DIR/tuning/best.json: Settings only.")] = False,
 ) -> None:
     """Static protocols + session replay through the API's ranking code; writes report.md/json and plots."""
-    import shutil
-
     from lab.evaluate import EvalOptions, run_evaluation
     from lab.report import replay_table, summary_lines
+    from lab.static import markdown_table
 
-    out_dir = out or Path("var/reports") / data.value
-    scratch = out_dir / "batch-data"
-    shutil.rmtree(scratch, ignore_errors=True)  # start clean: a stale partition would leak into training
-    settings = get_settings(data_dir=scratch, seed=seed)
-    opts = EvalOptions(data.value, out_dir, seed, max_sessions, users, items, days, lastfm_dir, tuning)
+    _source(data, data_dir)
+    spec = period_spec(test_fraction, validation_fraction, test_days, validation_days)
+    if data_dir is not None and tuning is None and not no_tuning and (data_dir / "tuning" / "best.json").is_file():
+        tuning = data_dir / "tuning" / "best.json"
+        console.print(f"[yellow]tuning:[/] {tuning} (what DIR's next run-batch uses; --no-tuning ignores it)")
+    kind = data.value if data is not None else "dir"
+    name = kind if kind != "synthetic" or repeats else "synthetic-norepeat"
+    out_dir = out or Path("var/reports") / (name if data_dir is None else data_dir.resolve().name)
+    settings = get_settings(data_dir=out_dir / "batch-data", seed=seed)
+    opts = EvalOptions(
+        kind,
+        out_dir,
+        seed,
+        max_sessions,
+        users,
+        items,
+        days,
+        repeats,
+        lastfm_dir,
+        tuning,
+        data_dir,
+        spec,  # type: ignore[arg-type]
+    )
     with _progress() as bar:
         task = bar.add_task("replaying sessions", total=None, visible=False)
 
@@ -364,11 +426,10 @@ def evaluate(
             bar.update(task, advance=n, visible=True)
 
         report, notes = run_evaluation(settings, opts, console.print, _step_logger, tick)
-    from lab.static import markdown_table
-
     for result in report["static"]:
         console.print(f"\nstatic {result['protocol']['name']}:\n" + markdown_table(result))
-    console.print("\nsession replay:\n" + replay_table(report["replay"]))
+    if report["replay"] is not None:
+        console.print("\nsession replay:\n" + replay_table(report["replay"]))
     console.print("\n" + "\n".join(summary_lines(report)))
     for note in notes:
         console.print(f"[yellow]note:[/] {note}")
@@ -377,13 +438,24 @@ def evaluate(
 
 @app.command()
 def tune(
-    data: Annotated[EvalData, typer.Option("--data", help="synthetic (the only data with a validation day).")],
-    out: Annotated[Path | None, typer.Option(help="Scratch folder for the tuning data (default: var/tuning).")] = None,
+    data: Annotated[
+        EvalData | None, typer.Option("--data", help="synthetic: generate a log into <out>/data and tune on it.")
+    ] = None,
+    data_dir: LogDir = None,
+    out: Annotated[Path | None, typer.Option(help="Scratch folder for the batch runs (default: var/tuning).")] = None,
     seed: int = 42,
-    max_sessions: Annotated[int, typer.Option(min=1, help="Seeded sample of replayed sessions.")] = 1_000,
-    users: Annotated[int, typer.Option(min=2, help="Synthetic users.")] = 5_000,
-    items: Annotated[int, typer.Option(min=20, help="Synthetic items.")] = 2_000,
-    days: Annotated[int, typer.Option(min=3, help="Synthetic days: train, validate on L-1, test on L.")] = 15,
+    max_sessions: MaxSessions = 1_000,
+    max_targets: Annotated[
+        int, typer.Option(min=1, help="Targets (before skips) per validation replay: bounds long sessions' cost.")
+    ] = 2_000,
+    users: Users = 5_000,
+    items: Items = 2_000,
+    days: Days = 15,
+    repeats: Repeats = True,
+    test_fraction: TestFraction = 0.1,
+    validation_fraction: ValFraction = 0.1,
+    test_days: TestDays = None,
+    validation_days: ValDays = None,
     factors: Annotated[str, typer.Option(help="ALS factors to search, comma-separated.")] = csv(AlsGrid().factors),
     regularization: Annotated[str, typer.Option(help="ALS regularizations to search.")] = csv(AlsGrid().regularization),
     alpha: Annotated[str, typer.Option(help="ALS confidence scales to search.")] = csv(AlsGrid().alpha),
@@ -397,17 +469,18 @@ def tune(
         str, typer.Option(help="The precomputed tier's popularity weights (by batch-only HitRate).")
     ] = csv(PRECOMPUTED_WEIGHT_POPULARITY),
     reranker: Annotated[bool, typer.Option(help="Also train the learned re-ranker on validation.")] = True,
-    data_dir: DataDir = None,
 ) -> None:
-    """Search ALS, then the blend, then fit the re-ranker on a validation replay; write <data-dir>/tuning/best.json."""
-    if data is not EvalData.synthetic:
-        raise typer.BadParameter("only --data synthetic has a validation day to tune on")
+    """Choose ALS, the blend and the re-ranker on a validation period; write <data-dir>/tuning/best.json."""
+    if data is EvalData.lastfm:
+        raise typer.BadParameter(
+            "--data lastfm has no time order to tune on; ingest a dated log and use --data-dir (README: Tuning)"
+        )
+    _source(data, data_dir)
     options = {
         "seed": seed,
         "max_sessions": max_sessions,
-        "users": users,
-        "items": items,
-        "days": days,
+        "max_targets": max_targets,
+        "periods": period_spec(test_fraction, validation_fraction, test_days, validation_days),
         "als_grid": als_grid(factors, regularization, alpha, iterations),
         "weight_user": parse_grid(weight_user, "--weight-user"),
         "weight_popularity": parse_grid(weight_popularity, "--weight-popularity"),
@@ -415,9 +488,15 @@ def tune(
         "precomputed_weight_popularity": parse_grid(precomputed_weight_popularity, "--precomputed-weight-popularity"),
         "reranker": reranker,
     }
-    target = _settings(data_dir).tuning_path
-    run_tune(
-        target, out or Path("var/tuning"), lambda d: get_settings(data_dir=d, seed=seed), options, console, _step_logger
+    synthetic = {"users": users, "items": items, "days": days, "repeats": repeats} if data is not None else None
+    target = run_tune(
+        data_dir,
+        synthetic,
+        out or Path("var/tuning"),
+        lambda d: get_settings(data_dir=d, seed=seed),
+        options,
+        console,
+        _step_logger,
     )
     typer.echo(str(target))
 

@@ -1,4 +1,4 @@
-"""``hybridrec tune`` glue: grid options as comma-separated lists, the scratch dir, the printed result.
+"""``hybridrec tune`` / ``evaluate`` glue: grid and period options, the data dir, the printed result.
 
 Each grid value is checked by the very constraints of the Settings field it will be set as (so a grid
 cannot hold a value a batch run would refuse), and must be finite; a list must be non-empty and
@@ -9,10 +9,9 @@ at module level: the command line shows the default grids without loading the tr
 from __future__ import annotations
 
 import math
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import TypeAdapter, ValidationError
@@ -20,6 +19,10 @@ from rich.console import Console
 
 from lab.search import AlsGrid
 from shared.config import Settings
+from shared.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lab.periods import PeriodSpec
 
 # option -> the Settings field each of its values is validated as
 GRID_SETTINGS = {
@@ -68,36 +71,75 @@ def als_grid(factors: str, regularization: str, alpha: str, iterations: str) -> 
     )
 
 
+def period_spec(
+    test_fraction: float, validation_fraction: float, test_days: int | None, validation_days: int | None
+) -> PeriodSpec:
+    """The period options as a ``lab.periods.PeriodSpec``; a bad combination is a usage error."""
+    from lab.periods import PeriodSpec
+
+    try:
+        return PeriodSpec(test_fraction, validation_fraction, test_days, validation_days)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--test-fraction/--validation-fraction") from None
+
+
 def run_tune(
-    target: Path,
+    source: Path | None,
+    synthetic: dict[str, Any] | None,
     out_dir: Path,
     settings_for: Callable[[Path], Settings],
     options: dict[str, Any],
     console: Console,
     log: Callable[[str, float], None],
-) -> None:
-    """Tune in ``out_dir/batch-data`` (emptied first), write ``target``, print the test-day table.
+) -> Path:
+    """Tune the data dir ``source`` (or a synthetic log generated into ``out_dir/data``) with batch runs in
+    ``out_dir/batch-data``; write ``<data dir>/tuning/best.json``, print the test table, return its path.
 
-    ``options``: ``lab.tune.TuneOptions`` fields other than ``result_path``, already parsed.
+    ``options``: ``lab.tune.TuneOptions`` fields other than ``result_path``, already parsed;
+    ``synthetic``: users, items, days, repeats of the generated log.
     """
-    from lab.tune import BATCH_METRIC, METRIC, TuneOptions, run_tuning
+    from lab.tune import TuneOptions, run_tuning
 
-    scratch = out_dir / "batch-data"
-    shutil.rmtree(scratch, ignore_errors=True)  # start clean: a stale partition would leak into training
-    result = run_tuning(settings_for(scratch), TuneOptions(target, **options), console.print, log)
+    scratch = settings_for(out_dir / "batch-data")
+    if synthetic is not None:
+        from lab.datasets import synthetic_data_dir
+
+        console.print(f"generating the synthetic log into {out_dir / 'data'}")
+        source, _ = synthetic_data_dir(scratch, out_dir / "data", seed=options["seed"], **synthetic)
+    if source is None:
+        raise ValueError("run_tune needs a data dir or a synthetic log to generate")
+    target = source / "tuning" / "best.json"
+    if target.exists():
+        console.print(f"[yellow]note:[/] {target} exists; it is replaced when tuning ends")
+    result = run_tuning(scratch, source, TuneOptions(target, **options), console.print, log)
+    if result["protocol"] == "random":
+        for name, row in result["test"].items():
+            console.print(
+                f"test (random 80/20) {name:<12} NDCG@10 {row['ndcg_at_10']:.4f} Recall@20 {row['recall_at_20']:.4f}"
+            )
+        console.print(f"[yellow]note:[/] {result['note']}")
+    else:
+        _print_test(result, console)
+    console.print(f"tuned in {result['timings_s']['total']:.0f}s ({result['timings_s']})")
+    return target
+
+
+def _print_test(result: dict[str, Any], console: Console) -> None:
+    from lab.tune import BATCH_METRIC, METRIC
+
+    period = "..".join(result["split"]["test"]["replay"])
     for name, row in result["test"].items():
         if name == "reranked":
             console.print(
-                f"test {result['split']['test_replay_day']} {name:<10} ALS {row['als']} learned re-ranker: "
+                f"test {period} {name:<10} ALS {row['als']} learned re-ranker: "
                 f"HitRate@10 {row[METRIC]:.4f} vs the tuned blend {row['blend_' + METRIC]:.4f} on the same "
                 f"{row['n_targets']} targets; difference 95% session-bootstrap interval "
                 f"{row['paired_difference']['ci95_low']:+.4f} .. {row['paired_difference']['ci95_high']:+.4f}"
             )
             continue
         console.print(
-            f"test {result['split']['test_replay_day']} {name:<10} ALS {row['als']} blend "
+            f"test {period} {name:<10} ALS {row['als']} blend "
             + " ".join(f"{k}={v:g}" for k, v in row["params"].items() if k != "session_half_life")
             + ": "
             f"hybrid HitRate@10 {row[METRIC]:.4f} (batch-only {row[BATCH_METRIC]:.4f}, {row['n_targets']} targets)"
         )
-    console.print(f"tuned in {result['timings_s']['total']:.0f}s ({result['timings_s']})")

@@ -1,30 +1,29 @@
 """Turn a data set into what the harness needs: a batch run, held-out replay sessions, static interactions.
 
-Synthetic (ordered sessions). ``batch.synthetic.generate`` data over ``days`` days ending ``SYNTHETIC_END`` is
-ingested into ``work_dir``; the batch pipeline runs for the day BEFORE the last (so it trains on days
-1..n-1); the sessions that start on the last day are replayed in their real event order. The static
-protocols use the interactions of the training days only, so no replayed event is seen by them either.
-``hybridrec tune`` uses the same data shifted one day back (``synthetic_split`` with the day before the
-last): trained through day n-2, replaying the sessions that start on day n-1 (validation, never test).
+Synthetic. ``batch.synthetic.generate`` data over ``days`` days ending ``SYNTHETIC_END`` is generated and
+ingested into a data dir (``synthetic_data_dir``), which ``hybridrec evaluate`` and ``tune`` then treat
+exactly as a user's own ingested log (``lab.ownlog``: periods from the data, a batch run per stage,
+the period's sessions replayed).
 
-Last.fm (HetRec 2011, read in place). There is no time split: the batch pipeline trains on ALL
-``user_artists.dat`` plays (ingested as one partition, ``LASTFM_PARTITION``) and the tag sessions of
-``lab.lastfm.load_tag_sessions`` are replayed. Their order within a session is unknown
-(file order, by artistID) and they overlap the training plays in time; the report says so.
+Last.fm (HetRec 2011, read in place; ``--data lastfm``). There is no time split: the batch pipeline
+trains on ALL ``user_artists.dat`` plays (ingested as one partition, ``LASTFM_PARTITION``) and the tag
+sessions of ``lab.lastfm.load_tag_sessions`` are replayed. Their order within a session is unknown
+(file order, by artistID) and they overlap the training plays in time; the report says so. The
+issue-8 protocol on Last.fm is the tag log ingested as a data dir (README, "Offline evaluation").
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from batch.ingest import ingest_interactions, ingest_items
-from batch.pipeline import partition_end, run_batch
+from batch.pipeline import run_batch
 from batch.synthetic.generate import SyntheticData, generate, write_synthetic
 from lab.lastfm import USER_ARTISTS, load_tag_sessions, load_user_artists
 from shared.config import Settings
@@ -47,52 +46,30 @@ class Prepared:
     notes: list[str]
 
 
-def prepare_synthetic(settings: Settings, users: int, items: int, days: int, seed: int, log: StepLog) -> Prepared:
-    """Generate, ingest and run batch for the day before the last into ``settings.data_dir``."""
-    data = ingest_synthetic(settings, users, items, days, seed)
-    return synthetic_split(
-        settings, data, SYNTHETIC_END, log, note=f"{users} users, {items} items, {days} days, seed {seed}"
-    )
+def ingest_synthetic(
+    settings: Settings, users: int, items: int, days: int, seed: int, repeats: bool = True
+) -> SyntheticData:
+    """Generate ``days`` days ending ``SYNTHETIC_END`` and ingest them into ``settings.data_dir``.
 
-
-def ingest_synthetic(settings: Settings, users: int, items: int, days: int, seed: int) -> SyntheticData:
-    """Generate ``days`` days ending ``SYNTHETIC_END`` and ingest them into ``settings.data_dir``."""
+    ``repeats=False`` is the generator's rating-log mode (nobody consumes an item twice)."""
     if days < 2:
         raise ValueError(f"the synthetic protocol needs >= 2 days (train, then replay), got {days}")
-    data = generate(users, items, days, seed, SYNTHETIC_END, n_categories=min(20, items))
+    data = generate(users, items, days, seed, SYNTHETIC_END, n_categories=min(20, items), repeats=repeats)
     paths = write_synthetic(data, settings.raw_dir)
     ingest_items(paths["items"], settings.items_path)
     ingest_interactions(paths["interactions"], "parquet", settings.interactions_dir, settings.quarantine_dir)
     return data
 
 
-def synthetic_split(
-    settings: Settings, data: SyntheticData, replay_day: dt.date, log: StepLog, note: str = ""
-) -> Prepared:
-    """Batch run trained through the day before ``replay_day``; replay the sessions starting ON ``replay_day``.
-
-    ``replay_day = SYNTHETIC_END`` is the test split ``hybridrec evaluate`` reports; the day before it is
-    the validation split ``hybridrec tune`` searches on, so tuning never sees a test session.
-    """
-    train_day = replay_day - dt.timedelta(days=1)
-    run_dir = run_batch(settings, train_day, log=log)
-    frame = data.interactions
-    cutoff, end = partition_end(train_day), partition_end(replay_day)
-    starts = frame.groupby("session_id")["ts"].transform("min")
-    held = frame[(starts >= cutoff) & (starts < end)].sort_values(["session_id", "ts", "event_id"], kind="stable")
-    held = held.assign(position=held.groupby("session_id").cumcount().astype(np.int32))
-    return Prepared(
-        name="synthetic",
-        run_dir=run_dir,
-        replay_events=held[["session_id", "user_id", "item_id", "event_type", "position", "ts"]].reset_index(drop=True),
-        static_interactions=frame[frame["ts"] < cutoff].reset_index(drop=True),
-        item_ids=data.items["item_id"].astype(str).tolist(),
-        notes=[
-            f"synthetic: {note + ', ' if note else ''}ending {SYNTHETIC_END}; "
-            f"batch trained on the days up to {train_day}, replay on the sessions starting {replay_day} "
-            "in their real event order; the static protocols use the training days only.",
-        ],
-    )
+def synthetic_data_dir(
+    settings: Settings, path: Path, users: int, items: int, days: int, seed: int, repeats: bool
+) -> tuple[Path, str]:
+    """A fresh data dir at ``path`` holding the synthetic log, as ``hybridrec generate`` + ``ingest``
+    would leave it; returns it and a one-line description for reports."""
+    shutil.rmtree(path, ignore_errors=True)  # a stale partition would leak into training
+    ingest_synthetic(settings.model_copy(update={"data_dir": path}), users, items, days, seed, repeats)
+    mode = "" if repeats else " (no repeats: a rating log, one rating per user and item)"
+    return path, f"synthetic{mode}: {users} users, {items} items, {days} days ending {SYNTHETIC_END}, seed {seed}"
 
 
 def prepare_lastfm(settings: Settings, lastfm_dir: Path, log: StepLog) -> Prepared:

@@ -22,13 +22,22 @@ unknown to the model; each count is reported. Every request is built as the API 
 context was posted (``request_features``): the newest ``session_max_events`` events, and every
 session item in the session's seen set. Popularity percentiles for PopBias come from the version's
 recency-decayed popularity (``ItemBundle.popularity``), the only popularity the serving model has.
+
+Seen share. For every variant, the share of its served top-10 lists that contain an item the user
+already had: one of their training history (``history_of``, e.g. every item of the run's training
+window; by default the version's published seen set) or, for the variants asked with the session, of
+the session so far. With ``exclude_seen`` on it is 0 for every tier that knows the user;
+``session_only`` is anonymous by design (the API cannot know whose history to remove), so its share
+shows what exclusion prevents. ``published_seen_share_at_10`` measures against the version's
+published seen sets instead (what the API is told; capped by ``HYBRIDREC_SEEN_MAX_ITEMS``): 0 there and
+above 0 against the whole history means the cap, not the ranking, lets old items back in.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,17 +70,24 @@ class _Targets:
     positions: np.ndarray  # int64 (n_targets,) t, the number of steps seen before the target
     sessions: np.ndarray  # int64 (n_targets,) ordinal of the target's session
     strategies: dict[str, Counter]  # variant -> strategy name -> count
+    had_seen: dict[str, np.ndarray]  # variant -> bool (n_targets,): its top-10 holds an item the user had
+    had_published: dict[str, np.ndarray]  # the same against the version's published seen set only
     skipped_repeat: int
     skipped_history: int
     skipped_unknown: int
     unknown_user_sessions: int
 
 
-def sample_sessions(events: pd.DataFrame, max_sessions: int | None, seed: int) -> pd.DataFrame:
+def sample_sessions(
+    events: pd.DataFrame, max_sessions: int | None, seed: int, max_targets: int | None = None
+) -> pd.DataFrame:
     """Events of a seeded sample of at most ``max_sessions`` sessions with >= 2 steps, sorted for replay.
 
     The sample is ``default_rng(seed).choice`` over the sorted session ids, so it does not depend on row
-    order. Rows come back sorted by (session_id, position).
+    order. ``max_targets`` also bounds the replay's work: sessions are taken in a seeded random order
+    until their steps after the first (targets before any skip) reach it, the last one whole, so a log
+    of long sessions (one per user and period) costs about as much as one of short ones. Rows come
+    back sorted by (session_id, position).
     """
     missing = set(REQUIRED_COLUMNS) - set(events.columns)
     if missing:
@@ -82,6 +98,11 @@ def sample_sessions(events: pd.DataFrame, max_sessions: int | None, seed: int) -
     ids = np.sort(steps[steps >= 2].index.to_numpy(dtype=object))
     if max_sessions is not None and len(ids) > max_sessions:
         ids = np.sort(np.random.default_rng(seed).choice(ids, size=max_sessions, replace=False))
+    if max_targets is not None:
+        order = np.random.default_rng(seed).permutation(len(ids))
+        reached = np.cumsum(steps.loc[ids[order]].to_numpy() - 1) >= max_targets
+        take = int(np.argmax(reached)) + 1 if reached.any() else len(ids)
+        ids = np.sort(ids[order[:take]])
     return ordered[ordered["session_id"].isin(set(ids))].reset_index(drop=True)
 
 
@@ -197,10 +218,13 @@ def replay_targets(
     progress: Callable[[int], None] | None = None,
     variants: Sequence[str] = VARIANTS,
     reranker: LinearReranker | None = None,
+    history_of: Mapping[str, frozenset[int]] | None = None,
 ) -> _Targets:
     """Run ``variants`` (default: all but ``reranked``) on every target of ``sessions`` (as
     ``sample_sessions`` returns them). ``reranked`` needs ``reranker``: it is ``hybrid`` with the
     learned re-ranker passed to ``rank``, as the API routes a session request within its budget.
+    ``history_of``: user_id -> item indices the user had before the replay, for the seen share
+    (default: the version's published seen sets).
 
     Targets and skips do not depend on ``variants``; asking for fewer only saves ranking calls.
     """
@@ -215,11 +239,15 @@ def replay_targets(
     positions: list[int] = []
     session_of: list[int] = []
     strategies: dict[str, Counter] = {v: Counter() for v in (*RANKED_VARIANTS, "reranked") if v in rows}
+    had_seen: dict[str, list[bool]] = {v: [] for v in variants}
+    had_published: dict[str, list[bool]] = {v: [] for v in variants}
     counts = TargetCounts()
-    for s, (_events, user, found) in enumerate(iter_targets(serving, sessions, params, counts)):
+    for s, (events, user, found) in enumerate(iter_targets(serving, sessions, params, counts)):
         batch = rank(model, RequestFeatures(user, []), max_k, None, params)
         batch_row = _indices(serving, batch.item_ids, max_k)
         history = set(user.seen.tolist()) if user is not None and params.exclude_seen else set()
+        published = frozenset(user.seen.tolist()) if user is not None else frozenset()
+        had_before = published if history_of is None else history_of.get(events[0].user_id or "", frozenset())
         for q in found:
             served = {"batch_only": batch}
             if "session_only" in rows:
@@ -234,6 +262,11 @@ def replay_targets(
                 if name in rows:
                     rows[name].append(batch_row if name == "batch_only" else _indices(serving, ranked.item_ids, max_k))
                     strategies[name][ranked.strategy] += 1
+            for name in variants:  # batch-only is asked without the session: only the history counts there
+                top = rows[name][-1][:10].tolist()
+                context = frozenset() if name == "batch_only" else q.seen
+                had_seen[name].append(not (had_before | context).isdisjoint(top))
+                had_published[name].append(not (published | context).isdisjoint(top))
             targets.append(q.target)
             positions.append(q.position)
             session_of.append(s)
@@ -246,6 +279,8 @@ def replay_targets(
         positions=np.asarray(positions, dtype=np.int64),
         sessions=np.asarray(session_of, dtype=np.int64),
         strategies=strategies,
+        had_seen={v: np.asarray(h, dtype=bool) for v, h in had_seen.items()},
+        had_published={v: np.asarray(h, dtype=bool) for v, h in had_published.items()},
         skipped_repeat=counts.skipped_repeat,
         skipped_history=counts.skipped_history,
         skipped_unknown=counts.skipped_unknown,
@@ -268,6 +303,8 @@ def evaluate_replay(
     progress: Callable[[int], None] | None = None,
     variants: Sequence[str] = VARIANTS,
     reranker: LinearReranker | None = None,
+    history_of: Mapping[str, frozenset[int]] | None = None,
+    max_targets: int | None = None,
 ) -> dict:
     """Replay a seeded sample of ``events``' sessions (see the module docstring); a JSON-ready dict::
 
@@ -276,17 +313,19 @@ def evaluate_replay(
          "hit_rate_at_10_by_position": {variant: {"1".."10+": float}}, "n_by_position": {label: int},
          "strategies": {variant: {strategy: count}}, "hybrid_over_batch_hit_rate_at_10": float,
          "paired_hit_rate_at_10": {"<a>_vs_<b>": lab.stats.paired_difference(...)},
+         "seen_share_at_10": {variant: float}, "published_seen_share_at_10": {variant: float},
          "timings_s": {"replay": float}}
 
     ``events``: session_id, user_id, item_id, event_type, position (+ optional ts); ``progress`` is
     called with 1 after each session. ``variants`` (default: all four) limits the variants ranked and
-    reported; the hybrid/batch ratio is nan unless both are among them.
+    reported; the hybrid/batch ratio is nan unless both are among them. ``history_of`` (user_id -> item
+    indices) defines the seen share's history; ``max_targets`` bounds the sample (``sample_sessions``).
     """
     ks = sorted({int(k) for k in ks})
     params = params or BlendParams()
-    sessions = sample_sessions(events, max_sessions, seed)
+    sessions = sample_sessions(events, max_sessions, seed, max_targets)
     start = time.perf_counter()
-    out = replay_targets(serving, sessions, ks[-1], params, progress, variants, reranker)
+    out = replay_targets(serving, sessions, ks[-1], params, progress, variants, reranker, history_of)
     elapsed = time.perf_counter() - start
     if len(out.targets) == 0:
         raise DataValidationError("no replayable target: every session is too short or its items are unknown")
@@ -325,6 +364,7 @@ def evaluate_replay(
             "ks": ks,
             "seed": seed,
             "max_sessions": max_sessions,
+            "max_targets": max_targets,
             "params": params.__dict__,
         },
         "data": {
@@ -341,5 +381,7 @@ def evaluate_replay(
         "strategies": {v: dict(sorted(c.items())) for v, c in out.strategies.items()},
         "hybrid_over_batch_hit_rate_at_10": hybrid_hr / batch_hr if batch_hr > 0 else float("nan"),
         "paired_hit_rate_at_10": paired,
+        "seen_share_at_10": {v: float(out.had_seen[v].mean()) for v in variants},
+        "published_seen_share_at_10": {v: float(out.had_published[v].mean()) for v in variants},
         "timings_s": {"replay": elapsed},
     }

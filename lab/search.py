@@ -7,9 +7,13 @@ Points already scored are not scored again. The result is the first point, in sc
 highest score. Each sweep keeps the previous best in its comparison, so that point is also the argmax
 over everything scored.
 
-Cost: ``1 + sum over axes of |grid values other than start's|`` scores (7 for the defaults: 3 factors,
-3 regularizations, 3 alphas, 1 iteration count, all containing the Settings defaults). The full product
-would cost 27. The price is that one pass only finds interactions between axes along the way.
+Cost: ``1 + sum over axes of |grid values other than start's|`` scores (9 for the defaults from the
+Settings point 64 / 0.05 / 4 / 15: 3 factors, 4 regularizations, 4 alphas, 1 iteration count). The full
+product would cost 48. The price is that one pass only finds interactions between axes along the way.
+
+The ALS grids are on implicit's scale, wide enough for both event logs and rating logs: regularization
+from the old default 0.05 to 100 (good values on rating logs lie at 1-100 on implicit's scale),
+factors up to 256, and alpha from 1 to 40 (``Settings.als_alpha`` says how it scales the confidence).
 
 Stdlib only, so the command line can show these defaults without importing the training code.
 """
@@ -35,9 +39,9 @@ P = TypeVar("P")  # a frozen dataclass with a field per ALS axis, e.g. batch.tra
 class AlsGrid:
     """Values tried per ALS axis (see ``Settings.als_*``); each axis needs at least one value."""
 
-    factors: tuple[int, ...] = (32, 64, 128)
-    regularization: tuple[float, ...] = (0.01, 0.05, 0.2)
-    alpha: tuple[float, ...] = (1.0, 4.0, 10.0)
+    factors: tuple[int, ...] = (64, 128, 256)
+    regularization: tuple[float, ...] = (0.05, 1.0, 10.0, 100.0)
+    alpha: tuple[float, ...] = (1.0, 4.0, 10.0, 40.0)
     iterations: tuple[int, ...] = (15,)
 
     def __post_init__(self) -> None:

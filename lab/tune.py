@@ -1,27 +1,33 @@
-"""``hybridrec tune``: choose the ALS hyper-parameters, then the online blend, on a validation split.
+"""``hybridrec tune``: choose the ALS hyper-parameters, then the online blend, on a validation period.
 
-Split (synthetic data ending on day L, ``lab.datasets``):
+Data: a data dir as ``hybridrec ingest`` fills it, read through a scratch data dir (``lab.ownlog``);
+``--data synthetic`` generates one first. Periods come from the data (``lab.periods``): the last is
+the test, the one before it the validation, everything earlier training.
 
-- validation: batch trained through L-2, replaying the sessions that start on L-1. Every choice is
-  made here;
-- test: batch trained through L-1, replaying the sessions of day L (what ``hybridrec evaluate``
-  reports). It is scored only after both choices are made: Settings ALS and tuned ALS, each with the
-  configured and with the tuned blend. So the gain, and how much of it each stage brings, is measured
-  on sessions no choice saw.
+- validation: batch trained through the last training day, replaying the validation period's sessions
+  (``lab.ownlog``: known users' events in time order). Every choice is made here;
+- test: batch trained through the end of validation, replaying the test period (what ``hybridrec
+  evaluate`` reports). It is scored only after every choice is made: Settings ALS and tuned ALS, each
+  with the configured and with the tuned blend, and the re-ranker. So the gain, and how much of it each
+  stage brings, is measured on sessions no choice saw.
+
+A log without time order (fewer than three days with events) has no sessions to replay; its ALS
+params are chosen on a random validation split instead (``lab.tune_static``), and the blend is not tuned.
 
 Metric, both stages: hybrid HitRate@10 of the validation replay (``lab.replay``, through
 ``online.ranking.rank``, the API's code). It scores the ALS model as well as the blend because the ALS
 factors feed every signal the API blends: the user vector and its precomputed candidates, the session
 vector (built from item factors), and the item neighbours. Batch-only HitRate@10, or a static NDCG@10
-of the L-2 model, would judge the user half only; the replay's batch-only HitRate@10 is recorded per
-ALS point for reference.
+of the validation model, would judge the user half only; the replay's batch-only HitRate@10 is
+recorded per ALS point for reference. Replays use a seeded sample of sessions bounded by
+``max_sessions`` and ``max_targets`` (``lab.replay.sample_sessions``), the same sample for every point.
 
 Stage 1, ALS: one pass of coordinate search (``lab.search``) from the Settings point over
-factors, regularization, alpha, iterations. Each point is one batch run through L-2 with those params
+factors, regularization, alpha, iterations. Each point is one validation batch run with those params
 (``Settings.model_copy``), replayed with the configured blend right after its run: every point writes
-the same ``runs/date=L-2``, so each is scored before the next overwrites it, and the best point's
-serving model is kept in memory for stage 2. Stage 2, blend: every (weight_user, weight_popularity)
-pair on that model. ``weight_session`` stays fixed because only ratios of the weights matter (the
+the same run directory, so each is scored before the next overwrites it, and the best point's
+serving model is kept in memory for stage 2. Stage 2, blend (``lab.tune_blend``, with stage 3, the
+re-ranker): every (weight_user, weight_popularity) pair on that model. ``weight_session`` stays fixed because only ratios of the weights matter (the
 blend is a weighted sum of z-scores ranked per request).
 
 Ties: the first point in scoring (grid) order with the highest validation score wins. The result is
@@ -31,20 +37,17 @@ trains with its ``als`` and publishes its ``best`` blend.
 
 from __future__ import annotations
 
-import datetime as dt
-import itertools
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
 from batch.artifacts import read_json, write_json
-from batch.synthetic.generate import SyntheticData
+from batch.pipeline import StepLog
 from batch.train import AlsParams
-from lab.datasets import SYNTHETIC_END, Prepared, StepLog, ingest_synthetic, synthetic_split
-from lab.replay import evaluate_replay, sample_sessions
+from lab.ownlog import OwnLog, Stage, StageData, scratch_data_dir
+from lab.periods import PeriodSpec
+from lab.replay import evaluate_replay
 from lab.search import (
     ALS_AXES,
     PRECOMPUTED_WEIGHT_POPULARITY,
@@ -53,19 +56,25 @@ from lab.search import (
     WEIGHT_USER,
     AlsGrid,
     coordinate_search,
-    first_argmax,
     n_scores,
 )
 from lab.serving import ServingModel, serving_model
-from lab.train_reranker import collect_queries, train_reranker
+from lab.tune_blend import (
+    BATCH_METRIC,
+    METRIC,
+    blend_dict,
+    fit_reranker,
+    grid,
+    replay_scores,
+    search_blend,
+    search_precomputed,
+)
+from lab.tune_static import tune_random
 from online.blend import BlendParams
 from online.reranker import LinearReranker
 from shared.config import Settings
 from shared.errors import ConfigError
-from shared.schemas import BLEND_FIELDS, TuningFile
-
-METRIC = "hybrid_hit_rate_at_10"
-BATCH_METRIC = "batch_only_hit_rate_at_10"
+from shared.schemas import TuningFile
 
 
 @dataclass(frozen=True)
@@ -73,9 +82,8 @@ class TuneOptions:
     result_path: Path  # where best.json goes: the data dir whose next batch run should use it
     seed: int = 42
     max_sessions: int | None = 1_000
-    users: int = 5_000
-    items: int = 2_000
-    days: int = 15
+    max_targets: int | None = 2_000  # targets (before skips) per replay: bounds the cost of long sessions
+    periods: PeriodSpec = field(default_factory=PeriodSpec)
     weight_user: Sequence[float] = WEIGHT_USER
     weight_popularity: Sequence[float] = WEIGHT_POPULARITY
     weight_covisit: Sequence[float] = WEIGHT_COVISIT
@@ -91,20 +99,7 @@ class AlsChoice:
     params: AlsParams
     rows: list[dict]  # one per scored point, in scoring order: params, scores, seconds
     serving: ServingModel  # the chosen point's validation model, as the API would hold it
-    events: pd.DataFrame  # the validation replay sessions (the same for every point)
-
-
-def grid(base: BlendParams, opts: TuneOptions) -> list[BlendParams]:
-    """``base`` with every (weight_user, weight_popularity) pair of ``opts``, weight_user varying slowest."""
-    return [
-        replace(base, weight_user=float(u), weight_popularity=float(p))
-        for u, p in itertools.product(opts.weight_user, opts.weight_popularity)
-    ]
-
-
-def blend_dict(params: BlendParams) -> dict[str, float]:
-    """The tunable fields of ``params``: what ``best`` holds and ``batch.tuning_file.read_tuning`` reads back."""
-    return {name: float(getattr(params, name)) for name in BLEND_FIELDS}
+    data: StageData  # the chosen point's validation run and replay sessions (the same for every point)
 
 
 def als_dict(params: AlsParams) -> dict[str, float]:
@@ -112,45 +107,32 @@ def als_dict(params: AlsParams) -> dict[str, float]:
     return {name: getattr(params, name) for name in ALS_AXES}
 
 
-def _split(settings: Settings, als: AlsParams, data: SyntheticData, replay_day: dt.date, log: StepLog) -> Prepared:
-    """``synthetic_split`` with ``als`` in place of Settings' ALS params; checks the run trained with them."""
+def _stage(settings: Settings, als: AlsParams, own: OwnLog, stage: Stage, log: StepLog) -> StageData:
+    """``own.prepare`` with ``als`` in place of Settings' ALS params; checks the run trained with them."""
     update = {f"als_{name}": value for name, value in als_dict(als).items()}
-    split = synthetic_split(settings.model_copy(update=update), data, replay_day, log)
-    used = read_json(split.run_dir / "manifest.json")["params"]
+    data = own.prepare(settings.model_copy(update=update), stage, log)
+    used = read_json(data.run_dir / "manifest.json")["params"]
     if used.get("als_source") != "settings" or {n: used[n] for n in ALS_AXES} != als_dict(als):
-        raise ConfigError(f"the batch run {split.run_dir} did not train with {als}; is a tuning file in the way?")
-    return split
+        raise ConfigError(f"the batch run {data.run_dir} did not train with {als}; is a tuning file in the way?")
+    return data
 
 
-def _scores(serving: ServingModel, events: pd.DataFrame, opts: TuneOptions, blend: BlendParams, both: bool) -> dict:
-    """Validation or test scores of one (model, blend): hybrid HitRate@10 (+ batch-only when ``both``)."""
-    variants = ("batch_only", "hybrid") if both else ("hybrid",)
-    replay = evaluate_replay(serving, events, (10,), opts.seed, opts.max_sessions, blend, variants=variants)
-    hit = {v: float(replay["variants"][v]["10"]["hit_rate"]) for v in variants}
-    return {
-        METRIC: hit["hybrid"],
-        **({BATCH_METRIC: hit["batch_only"]} if both else {}),
-        "n_sessions": replay["data"]["n_sessions"],
-        "n_targets": replay["data"]["n_targets"],
-    }
-
-
-def search_als(settings: Settings, data: SyntheticData, opts: TuneOptions, say: Callable[[str], None]) -> AlsChoice:
+def search_als(settings: Settings, own: OwnLog, opts: TuneOptions, say: Callable[[str], None]) -> AlsChoice:
     """Stage 1 on validation (module docstring), scored with the configured blend."""
-    day, start = SYNTHETIC_END - dt.timedelta(days=1), AlsParams.from_settings(settings)
+    stage, start = own.stage("validation"), AlsParams.from_settings(settings)
     blend, total = BlendParams.from_settings(settings), n_scores(start, opts.als_grid)
     rows: list[dict] = []
-    leader: list[tuple[float, AlsParams, ServingModel, pd.DataFrame]] = []  # the best so far, one entry
+    leader: list[tuple[float, AlsParams, ServingModel, StageData]] = []  # the best so far, one entry
 
     def score(als: AlsParams) -> float:
         t0 = time.perf_counter()
-        split = _split(settings, als, data, day, _quiet)
-        serving = serving_model(split.run_dir)  # in memory: the next run overwrites the dir
-        row = {"params": als_dict(als), **_scores(serving, split.replay_events, opts, blend, both=True)}
+        data = _stage(settings, als, own, stage, _quiet)
+        serving = serving_model(data.run_dir)  # in memory: the next run overwrites the dir
+        row = {"params": als_dict(als), **replay_scores(serving, data.events, opts, blend, both=True)}
         row["seconds"] = round(time.perf_counter() - t0, 2)
         rows.append(row)
         if not leader or row[METRIC] > leader[0][0]:  # strict: a tie keeps the earlier point, as the search does
-            leader[:] = [(row[METRIC], als, serving, split.replay_events)]
+            leader[:] = [(row[METRIC], als, serving, data)]
         say(
             f"  [{len(rows):>2}/{total}] factors={als.factors:<4} regularization={als.regularization:<5} "
             f"alpha={als.alpha:<5} iterations={als.iterations:<3} HitRate@10={row[METRIC]:.4f} "
@@ -159,75 +141,10 @@ def search_als(settings: Settings, data: SyntheticData, opts: TuneOptions, say: 
         return row[METRIC]
 
     best, _ = coordinate_search(start, opts.als_grid, score)
-    _, kept, serving, events = leader[0]
+    _, kept, serving, data = leader[0]
     if kept != best:  # cannot happen while both use the first-best rule; guards the serving model's identity
         raise RuntimeError(f"ALS search chose {best} but kept the model of {kept}")
-    return AlsChoice(best, rows, serving, events)
-
-
-def search_blend(
-    serving: ServingModel, events: pd.DataFrame, opts: TuneOptions, base: BlendParams, say: Callable[[str], None]
-) -> tuple[BlendParams, list[dict]]:
-    """Stage 2 on validation: the chosen blend and every scored point's row, on the chosen ALS model.
-
-    Every (weight_user, weight_popularity) pair first; then ``weight_covisit`` swept over its grid at
-    the best pair (one axis more; the pair grid's rows come first, so ties keep the pair's point).
-    """
-    points = grid(base, opts)
-    rows = []
-
-    def score(params: BlendParams) -> None:
-        rows.append({"params": blend_dict(params), **_scores(serving, events, opts, params, both=False)})
-        say(
-            f"  [{len(rows):>2}] weight_user={params.weight_user:<5} weight_popularity={params.weight_popularity:<5} "
-            f"weight_covisit={params.weight_covisit:<5} HitRate@10={rows[-1][METRIC]:.4f}"
-        )
-
-    for params in points:
-        score(params)
-    best_pair = points[first_argmax([r[METRIC] for r in rows])]
-    sweep = [replace(best_pair, weight_covisit=float(c)) for c in opts.weight_covisit]
-    for params in sweep:
-        if params not in points:
-            points.append(params)
-            score(params)
-    return points[first_argmax([r[METRIC] for r in rows])], rows
-
-
-def search_precomputed(
-    serving: ServingModel, events: pd.DataFrame, opts: TuneOptions, blend: BlendParams, say: Callable[[str], None]
-) -> tuple[BlendParams, list[dict]]:
-    """Stage 2b on validation: the precomputed tier's own popularity weight, by batch-only HitRate@10
-    (that tier serves a known user without a session; the session weights above never reach it)."""
-    rows = []
-    for w in opts.precomputed_weight_popularity:
-        params = replace(blend, precomputed_weight_popularity=float(w))
-        replay = evaluate_replay(serving, events, (10,), opts.seed, opts.max_sessions, params, variants=("batch_only",))
-        rows.append(
-            {
-                "precomputed_weight_popularity": float(w),
-                BATCH_METRIC: replay["variants"]["batch_only"]["10"]["hit_rate"],
-            }
-        )
-        say(f"  precomputed_weight_popularity={w:<5} batch-only HitRate@10={rows[-1][BATCH_METRIC]:.4f}")
-    best = opts.precomputed_weight_popularity[first_argmax([r[BATCH_METRIC] for r in rows])]
-    return replace(blend, precomputed_weight_popularity=float(best)), rows
-
-
-def fit_reranker(
-    serving: ServingModel, events: pd.DataFrame, opts: TuneOptions, blend: BlendParams, say: Callable[[str], None]
-) -> dict:
-    """Stage 3 on validation: the re-ranker trained on the validation sessions' targets (the same
-    seeded sample the blend was chosen on), with the chosen blend's pool parameters."""
-    sessions = sample_sessions(events, opts.max_sessions, opts.seed)
-    queries = collect_queries(serving, sessions, blend)
-    spec = train_reranker(queries, seed=opts.seed, blend=blend)
-    say(
-        f"  {queries.counts['n_queries_used']} of {queries.counts['n_queries']} queries had the next item in the "
-        f"pool; C={spec['c']}; in-pool HitRate@10 on held-out validation sessions: re-ranker "
-        f"{max(spec['c_grid_hit_rate_at_10_in_pool'].values()):.4f} vs blend {spec['blend_hit_rate_at_10_in_pool']:.4f}"
-    )
-    return spec
+    return AlsChoice(best, rows, serving, data)
 
 
 TEST_ROWS = {"default": (0, 0), "blend_only": (0, 1), "als_only": (1, 0), "tuned": (1, 1)}  # (ALS, blend) index
@@ -235,35 +152,37 @@ TEST_ROWS = {"default": (0, 0), "blend_only": (0, 1), "als_only": (1, 0), "tuned
 
 def score_test(
     settings: Settings,
-    data: SyntheticData,
+    own: OwnLog,
     opts: TuneOptions,
     als: tuple[AlsParams, AlsParams],
     blends: tuple[BlendParams, BlendParams],
     log: StepLog,
     reranker: LinearReranker | None = None,
-) -> dict[str, dict]:
-    """The test day for (Settings, tuned) ALS x (configured, tuned) blend: ``TEST_ROWS`` name -> row;
+) -> tuple[dict[str, dict], StageData]:
+    """The test period for (Settings, tuned) ALS x (configured, tuned) blend: ``TEST_ROWS`` name -> row;
     plus ``reranked`` (tuned ALS, the re-ranker on the tuned blend's pool) when ``reranker`` is given.
+    Also returns the tuned point's test stage (its run and sessions).
 
-    One batch run per distinct ALS point; both write ``runs/date=L-1``, so each is replayed before the next.
+    One batch run per distinct ALS point; both write the same run dir, so each is replayed before the next.
     """
     scores: dict[tuple[AlsParams, BlendParams], dict] = {}
     reranked: dict = {}
     for params in dict.fromkeys(als):
-        split = _split(settings, params, data, SYNTHETIC_END, log)
-        serving = serving_model(split.run_dir)
+        data = _stage(settings, params, own, own.stage("test"), log)
+        serving = serving_model(data.run_dir)
         for blend in dict.fromkeys(blends):
-            scores[params, blend] = _scores(serving, split.replay_events, opts, blend, both=True)
+            scores[params, blend] = replay_scores(serving, data.events, opts, blend, both=True)
         if reranker is not None and params == als[1]:
             replay = evaluate_replay(
                 serving,
-                split.replay_events,
+                data.events,
                 (10,),
                 opts.seed,
                 opts.max_sessions,
                 blends[1],
                 variants=("hybrid", "reranked"),
                 reranker=reranker,
+                max_targets=opts.max_targets,
             )
             reranked = {
                 "als": als_dict(params),
@@ -279,53 +198,75 @@ def score_test(
         name: {"als": als_dict(als[a]), "params": blend_dict(blends[b]), **scores[als[a], blends[b]]}
         for name, (a, b) in TEST_ROWS.items()
     }
-    return {**rows, **({"reranked": reranked} if reranked else {})}
+    return {**rows, **({"reranked": reranked} if reranked else {})}, data
 
 
 def _quiet(_name: str, _seconds: float) -> None:
     return None
 
 
-def run_tuning(settings: Settings, opts: TuneOptions, say: Callable[[str], None], log: StepLog) -> dict:
-    """Search ALS then the blend on validation, score test, write ``opts.result_path``; the result dict.
+def run_tuning(settings: Settings, source: Path, opts: TuneOptions, say: Callable[[str], None], log: StepLog) -> dict:
+    """Tune on the log of the data dir ``source``; write ``opts.result_path``; return the result dict.
 
-    ``settings.data_dir`` is scratch space for the synthetic data and every batch run; it must not
-    hold a tuning file (its ``als`` would replace the params under test in every run).
+    ``settings.data_dir`` is scratch space for every batch run: it is emptied and made to read
+    ``source``'s interactions and items (``lab.ownlog.scratch_data_dir``), so no tuning file is in the
+    way (its ``als`` would replace the params under test in every run) and ``source`` is never written.
     """
-    if opts.days < 3:
-        raise ValueError(f"tuning needs >= 3 days (train, validate, test), got {opts.days}")
-    if settings.tuning_path.exists():
-        raise ConfigError(f"{settings.tuning_path} would override every searched point; tune into an empty data dir")
     clock = _Clock()
-    val_day = SYNTHETIC_END - dt.timedelta(days=1)
-    train_day = val_day - dt.timedelta(days=1)
-    default_als, default_blend = AlsParams.from_settings(settings), BlendParams.from_settings(settings)
-    say(f"1/6 generating {opts.users} users x {opts.items} items x {opts.days} days into {settings.data_dir}")
-    data = ingest_synthetic(settings, opts.users, opts.items, opts.days, opts.seed)
-    clock.lap("data")
+    scratch_data_dir(source, settings.data_dir)
+    own = OwnLog.open(settings, opts.periods)
+    say(f"1/6 {source}: {own.plan.n_events:,} events on {own.plan.n_days} day(s): {own.plan.protocol} protocol")
+    say(f"  {own.plan.reason}")
+    if own.plan.protocol == "random":
+        result = tune_random(settings, own, opts, say)
+    else:
+        result = _tune_temporal(settings, own, opts, say, log, clock)
+    result["source"] = str(source)
+    result["timings_s"] = {**clock.laps, "total": clock.total()}
+    say(f"6/6 writing {opts.result_path} (the next batch run in that data dir trains and publishes with it)")
+    TuningFile.model_validate(result)  # the file's one format: what the next batch run reads back
+    opts.result_path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(opts.result_path, result)
+    return result
 
-    say(f"2/6 ALS search on validation: batch through {train_day}, replay {val_day}, configured blend")
-    als = search_als(settings, data, opts, say)
+
+def _tune_temporal(
+    settings: Settings, own: OwnLog, opts: TuneOptions, say: Callable[[str], None], log: StepLog, clock: _Clock
+) -> dict:
+    """Stages 1-5 of the module docstring on ``own``'s periods; the result dict (without timings)."""
+    default_als, default_blend = AlsParams.from_settings(settings), BlendParams.from_settings(settings)
+    val, test_stage = own.stage("validation"), own.stage("test")
+    clock.lap("data")
+    say(
+        f"2/6 ALS search on validation: batch through {val.run_partition}, replay {val.start}..{val.end}, "
+        "configured blend"
+    )
+    als = search_als(settings, own, opts, say)
     als_row = next(r for r in als.rows if r["params"] == als_dict(als.params))
     say(f"  best ALS: {als_dict(als.params)} validation HitRate@10 {als_row[METRIC]:.4f} ({clock.lap('als')}s)")
 
     n_blend = len(grid(default_blend, opts)) + len(opts.weight_covisit)
     say(f"3/6 blend search on validation with the chosen ALS (up to {n_blend} points)")
-    blend, blend_rows = search_blend(als.serving, als.events, opts, default_blend, say)
+    events = als.data.events
+    blend, blend_rows = search_blend(als.serving, events, opts, default_blend, say)
     blend_row = blend_rows[[r["params"] for r in blend_rows].index(blend_dict(blend))]
-    blend, precomputed_rows = search_precomputed(als.serving, als.events, opts, blend, say)
+    blend, precomputed_rows = search_precomputed(als.serving, events, opts, blend, say)
     say(f"  best blend: {blend_dict(blend)} validation HitRate@10 {blend_row[METRIC]:.4f} ({clock.lap('blend')}s)")
 
     spec = None
     if opts.reranker:
         say("4/6 re-ranker: trained on the validation targets with the chosen ALS and blend")
-        spec = fit_reranker(als.serving, als.events, opts, blend, say)
+        spec = fit_reranker(als.serving, events, opts, blend, say)
         clock.lap("reranker")
-    say(f"5/6 test: batch through {val_day}, replay {SYNTHETIC_END}; Settings and tuned ALS x both blends")
+    say(
+        f"5/6 test: batch through {test_stage.run_partition}, replay {test_stage.start}..{test_stage.end}; "
+        "Settings and tuned ALS x both blends"
+    )
     reranker = LinearReranker.from_dict(spec) if spec is not None else None
-    test = score_test(settings, data, opts, (default_als, als.params), (default_blend, blend), log, reranker)
+    test, test_data = score_test(settings, own, opts, (default_als, als.params), (default_blend, blend), log, reranker)
     clock.lap("test")
-    result = {
+    return {
+        "protocol": "temporal",
         "als": als_dict(als.params),
         "best": blend_dict(blend),
         "metric": METRIC,
@@ -347,23 +288,22 @@ def run_tuning(settings: Settings, opts: TuneOptions, say: Callable[[str], None]
             "points": als.rows,
             "best_validation": als_row[METRIC],
         },
-        "split": {
-            "validation_train_through": str(train_day),
-            "validation_replay_day": str(val_day),
-            "test_train_through": str(val_day),
-            "test_replay_day": str(SYNTHETIC_END),
-        },
+        "split": _split_record(own, (als.data, test_data)),
         "seed": opts.seed,
-        "data": {"name": "synthetic", "users": opts.users, "items": opts.items, "days": opts.days},
         "max_sessions": opts.max_sessions,
+        "max_targets": opts.max_targets,
         "test": test,
-        "timings_s": {**clock.laps, "total": clock.total()},
     }
-    say(f"6/6 writing {opts.result_path} (the next batch run in that data dir trains and publishes with it)")
-    TuningFile.model_validate(result)  # the file's one format: what the next batch run reads back
-    opts.result_path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(opts.result_path, result)
-    return result
+
+
+def _split_record(own: OwnLog, stages: tuple[StageData, StageData]) -> dict:
+    """Where the periods fall and what each stage's run trained on (its manifest window) and replayed."""
+    out: dict = {"periods": own.plan.periods.to_dict() if own.plan.periods else None, "reason": own.plan.reason}
+    out["sessions"] = own.session_source()
+    for data in stages:
+        window = read_json(data.run_dir / "manifest.json")["window"]
+        out[data.stage.name] = {**data.stage.to_dict(), "run_window": window, "replay_counts": data.counts}
+    return out
 
 
 class _Clock:

@@ -1,15 +1,15 @@
 """`hybridrec tune --data synthetic` on a small world, then the next `run-batch` in that data dir.
 
-Checks the saved result (ALS points, blend grid, split dates, seed, argmax), that the reported
-validation scores are those of day L-1 with a model trained through L-2 (recomputed independently
-here, so no test-day number could have driven a choice), and that the chosen ALS params and blend reach
-the next batch run and the version meta the API ranks with.
+`--data synthetic` generates a log into <out>/data and tunes it as any data dir (`--data-dir`).
+Checks the saved result (ALS points, blend grid, periods, seed, argmax), that the reported validation
+scores are those of the validation period with a model trained on the days before it (recomputed
+independently here, so no test-period number could have driven a choice), and that the chosen ALS
+params and blend reach the next batch run and the version meta the API ranks with.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 import os
 import subprocess
@@ -21,7 +21,8 @@ import pytest
 
 from batch.artifacts import RunArtifacts
 from batch.publish import version_data
-from lab.datasets import SYNTHETIC_END, ingest_synthetic, synthetic_split
+from lab.ownlog import OwnLog, scratch_data_dir
+from lab.periods import PeriodSpec
 from lab.replay import evaluate_replay
 from lab.serving import serving_model
 from online.blend import BlendParams
@@ -50,10 +51,11 @@ def _run(args: list[str], env: dict[str, str], code: int = 0) -> subprocess.Comp
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory) -> tuple[Path, dict, str]:
     root = tmp_path_factory.mktemp("tune")
-    data_dir = root / "out" / "batch-data"  # tune into the scratch data dir, so a run-batch can follow
+    data_dir = root / "out" / "data"  # the generated log's data dir: best.json lands there, a run-batch can follow
     world = [x for k, v in WORLD.items() for x in (f"--{k.replace('_', '-')}", str(v))]
     args = ["tune", "--data", "synthetic", *world, *ALS_GRID, *BLEND_GRID]
-    proc = _run([*args, "--out", str(root / "out"), "--data-dir", str(data_dir)], _env(als_factors="8"))
+    proc = _run([*args, "--out", str(root / "out")], _env(als_factors="8"))
+    assert proc.stdout.strip() == str(data_dir / "tuning" / "best.json")
     result = json.loads((data_dir / "tuning" / "best.json").read_text())
     return data_dir, result, proc.stderr
 
@@ -83,12 +85,14 @@ def test_result_records_every_point_the_split_and_the_seed(tuned) -> None:
         best_pair["params"]["weight_popularity"],
     )
     assert {p["params"]["weight_session"] for p in result["grid"]} == {1.0}
-    assert result["split"] == {
-        "validation_train_through": "2026-01-29",
-        "validation_replay_day": "2026-01-30",
-        "test_train_through": "2026-01-30",
-        "test_replay_day": "2026-01-31",
+    split = result["split"]  # 5 days of about 20% of the events each: one day per period
+    assert {k: split["periods"][k] for k in ("train", "validation", "test")} == {
+        "train": ["2026-01-27", "2026-01-29"],
+        "validation": ["2026-01-30", "2026-01-30"],
+        "test": ["2026-01-31", "2026-01-31"],
     }
+    assert split["validation"]["train_through"] < split["validation"]["replay"][0]
+    assert split["test"]["train_through"] == split["validation"]["replay"][1] < split["test"]["replay"][0]
     assert result["seed"] == 3 and result["metric"] == METRIC
     assert stderr.count("HitRate@10=") == 2 + 7 + 6 and "best ALS:" in stderr and "best blend:" in stderr
 
@@ -115,16 +119,19 @@ def test_each_choice_is_the_first_argmax_of_its_validation_scores(tuned) -> None
 
 def test_reported_validation_scores_are_day_l_minus_1_of_a_model_trained_through_l_minus_2(tuned, tmp_path) -> None:
     """Recomputed outside `tune`: the chosen points' scores come from validation data, never the test day."""
-    result = tuned[1]
-    settings = get_settings(data_dir=tmp_path, seed=3, **{f"als_{k}": v for k, v in result["als"].items()})
-    data = ingest_synthetic(settings, WORLD["users"], WORLD["items"], WORLD["days"], WORLD["seed"])
-    val = synthetic_split(settings, data, SYNTHETIC_END - dt.timedelta(days=1), lambda *_: None)
+    data_dir, result, _ = tuned
+    settings = get_settings(data_dir=tmp_path / "scratch", seed=3, **{f"als_{k}": v for k, v in result["als"].items()})
+    scratch_data_dir(data_dir, settings.data_dir)
+    own = OwnLog.open(settings, PeriodSpec())
+    val = own.prepare(settings, own.stage("validation"))
+    assert [str(val.stage.start), str(val.stage.end)] == result["split"]["validation"]["replay"]
+    assert val.events["ts"].dt.date.min() >= val.stage.start > val.stage.run_partition
     serving = serving_model(val.run_dir)
 
     def hit_rate(blend: dict) -> float:
         params = dataclasses.replace(BlendParams.from_settings(settings), **blend)
         replay = evaluate_replay(
-            serving, val.replay_events, (10,), 3, WORLD["max_sessions"], params, variants=("hybrid",)
+            serving, val.events, (10,), 3, WORLD["max_sessions"], params, variants=("hybrid",), max_targets=2_000
         )
         return replay["variants"]["hybrid"]["10"]["hit_rate"]
 

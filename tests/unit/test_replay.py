@@ -126,3 +126,29 @@ def test_paired_differences_use_the_same_targets_and_sessions() -> None:
         assert p["difference"] == pytest.approx(hit[a] - hit[b])
         assert (p["n_targets"], p["n_sessions"]) == (3, 2)
         assert p["ci95_low"] <= p["difference"] <= p["ci95_high"]
+
+
+def test_a_target_budget_takes_whole_sessions_in_seeded_order() -> None:
+    events = _events()  # S1: 3 steps after the first, S2: 2 (S3 has one step: never sampled)
+    assert sample_sessions(events, None, 0, max_targets=1)["session_id"].nunique() == 1
+    assert set(sample_sessions(events, None, 0, max_targets=5)["session_id"]) == {"S1", "S2"}
+    for seed in range(4):
+        one = sample_sessions(events, None, seed, max_targets=3)
+        steps = {"S1": 3, "S2": 2}
+        taken = list(dict.fromkeys(one["session_id"]))
+        assert sum(steps[s] for s in taken) >= 3  # the budget is reached...
+        assert len(taken) == 1 or steps[min(taken, key=steps.get)] < 3  # ...by the last session taken
+        assert one.equals(sample_sessions(events.sample(frac=1.0, random_state=seed), None, seed, max_targets=3))
+
+
+def test_seen_share_counts_lists_holding_an_item_of_the_users_history() -> None:
+    """u0's batch-only list is [a0, a1] (its candidates; its published seen set is empty, so nothing is
+    removed). Told that u0 had a0 before, both of S1's batch-only lists hold a seen item; S2's user is
+    unknown (no history). Hybrid removes the session's a0 itself, so its lists hold none."""
+    plain = evaluate_replay(_serving(), _events(), ks=(2,), seed=0, max_sessions=None)
+    assert plain["seen_share_at_10"] == {v: 0.0 for v in ("popularity", "batch_only", "session_only", "hybrid")}
+    told = evaluate_replay(_serving(), _events(), ks=(2,), seed=0, max_sessions=None, history_of={"u0": frozenset({0})})
+    assert told["seen_share_at_10"]["batch_only"] == pytest.approx(2 / 3)
+    assert told["seen_share_at_10"]["hybrid"] == 0.0
+    assert told["published_seen_share_at_10"]["batch_only"] == 0.0  # the version was never told about a0
+    assert told["variants"] == plain["variants"]  # the history only measures, it never changes a list

@@ -1,4 +1,4 @@
-"""`hybridrec tune` options: grid lists checked like the settings they set; a scratch dir it refuses."""
+"""`hybridrec tune` options: grid lists checked like the settings they set; scratch dirs it refuses."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import typer
 
-from cli.tune_options import csv, parse_grid
+from cli.tune_options import csv, parse_grid, period_spec
+from lab.ownlog import scratch_data_dir
 from lab.search import AlsGrid
 from lab.tune import TuneOptions, run_tuning
 from shared.config import get_settings
@@ -18,7 +19,20 @@ def test_grid_options_parse_like_the_settings_they_set() -> None:
     assert parse_grid(" 32, 64,128", "--factors") == (32, 64, 128)
     assert parse_grid("0.01,0.05,0.2", "--regularization") == (0.01, 0.05, 0.2)
     assert parse_grid("0,0.8", "--weight-popularity") == (0.0, 0.8)
-    assert csv(AlsGrid().alpha) == "1,4,10" and parse_grid(csv(AlsGrid().alpha), "--alpha") == AlsGrid().alpha
+    assert csv(AlsGrid().alpha) == "1,4,10,40" and parse_grid(csv(AlsGrid().alpha), "--alpha") == AlsGrid().alpha
+
+
+def test_default_als_grids_are_on_implicits_scale() -> None:
+    grid = AlsGrid()
+    assert {0.05, 1.0, 10.0, 100.0} <= set(grid.regularization) and max(grid.regularization) == 100.0
+    assert {64, 128, 256} <= set(grid.factors) and max(grid.factors) == 256
+    assert {1.0, 4.0, 10.0, 40.0} <= set(grid.alpha)
+
+
+def test_bad_periods_are_a_usage_error() -> None:
+    with pytest.raises(typer.BadParameter, match="leave events to train on"):
+        period_spec(0.5, 0.5, None, None)
+    assert period_spec(0.1, 0.2, 3, None).test_days == 3
 
 
 @pytest.mark.parametrize(
@@ -49,10 +63,34 @@ def test_an_empty_axis_is_refused() -> None:
         AlsGrid(alpha=())
 
 
-def test_tuning_refuses_a_data_dir_whose_tuning_file_would_override_the_search(tmp_path: Path) -> None:
-    settings = get_settings(data_dir=tmp_path)
-    settings.tuning_path.parent.mkdir(parents=True)
-    settings.tuning_path.write_text("{}")
-    with pytest.raises(ConfigError, match="override every searched point"):
-        run_tuning(settings, TuneOptions(tmp_path / "out.json"), print, lambda *_: None)
-    assert not settings.raw_dir.exists()  # refused before generating anything
+def _log(root: Path) -> Path:
+    """A data dir with one (empty-bodied) interaction partition: enough for the scratch checks."""
+    part = root / "interactions" / "date=2025-03-01" / "part-0.parquet"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"")
+    return root
+
+
+def test_a_scratch_dir_overlapping_the_data_dir_is_refused_before_anything_is_deleted(tmp_path: Path) -> None:
+    source = _log(tmp_path / "mine")
+    for scratch in (source / "scratch", source, tmp_path):
+        with pytest.raises(ConfigError, match="overlap"):
+            scratch_data_dir(source, scratch)
+    assert (source / "interactions" / "date=2025-03-01" / "part-0.parquet").exists()
+
+
+def test_the_scratch_dir_is_emptied_and_reads_the_data_dir_through_links(tmp_path: Path) -> None:
+    source = _log(tmp_path / "mine")
+    stale = tmp_path / "out" / "tuning" / "best.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("{}")  # a stale tuning file would override every searched point
+    scratch = scratch_data_dir(source, tmp_path / "out")
+    assert not stale.exists() and sorted(p.name for p in scratch.iterdir()) == ["interactions"]
+    assert (scratch / "interactions").resolve() == (source / "interactions").resolve()
+
+
+def test_tuning_refuses_a_data_dir_without_interactions(tmp_path: Path) -> None:
+    settings = get_settings(data_dir=tmp_path / "scratch")
+    with pytest.raises(ConfigError, match="has no interactions"):
+        run_tuning(settings, tmp_path / "mine", TuneOptions(tmp_path / "out.json"), print, lambda *_: None)
+    assert not settings.data_dir.exists() and not (tmp_path / "out.json").exists()
