@@ -15,8 +15,9 @@ binary on both), so no default would carry over. Repeated events already shape A
 
 Memory. ``B`` is dense: n_items^2 float32. Fitting holds a float64 Gram matrix, factorised and
 inverted in place, and the float32 ``B`` at the same time, so the peak is about
-``EASE_BYTES_PER_PAIR * n_items^2`` bytes (12: 8 + 4) plus O(n_items * 256) of block temporaries and
-the input. ``train_ease`` refuses ``n_items > max_items`` before allocating anything.
+``EASE_BYTES_PER_PAIR * n_items^2`` bytes (12 = 8 + 4) plus ~4 KB per item of row-block temporaries
+and the input (measured: 4,656 MiB at 20k items against 4,578 MiB for 12 * n^2; 1,184 vs 1,144 at
+10k). ``train_ease`` refuses ``n_items > max_items`` before allocating anything.
 
 Numerics. The inverse is float64 (Cholesky ``potrf`` + ``potri``): Gram entries are exact co-occurrence
 counts and small ``l2`` makes ``G`` ill-conditioned; float32 was ~1.7x faster but changed 1.2% of
@@ -68,7 +69,11 @@ class EaseModel:
         if not isinstance(w, np.ndarray) or w.dtype != np.float32 or w.ndim != 2 or w.shape[0] != w.shape[1]:
             got = f"{w.dtype} {w.shape}" if isinstance(w, np.ndarray) else type(w).__name__
             raise ModelError(f"EASE weights must be a square float32 array, got {got}")
-        if not np.isfinite(w).all():
+        # A float64 sum of float32 values cannot overflow, so it is finite iff every weight is, and it
+        # avoids np.isfinite's n_items^2 bool temporary (a quarter of the weights' own size).
+        with np.errstate(invalid="ignore"):  # inf + -inf is the NaN we are looking for
+            finite = np.isfinite(w.sum(dtype=np.float64))
+        if not finite:
             raise ModelError("EASE weights contain NaN/inf; refit with a larger l2")
         if np.diagonal(w).any():
             raise ModelError("EASE weights must have a zero diagonal (an item may not predict itself)")
@@ -79,7 +84,7 @@ class EaseModel:
 
 
 def ease_memory_bytes(n_items: int) -> int:
-    """Approximate peak bytes of ``train_ease`` on ``n_items`` items (the dense part; see module docstring)."""
+    """Peak bytes of ``train_ease``'s dense part on ``n_items`` items (block temporaries add ~4 KB per item)."""
     return EASE_BYTES_PER_PAIR * n_items * n_items
 
 

@@ -120,6 +120,11 @@ def test_model_and_inputs_are_validated() -> None:
         EaseModel(np.eye(3, dtype=np.float32))
     with pytest.raises(ModelError, match="float32"):
         EaseModel(np.zeros((3, 3)))
+    for bad in ([np.nan, 0.0], [np.inf, -np.inf]):  # the second pair would cancel in a careless check
+        weights = np.zeros((3, 3), dtype=np.float32)
+        weights[0, 1], weights[1, 0] = bad
+        with pytest.raises(ModelError, match="NaN/inf"):
+            EaseModel(weights)
     model = fit(block_matrix())
     with pytest.raises(ModelError, match="model's item columns"):
         ease_top_n(model, csr_matrix((2, 7), dtype=np.float32), n=3)
