@@ -1,16 +1,18 @@
 """Ingest interaction and item files: validate every row, write good rows, quarantine bad ones.
 
 An interaction file is read by :mod:`batch.readers` (CSV, Parquet, MovieLens ``u.data``, Last.fm
-``user_artists.dat``: every column as the file has it), each row is judged by the interaction contract
+``user_artists.dat`` and ``user_taggedartists.dat``: every column as the file has it), each row is judged by the interaction contract
 (:mod:`batch.contract`, the rules live compaction applies too), and the rows that pass go to the
 date-partitioned dataset of :mod:`batch.dataset`, one part per source file and date:
 ``date=YYYY-MM-DD/part-<digest>.parquet`` where digest is the first 16 hex characters of the sha256 of
 the source bytes. Re-ingesting a file therefore overwrites its own parts with the same bytes
 (idempotent) and a different file adds parts. Bad rows go to ``<quarantine_dir>/<stem>-<digest>.parquet``
 with every original column as a string plus ``line`` (where the row is in the source, see
-batch.readers) and ``reason``. No row is dropped silently: rows_good + rows_bad == rows_read (blank
-lines and lines with the wrong number of fields are bad rows too; only blank lines at the very end of a
-file are not rows). Extra columns are kept in quarantine but not in the dataset.
+batch.readers) and ``reason``. No row is dropped silently: rows_good + rows_bad + rows_merged ==
+rows_read (blank lines and lines with the wrong number of fields are bad rows too; only blank lines at
+the very end of a file are not rows; ``rows_merged`` counts rows that repeat an earlier row's event,
+which only Last.fm tags have: ``batch.readers.repeated_events``). Extra columns are kept in quarantine
+but not in the dataset.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from batch.readers import (
     file_digest,
     interaction_frame,
     read_source,
+    repeated_events,
     require_columns,
     resolve_format,
     table_format,
@@ -52,7 +55,8 @@ _TRUE, _FALSE = {"true", "t", "1", "yes", "y"}, {"false", "f", "0", "no", "n"}
 
 @dataclass
 class IngestReport:
-    """What one ingest did. ``bad_reasons`` counts problem kinds; a row with two problems counts twice."""
+    """What one ingest did. ``bad_reasons`` counts problem kinds; a row with two problems counts twice.
+    ``rows_merged``: rows folded into an earlier row of the same event (Last.fm tags), neither good nor bad."""
 
     source: Path
     rows_read: int
@@ -61,10 +65,19 @@ class IngestReport:
     partitions: list[str]
     quarantine_path: Path | None
     bad_reasons: Counter[str] = field(default_factory=Counter)
+    rows_merged: int = 0
 
     def summary(self) -> str:
         where = partitions_text(self.partitions)
-        text = f"{self.source.name}: {self.rows_read} rows read, {self.rows_good} good -> {where}, {self.rows_bad} bad"
+        merged = (
+            f", {self.rows_merged} merged into the first row of their event (one per user, artist and day)"
+            if self.rows_merged
+            else ""
+        )
+        text = (
+            f"{self.source.name}: {self.rows_read} rows read{merged}, {self.rows_good} good -> {where}, "
+            f"{self.rows_bad} bad"
+        )
         if self.quarantine_path is not None:
             text += f" -> {self.quarantine_path} ({kinds_text(self.bad_reasons)})"
         return text
@@ -99,6 +112,9 @@ def ingest_interactions(
     """Validate ``path`` row by row and write it into the partitioned dataset (see module docstring).
 
     ``default_date`` is the day given to Last.fm plays, which carry no timestamp (required for lastfm).
+    ``lastfm-tags`` (``user_taggedartists.dat``): one ``view`` per user, artist and day, at 00:00 UTC of
+    that day, from the day's first tag row in file order; the user's other tags of that artist and day
+    are counted in ``rows_merged`` (see ``batch.readers``).
     """
     kind = resolve_format(path, fmt)
     if kind == "lastfm" and default_date is None:
@@ -108,8 +124,9 @@ def ingest_interactions(
     frame, labels = interaction_frame(src.raw, kind, path, default_date)
     problems = Problems(len(src.raw))
     unsplit = _flag_unsplit(src, problems)
-    rows = check_interactions(frame, problems, ~unsplit, labels)
-    good = ~problems.bad
+    merged = repeated_events(frame, kind, ~unsplit)  # the same event as an earlier row: judged there
+    rows = check_interactions(frame, problems, ~unsplit & ~merged, labels)
+    good = ~problems.bad & ~merged
     written = write_partitions(rows, good, interactions_dir, f"part-{digest}.parquet")
     quarantine = None
     if problems.bad.any():
@@ -117,7 +134,14 @@ def ingest_interactions(
         _write_quarantine(src, problems, quarantine)
     partitions = [day.strftime(DATE_FORMAT) for day in written]
     return IngestReport(
-        path, len(src.raw), int(good.sum()), int(problems.bad.sum()), partitions, quarantine, problems.kinds
+        path,
+        len(src.raw),
+        int(good.sum()),
+        int(problems.bad.sum()),
+        partitions,
+        quarantine,
+        problems.kinds,
+        int(merged.sum()),
     )
 
 

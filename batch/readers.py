@@ -1,4 +1,5 @@
-"""Read an upstream file into a raw frame: CSV, Parquet, MovieLens ``u.data``, Last.fm ``user_artists.dat``.
+"""Read an upstream file into a raw frame: CSV, Parquet, MovieLens ``u.data``, Last.fm ``user_artists.dat`` and
+``user_taggedartists.dat``.
 
 Readers judge the FILE (is it what it claims, does it have the columns, which lines cannot be split
 into fields); whether each row is acceptable is the interaction contract's business
@@ -30,11 +31,13 @@ import pyarrow.parquet as pq
 from shared.errors import ConfigError, DataValidationError
 from shared.schemas import DATE_FORMAT
 
-Format = Literal["auto", "csv", "parquet", "movielens", "lastfm"]
-FORMATS = ("auto", "csv", "parquet", "movielens", "lastfm")
+Format = Literal["auto", "csv", "parquet", "movielens", "lastfm", "lastfm-tags"]
+FORMATS = ("auto", "csv", "parquet", "movielens", "lastfm", "lastfm-tags")
 REQUIRED_COLUMNS = ("user_id", "item_id", "event_type", "ts")
 MOVIELENS_COLUMNS = ("user", "item", "rating", "timestamp")
 LASTFM_COLUMNS = ("userID", "artistID", "weight")
+LASTFM_TAGS_COLUMNS = ("userID", "artistID", "tagID", "day", "month", "year")
+LASTFM_TAGS_DATE = "year-month-day"  # how messages name the date a tag row's three columns make
 _SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _MAGIC = {
     b"\x89PNG": "a PNG image",
@@ -68,7 +71,7 @@ def resolve_format(path: Path, fmt: str) -> str:
     if by_suffix is None:
         raise ConfigError(
             f"cannot tell the format of {path.name} from its suffix {path.suffix!r}; "
-            "pass --format csv, parquet, movielens or lastfm"
+            "pass --format csv, parquet, movielens, lastfm or lastfm-tags"
         )
     return by_suffix
 
@@ -180,7 +183,11 @@ def interaction_frame(
     own name for each renamed field, so that messages name the column a person sees in the file.
 
     MovieLens rows are ``rating`` events (weight = the rating); Last.fm rows are ``play`` events
-    (weight = the play count) on ``default_date``, since the file has no times.
+    (weight = the play count) on ``default_date``, since the file has no times. Last.fm tag rows
+    (``user_taggedartists.dat``) are ``view`` events of the artist at 00:00 UTC of the row's day, the
+    text ``YYYY-MM-DD`` built from its ``year``, ``month`` and ``day`` (a date that does not exist or lies
+    outside the time window is the contract's ``bad_ts``); ``repeated_events`` says which of them
+    repeat an earlier one.
     """
     if kind in ("csv", "parquet"):
         require_columns(raw, REQUIRED_COLUMNS, path)
@@ -189,8 +196,37 @@ def interaction_frame(
         names = dict(zip(("user_id", "item_id", "weight", "ts"), MOVIELENS_COLUMNS, strict=True))
         frame = pd.DataFrame({field: raw[name] for field, name in names.items()}).assign(event_type="rating")
         return frame, names
+    if kind == "lastfm-tags":
+        require_columns(raw, LASTFM_TAGS_COLUMNS, path)
+        year, month, day = (raw[c].str.strip() for c in ("year", "month", "day"))
+        frame = pd.DataFrame(
+            {
+                "user_id": raw["userID"],
+                "item_id": raw["artistID"],
+                "event_type": "view",
+                "ts": year + "-" + month.str.zfill(2) + "-" + day.str.zfill(2),
+            }
+        )
+        return frame, {"user_id": "userID", "item_id": "artistID", "ts": LASTFM_TAGS_DATE}
     require_columns(raw, LASTFM_COLUMNS, path)
     names = dict(zip(("user_id", "item_id", "weight"), LASTFM_COLUMNS, strict=True))
     frame = pd.DataFrame({field: raw[name] for field, name in names.items()}).assign(event_type="play")
     frame["ts"] = default_date.strftime(DATE_FORMAT) if default_date else ""
     return frame, names
+
+
+def repeated_events(frame: pd.DataFrame, kind: str, where: np.ndarray) -> np.ndarray:
+    """bool (n,): rows of ``where`` that repeat an earlier row's event and are merged into it.
+
+    Only Last.fm tags have such rows: tagging an artist with several tags on one day is one event
+    (one ``view`` per user, artist and day, the day's first tag row in file order). Rows are compared
+    as ``interaction_frame`` gives them (ids stripped; the date zero-padded, so "4" and "04" are one
+    month). Every other format: none.
+    """
+    out = np.zeros(len(frame), dtype=bool)
+    if kind != "lastfm-tags":
+        return out
+    rows = frame[where]
+    key = rows["user_id"].str.strip() + "\t" + rows["item_id"].str.strip() + "\t" + rows["ts"]
+    out[np.flatnonzero(where)] = key.duplicated(keep="first").to_numpy()
+    return out

@@ -48,6 +48,7 @@ class Fmt(StrEnum):
     parquet = "parquet"
     movielens = "movielens"
     lastfm = "lastfm"
+    lastfm_tags = "lastfm-tags"
 
 
 def _settings(data_dir: Path | None = None) -> Settings:
@@ -99,7 +100,11 @@ def generate(
 @app.command()
 def ingest(
     path: Annotated[
-        Path, typer.Argument(help="Interactions file (CSV, Parquet, MovieLens u.data, Last.fm user_artists.dat).")
+        Path,
+        typer.Argument(
+            help="Interactions file (CSV, Parquet, MovieLens u.data, Last.fm user_artists.dat or, with "
+            "--format lastfm-tags, user_taggedartists.dat: one view per user, artist and day)."
+        ),
     ],
     items: Annotated[Path | None, typer.Option(help="Item catalogue (CSV/Parquet) to ingest too.")] = None,
     fmt: Annotated[Fmt, typer.Option("--format")] = Fmt.auto,

@@ -153,6 +153,54 @@ def test_lastfm_needs_a_date_and_then_uses_it(tmp_path: Path) -> None:
     assert (got["ts"] == pd.Timestamp("2011-05-01", tz="UTC")).all()
 
 
+TAGS = (
+    "userID\tartistID\ttagID\tday\tmonth\tyear\n"
+    "2\t52\t13\t1\t4\t2009\n"  # line 2: user 2 views artist 52 on 2009-04-01
+    "2\t52\t15\t1\t04\t2009\n"  # line 3: another tag, same user, artist and day ("04" = "4"): merged
+    "2\t51\t13\t1\t4\t2009\n"  # line 4: the same day, a later row: comes after artist 52
+    "2\t52\t13\t1\t5\t2009\n"  # line 5: artist 52 again, on another day: its own event
+    "3\t7\t1\t1\t6\t1956\n"  # line 6: before 1970: quarantined
+    "3\t7\t2\t1\t6\t1956\n"  # line 7: a repeat of line 6's event: merged, not bad a second time
+    "3\t8\t1\t30\t2\t2009\n"  # line 8: 2009-02-30 does not exist
+    "3\t9\t1\t1\n"  # line 9: two fields short
+    "4\t52\t13\t9\t4\t2009\n"  # line 10: another user, a day in the month
+)
+
+
+def test_lastfm_tags_are_one_view_per_user_artist_and_day(tmp_path: Path) -> None:
+    src = _write(tmp_path / "user_taggedartists.dat", TAGS)
+    report = _ingest(src, tmp_path, "lastfm-tags")
+
+    assert (report.rows_read, report.rows_merged, report.rows_good, report.rows_bad) == (9, 2, 4, 3)
+    assert report.rows_good + report.rows_bad + report.rows_merged == report.rows_read
+    assert "2 merged into the first row of their event" in report.summary()
+    assert report.partitions == ["2009-04-01", "2009-04-09", "2009-05-01"]
+    got = load_interactions(tmp_path / "interactions", dt.date(2009, 5, 1), 0)
+    assert got[["user_id", "item_id", "event_type", "weight"]].values.tolist() == [
+        ["2", "52", "view", 1.0],  # file order kept within the day
+        ["2", "51", "view", 1.0],
+        ["4", "52", "view", 1.0],
+        ["2", "52", "view", 1.0],
+    ]
+    assert got["ts"].tolist() == [
+        pd.Timestamp(d, tz="UTC") for d in ("2009-04-01", "2009-04-01", "2009-04-09", "2009-05-01")
+    ]
+    assert report.bad_reasons == Counter({"bad_ts": 2, "bad_field_count": 1})
+    quarantined = pd.read_parquet(report.quarantine_path)
+    assert quarantined["line"].tolist() == [6, 8, 9]
+    assert quarantined["reason"].tolist()[:2] == [
+        "year-month-day '1956-06-01' is outside 1970..2099 (epoch times must be in seconds)",
+        "year-month-day '2009-02-30' is not an ISO-8601 time or epoch seconds",
+    ]
+    assert quarantined["tagID"].tolist()[:2] == ["1", "1"]  # the source's own columns
+
+
+def test_lastfm_tags_need_their_columns(tmp_path: Path) -> None:
+    src = _write(tmp_path / "user_artists.dat", "userID\tartistID\tweight\n2\t51\t13883\n")
+    with pytest.raises(DataValidationError, match="missing required column"):
+        _ingest(src, tmp_path, "lastfm-tags")
+
+
 def test_movielens_ratings_become_weights(tmp_path: Path) -> None:
     src = _write(tmp_path / "u.data", "196\t242\t3\t881250949\n186\t302\t4.5\t891717742\n22\t377\t1\n")
     report = _ingest(src, tmp_path, "movielens")
