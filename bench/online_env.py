@@ -121,13 +121,13 @@ def api_server(
         )
         try:
             base = f"http://{HOST}:{port}"
-            _wait_ready(base, proc, log_path)
+            wait_ready(base, proc, log_path)
             yield Api(base, proc.pid)
         finally:
-            _stop(proc)
+            stop_server(proc)
 
 
-def _wait_ready(base: str, proc: subprocess.Popen[bytes], log_path: Path, timeout_s: float = 120.0) -> None:
+def wait_ready(base: str, proc: subprocess.Popen[bytes], log_path: Path, timeout_s: float = 120.0) -> None:
     """Until 20 consecutive /ready on fresh connections return 200: with several workers accepting on
     one socket, a single 200 says only that one of them has loaded the model."""
     deadline = time.monotonic() + timeout_s
@@ -146,7 +146,7 @@ def _wait_ready(base: str, proc: subprocess.Popen[bytes], log_path: Path, timeou
     raise RuntimeError(f"the API at {base} was not ready after {timeout_s:.0f}s; see {log_path}")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM to uvicorn's supervisor (it stops its workers), SIGKILL to the group if it hangs."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)

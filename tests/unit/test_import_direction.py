@@ -80,6 +80,20 @@ def test_no_production_batch_step_imports_the_synthetic_generator() -> None:
     assert not bad, "\n".join(sorted(bad))
 
 
+def test_the_product_never_imports_the_benchmarks_or_the_tests() -> None:
+    """bench/ drives the product (bench/api_replay.py runs lab, batch and the API) and tests/ check it;
+    neither may become something the product needs. Benchmark modules run as scripts and import each
+    other by their bare names, so those names count too."""
+    outside = {"bench", "tests"} | {p.stem for p in (ROOT / "bench").glob("*.py")}
+    bad = {
+        f"{path.relative_to(ROOT)} imports {name}"
+        for package in sorted(OURS)
+        for path in _modules(package)
+        for name in _imports(path) & outside
+    }
+    assert "api_replay" in outside and not bad, "\n".join(sorted(bad))
+
+
 def test_the_checker_sees_a_crossing(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
     probe.write_text("def f():\n    from online.app import create_app\n")
