@@ -1,7 +1,7 @@
 """Issue 8's session replay through the real API: redis-server, `hybridrec serve`, HTTP, as a client would.
 
-    .venv/bin/python bench/api_replay.py --data-dir DIR [--tuning FILE | --no-tuning] [--max-sessions 500]
-                                         [--seed 42] [--out bench/results/api_replay_<name>_<tuning>.json]
+    .venv/bin/python bench/api_replay.py --data-dir DIR [--tuning FILE | --no-tuning] [--max-sessions 1000]
+                                         [--seed 42] [--label NAME] [--out bench/results/api_replay_<NAME>_<tuning>.json]
 
 DIR is an ingested data dir, only read (as ``hybridrec evaluate --data-dir``, through ``lab.ownlog``):
 
@@ -35,7 +35,6 @@ import contextlib
 import os
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -54,13 +53,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     tuning = p.add_mutually_exclusive_group()
     tuning.add_argument("--tuning", type=Path, help="a `hybridrec tune` result (default: DIR/tuning/best.json)")
     tuning.add_argument("--no-tuning", action="store_true", help="train and serve with Settings only")
-    p.add_argument("--max-sessions", type=int, default=500, help="sessions replayed through the API")
+    p.add_argument("--max-sessions", type=int, default=1_000, help="sessions replayed through the API")
     p.add_argument("--eval-max-sessions", type=int, default=3_000, help="evaluate's sample they are drawn from")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--workers", type=int, default=1, help="uvicorn workers per API server")
     p.add_argument("--reranker-budget-ms", type=float, default=1_000.0, help="of the re-ranking server")
+    p.add_argument("--label", help="the log's name in tables and file names (default: DIR's name)")
     p.add_argument("--work-dir", type=Path, help="scratch data dir and logs (default bench/.cache/api-replay-…)")
-    p.add_argument("--out", type=Path, help="JSON (default bench/results/api_replay_<DIR name>_<tuning>.json)")
+    p.add_argument("--out", type=Path, help="JSON (default bench/results/api_replay_<label>_<tuning>.json)")
     return p.parse_args(argv)
 
 
@@ -225,10 +225,9 @@ def build_payload(args: argparse.Namespace, prep: dict, served: dict, label: str
     lab_quality = replay_summary.quality(lab.ranked, lab.targets, lab.sessions, serving, seed)
     shares = replay_summary.seen_shares(out)
     session_ids = sorted(prep["sessions"]["session_id"].unique().tolist())
-    client_strategies = sum(out.strategies.values(), Counter())
     counted = served["server_counts"]
     match = {
-        "requests_by_strategy": dict(client_strategies) == counted["requests"],
+        "requests_by_strategy": dict(out.responses) == counted["requests"],
         "events_accepted": out.events_posted == counted["events"].get("accepted", 0),
     }
     stage, plan = prep["stage"], prep["plan"]
@@ -239,7 +238,7 @@ def build_payload(args: argparse.Namespace, prep: dict, served: dict, label: str
         "machine": machine_info(),
         "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "hybridrec_env": {k: v for k, v in os.environ.items() if k.startswith("HYBRIDREC_")},
-        "label": args.data_dir.name,
+        "label": args.label,
         "tuning_label": label,
         "protocol": {
             "periods": plan.periods.to_dict(),
@@ -267,6 +266,7 @@ def build_payload(args: argparse.Namespace, prep: dict, served: dict, label: str
             "strategies": {v: dict(c) for v, c in out.strategies.items()},
             "flags": {v: dict(c) for v, c in out.flags.items()},
             "requests": dict(out.requests),
+            "responses_by_strategy": dict(out.responses),
             "retried": dict(out.retried),
             "events_posted": out.events_posted,
             "latency_client_ms": _latency(out.latency_ms),
@@ -290,8 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     interrupt_on_signals()
     args.data_dir = args.data_dir.resolve()
     tuning, label = _tuning(args)
-    work = args.work_dir or CACHE_DIR / f"api-replay-{args.data_dir.name}-{label}"
-    out_path = args.out or RESULTS_DIR / f"api_replay_{args.data_dir.name}_{label}.json"
+    args.label = args.label or args.data_dir.name
+    work = args.work_dir or CACHE_DIR / f"api-replay-{args.label}-{label}"
+    out_path = args.out or RESULTS_DIR / f"api_replay_{args.label}_{label}.json"
     timings: dict[str, float] = {}
     start = time.perf_counter()
     try:

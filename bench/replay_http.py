@@ -79,6 +79,7 @@ class ApiOutcome:
     had_seen: dict[str, np.ndarray] = field(default_factory=dict)  # variant -> bool (n_targets,): history/session
     had_published: dict[str, np.ndarray] = field(default_factory=dict)  # the same against the published seen set
     requests: Counter = field(default_factory=Counter)  # route -> requests sent (retries included)
+    responses: Counter = field(default_factory=Counter)  # strategy -> every 200 of /recommendations, retried too
     retried: Counter = field(default_factory=Counter)  # "degraded_read", "events_503"
     latency_ms: dict[str, list[float]] = field(default_factory=dict)  # route -> client-side latency of each
     events_posted: int = 0  # events the API stored (both copies)
@@ -132,6 +133,7 @@ class ApiClient:
             if resp.status_code != 200:
                 raise RuntimeError(f"GET /recommendations/{user_id} answered {resp.status_code}: {resp.text[:300]}")
             body = resp.json()
+            self.out.responses[body["strategy"]] += 1  # what the server counts, whether we keep it or not
             if attempt == RETRIES or not DEGRADED & set(body["flags"]):
                 return body
             self.out.retried["degraded_read"] += 1

@@ -94,19 +94,21 @@ def acceptance(api_quality: dict, shares: dict) -> dict:
     vs_batch = api_quality["paired_difference"]["hybrid_vs_batch_only"]
     vs_session = api_quality["paired_difference"]["hybrid_vs_session_only"]
     known = [v for v in ("batch_only", "hybrid", "reranked") if v in shares["seen_share_at_10"]]
-    seen_zero = all(shares["seen_share_at_10"][v] == 0.0 for v in known)
     checks = {
         "ratio_at_least_2": bool(ratio["ratio"] >= 2.0),
         "ratio_interval_at_least_2": bool(ratio["ci95_low"] >= 2.0),
         "above_batch_only_interval": bool(vs_batch["ci95_low"] > 0.0),
         "above_session_only_interval": bool(vs_session["ci95_low"] > 0.0),
-        "seen_share_zero": seen_zero,
+        "seen_share_zero": all(shares["seen_share_at_10"][v] == 0.0 for v in known),
     }
     point = ("ratio_at_least_2", "above_batch_only_interval", "above_session_only_interval", "seen_share_zero")
     return {
         **checks,
         "holds": all(checks[c] for c in point),
         "holds_strict": all(checks.values()),
+        # not part of the verdict: 0 here and above 0 against the whole history means the published seen
+        # set's cap (HYBRIDREC_SEEN_MAX_ITEMS), not the ranking, let an old item back in
+        "published_seen_share_zero": all(shares["published_seen_share_at_10"][v] == 0.0 for v in known),
         "seen_share_variants": known,
     }
 
