@@ -45,6 +45,7 @@ from common import CACHE_DIR, RESULTS_DIR, console, interrupt_on_signals, machin
 from online_env import HOST, stop_server, wait_ready
 
 SERVE_BIN = Path(sys.executable).parent / "hybridrec"
+FLUSH_FAILED = "could not flush served counters"  # online.monitoring's warning
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -188,8 +189,14 @@ def run_api(args: argparse.Namespace, work: Path, prep: dict, timings: dict[str,
             )
         time.sleep(2 * settings.reload_interval_s + 1)  # every worker flushes its counters to Redis by then
         counted = replay_http.server_counts(client.metrics("main", keys.admin))
+    # After the servers stopped: a counter flush that timed out is kept and added again by the API
+    # (online.monitoring), though Redis may have applied it; such a flush explains a server count above ours.
+    flush_failures = {
+        name: (work / f"api-{name}.log").read_text(errors="replace").count(FLUSH_FAILED) for name in servers
+    }
     return {
         "outcome": out,
+        "counter_flush_failures": flush_failures,
         "published": {"version": published.version, "n_users": published.n_users, "n_items": published.n_items},
         "servers": {name: {"env": env, "workers": args.workers} for name, env in servers.items()},
         "routes": routes,
@@ -273,6 +280,7 @@ def build_payload(args: argparse.Namespace, prep: dict, served: dict, label: str
             "wall_s": out.wall_s,
             "server_counts": counted,
             "server_counts_match": match,
+            "counter_flush_failures": served["counter_flush_failures"],
         },
         "lab": {
             "quality": lab_quality,
