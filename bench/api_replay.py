@@ -222,7 +222,7 @@ def _run_params(run_dir: Path) -> dict:
     return {k: params[k] for k in wanted if k in params}
 
 
-def build_payload(args: argparse.Namespace, prep: dict, served: dict, label: str, timings: dict) -> dict:
+def build_payload(args: argparse.Namespace, prep: dict, served: dict, label: str, timings: dict, machine: dict) -> dict:
     out: replay_http.ApiOutcome = served["outcome"]
     lab = prep["lab"]
     if not np.array_equal(out.targets, lab.targets):
@@ -242,7 +242,7 @@ def build_payload(args: argparse.Namespace, prep: dict, served: dict, label: str
         "benchmark": "api_replay",
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join([".venv/bin/python", "bench/api_replay.py", *sys.argv[1:]]),
-        "machine": machine_info(),
+        "machine": {**machine, "loadavg_at_end": os.getloadavg()},
         "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "hybridrec_env": {k: v for k, v in os.environ.items() if k.startswith("HYBRIDREC_")},
         "label": args.label,
@@ -302,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work_dir or CACHE_DIR / f"api-replay-{args.label}-{label}"
     out_path = args.out or RESULTS_DIR / f"api_replay_{args.label}_{label}.json"
     timings: dict[str, float] = {}
+    machine = machine_info()  # the tree and the load as the run starts
     start = time.perf_counter()
     try:
         prep = prepare(args, work, tuning, timings)
@@ -310,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print("[yellow]interrupted[/]: the API and Redis stopped")
         return 130
     timings["total"] = round(time.perf_counter() - start, 3)
-    payload = build_payload(args, prep, served, label, timings)
+    payload = build_payload(args, prep, served, label, timings, machine)
     replay_summary.print_tables(payload)
     write_json(out_path, payload)
     console.print(f"wrote {out_path}")
