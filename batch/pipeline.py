@@ -25,16 +25,17 @@ import pandas as pd
 from scipy.sparse import csr_matrix
 
 from batch import artifacts as art
-from batch.candidates import decayed_popularity, item_neighbours, popular_lists, top_n_unseen
+from batch.candidates import candidate_lists, decayed_popularity, item_neighbours, popular_lists
 from batch.covisit import covisit_neighbours
 from batch.dataset import load_items, read_window, training_window
+from batch.ease import EaseParams
 from batch.holdout import temporal_split
 from batch.holdout_metrics import holdout_metrics
 from batch.matrix import build_id_maps, confidence_matrix
 from batch.quality import GateInputs
 from batch.seen import seen_items
-from batch.train import AlsParams, continue_als, refresh_users, train_als
-from batch.tuning_file import read_tuning
+from batch.train import AUTO, AlsParams, continue_als, refresh_users, train_als
+from batch.tuning_file import CandidateChoice, read_tuning
 from shared.config import Settings
 from shared.schemas import DATE_FORMAT, ITEM_COLUMNS
 
@@ -66,6 +67,8 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
     tuning = read_tuning(settings.tuning_path)  # read first: a bad file fails before any work
     params = tuning.als or AlsParams.from_settings(settings)
     blend, reranker = tuning.blend, tuning.reranker
+    candidates = tuning.candidates or CandidateChoice.from_settings(settings)
+    ease_l2 = candidates.ease_l2 if candidates.ease_l2 is not None else settings.ease_l2
     final = art.run_dir_for(settings.runs_dir, partition)
     reference_ts = partition_end(partition)
     with art.atomic_dir(final) as out:
@@ -86,6 +89,9 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
         with _step("split", timings, log):
             train_df, holdout = temporal_split(interactions, settings.holdout_per_user)
             train_matrix, full_matrix = matrix(train_df), matrix(interactions)
+            # "auto" becomes a number once, on the training matrix; every fit of the run uses that number
+            regularization_rule = "auto" if params.regularization == AUTO else "fixed"
+            params = params.resolved(train_matrix)
         with _step("train", timings, log):
             model = train_als(train_matrix, params, settings.seed)
         with _step("holdout_metrics", timings, log):
@@ -110,7 +116,14 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
         with _step("refresh_users", timings, log):
             model = refresh_users(model, full_matrix, params)
         with _step("candidates", timings, log):
-            cand_items, cand_scores = top_n_unseen(model, full_matrix, settings.n_candidates)
+            cand_items, cand_scores = candidate_lists(
+                candidates.model,
+                model,
+                full_matrix,
+                settings.n_candidates,
+                EaseParams(ease_l2, settings.ease_max_items),
+                settings.ease_fusion_weight,
+            )
         with _step("neighbours", timings, log):
             nbr_items, nbr_scores = item_neighbours(model.item_factors, settings.n_neighbours)
         with _step("covisit", timings, log):  # all events of the window, anonymous ones too, like popularity
@@ -150,9 +163,13 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
                 "params": {
                     **params.__dict__,
                     "als_source": "settings" if tuning.als is None else "tuning",
+                    "regularization_rule": regularization_rule,
                     "seed": settings.seed,
                     "confidence": settings.confidence,
                     "n_candidates": settings.n_candidates,
+                    "candidate_model": candidates.model,
+                    **({"ease_l2": ease_l2} if candidates.model != "als" else {}),
+                    "candidates_source": "settings" if tuning.candidates is None else "tuning",
                     "n_neighbours": settings.n_neighbours,
                     "n_covisit": settings.n_covisit,
                     "seen_max_items": settings.seen_max_items,

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli.keys import keys_app
-from cli.tune_options import als_grid, csv, parse_grid, period_spec, run_tune
+from cli.tune_options import als_grid, candidate_model_list, csv, parse_grid, period_spec, run_tune
 from lab.search import PRECOMPUTED_WEIGHT_POPULARITY, WEIGHT_COVISIT, WEIGHT_POPULARITY, WEIGHT_USER, AlsGrid
 from shared.config import Settings, get_settings, redact_url
 from shared.errors import HybridrecError
@@ -469,8 +469,16 @@ def tune(
         str, typer.Option(help="The precomputed tier's popularity weights (by batch-only HitRate).")
     ] = csv(PRECOMPUTED_WEIGHT_POPULARITY),
     reranker: Annotated[bool, typer.Option(help="Also train the learned re-ranker on validation.")] = True,
+    candidate_models: Annotated[
+        str | None,
+        typer.Option(
+            help="Candidate models to compare (als, ease, als+ease), comma-separated. "
+            "Default: all three up to 5,000 items, else the configured one."
+        ),
+    ] = None,
 ) -> None:
-    """Choose ALS, the blend and the re-ranker on a validation period; write <data-dir>/tuning/best.json."""
+    """Choose ALS, the candidate model, the blend and the re-ranker on a validation period; write
+    <data-dir>/tuning/best.json."""
     if data is EvalData.lastfm:
         raise typer.BadParameter(
             "--data lastfm has no time order to tune on; ingest a dated log and use --data-dir (README: Tuning)"
@@ -487,6 +495,7 @@ def tune(
         "weight_covisit": parse_grid(weight_covisit, "--weight-covisit"),
         "precomputed_weight_popularity": parse_grid(precomputed_weight_popularity, "--precomputed-weight-popularity"),
         "reranker": reranker,
+        "candidate_models": candidate_model_list(candidate_models),
     }
     synthetic = {"users": users, "items": items, "days": days, "repeats": repeats} if data is not None else None
     target = run_tune(

@@ -50,7 +50,11 @@ class Settings(BaseSettings):
 
     # --- training (implicit ALS) ---------------------------------------------------------------
     als_factors: int = Field(default=64, ge=1, le=1024, description="ALS latent factors.")
-    als_regularization: float = Field(default=0.05, ge=0.0, description="ALS L2 regularisation.")
+    als_regularization: Annotated[float, Field(ge=0.0)] | Literal["auto"] = Field(
+        default="auto",
+        description="ALS L2 regularisation on implicit's scale; 'auto' = 4 x the median observed confidence "
+        "of the training data (about 15 on event logs, about 90 on play counts).",
+    )
     als_alpha: float = Field(default=4.0, gt=0.0, description="Confidence scale: C = 1 + alpha * weight'.")
     als_iterations: int = Field(default=15, ge=1, le=200, description="ALS sweeps.")
     confidence: Literal["log", "bm25"] = Field(default="log", description="Weighting of raw interaction strength.")
@@ -77,6 +81,20 @@ class Settings(BaseSettings):
 
     # --- candidates and popularity -------------------------------------------------------------
     n_candidates: int = Field(default=100, ge=1, le=2_000, description="Precomputed candidates per user.")
+    candidate_model: Literal["als", "ease", "als+ease"] = Field(
+        default="als",
+        description="What builds each user's precomputed list: ALS, EASE (closed-form item-item; memory "
+        "grows with items squared) or both fused by reciprocal rank. The session tiers score with ALS either way.",
+    )
+    ease_l2: float = Field(default=200.0, gt=0.0, description="EASE ridge penalty (binary interactions).")
+    ease_max_items: int = Field(
+        default=20_000,
+        ge=1,
+        description="Largest catalogue EASE may fit: it needs about 12 x items^2 bytes (20,000 items: 4.5 GiB).",
+    )
+    ease_fusion_weight: float = Field(
+        default=1.0, ge=0.0, description="Weight of EASE's list against ALS's in candidate_model=als+ease."
+    )
     n_neighbours: int = Field(default=30, ge=1, le=500, description="Precomputed neighbours per item.")
     n_covisit: int = Field(default=30, ge=1, le=500, description="Precomputed co-visitation neighbours per item.")
     covisit_window: int = Field(
@@ -89,7 +107,7 @@ class Settings(BaseSettings):
     )
     popular_n: int = Field(default=500, ge=1, description="Length of the global and per-category popular lists.")
     seen_max_items: int = Field(
-        default=500,
+        default=2_000,
         ge=0,
         le=65_535,
         description="Items of a user's history published as their seen set (the most recent; 0 = none).",

@@ -54,7 +54,7 @@ def tuned(tmp_path_factory) -> tuple[Path, dict, str]:
     data_dir = root / "out" / "data"  # the generated log's data dir: best.json lands there, a run-batch can follow
     world = [x for k, v in WORLD.items() for x in (f"--{k.replace('_', '-')}", str(v))]
     args = ["tune", "--data", "synthetic", *world, *ALS_GRID, *BLEND_GRID]
-    proc = _run([*args, "--out", str(root / "out")], _env(als_factors="8"))
+    proc = _run([*args, "--out", str(root / "out")], _env(als_factors="8", als_regularization="0.05"))
     assert proc.stdout.strip() == str(data_dir / "tuning" / "best.json")
     result = json.loads((data_dir / "tuning" / "best.json").read_text())
     return data_dir, result, proc.stderr
@@ -94,7 +94,12 @@ def test_result_records_every_point_the_split_and_the_seed(tuned) -> None:
     assert split["validation"]["train_through"] < split["validation"]["replay"][0]
     assert split["test"]["train_through"] == split["validation"]["replay"][1] < split["test"]["replay"][0]
     assert result["seed"] == 3 and result["metric"] == METRIC
-    assert stderr.count("HitRate@10=") == 2 + 7 + 6 and "best ALS:" in stderr and "best blend:" in stderr
+    # 2 ALS points, 3 candidate models (a 150-item catalogue: EASE is tried), 7 blends, 6 precomputed weights
+    assert stderr.count("HitRate@10=") == 2 + 3 + 7 + 6 and "best ALS:" in stderr and "best blend:" in stderr
+    rows = result["candidate_search"]
+    assert [r["model"] for r in rows] == ["als", "ease", "als+ease"]
+    batch_only = [r["batch_only_hit_rate_at_10"] for r in rows]
+    assert result["candidates"]["model"] == rows[batch_only.index(max(batch_only))]["model"]
 
 
 def test_each_choice_is_the_first_argmax_of_its_validation_scores(tuned) -> None:

@@ -19,12 +19,16 @@ def test_grid_options_parse_like_the_settings_they_set() -> None:
     assert parse_grid(" 32, 64,128", "--factors") == (32, 64, 128)
     assert parse_grid("0.01,0.05,0.2", "--regularization") == (0.01, 0.05, 0.2)
     assert parse_grid("0,0.8", "--weight-popularity") == (0.0, 0.8)
+    assert parse_grid("auto,10", "--regularization") == ("auto", 10.0)
+    assert csv(AlsGrid().regularization) == "auto,1,10,100"
     assert csv(AlsGrid().alpha) == "1,4,10,40" and parse_grid(csv(AlsGrid().alpha), "--alpha") == AlsGrid().alpha
 
 
 def test_default_als_grids_are_on_implicits_scale() -> None:
     grid = AlsGrid()
-    assert {0.05, 1.0, 10.0, 100.0} <= set(grid.regularization) and max(grid.regularization) == 100.0
+    numbers = [r for r in grid.regularization if r != "auto"]
+    assert "auto" in grid.regularization  # the Settings default is one point of the search
+    assert {1.0, 10.0, 100.0} <= set(numbers) and max(numbers) == 100.0
     assert {64, 128, 256} <= set(grid.factors) and max(grid.factors) == 256
     assert {1.0, 4.0, 10.0, 40.0} <= set(grid.alpha)
 
