@@ -176,8 +176,10 @@ def evaluate_data_dir(
             "sessions": sessions,
             "test_run": {"train_through": str(stage.run_partition), "window": manifest["window"]},
             "replay_period": [str(stage.start), str(stage.end)],
-            "als": {n: manifest["params"][n] for n in ALS_AXES},
+            "als": {n: manifest["params"][n] for n in ALS_AXES},  # as trained: "auto" resolved to its number
+            "regularization_rule": manifest["params"].get("regularization_rule", "fixed"),
             "als_source": manifest["params"]["als_source"],
+            "candidate_model": manifest["params"].get("candidate_model", "als"),
         }
     )
     notes.append(_sessions_note(sessions))

@@ -27,10 +27,10 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class BlendParams:
-    weight_user: float = 1.0
+    weight_user: float = 0.25
     weight_session: float = 1.0
     weight_popularity: float = 0.2
-    weight_covisit: float = 0.0
+    weight_covisit: float = 1.0
     session_half_life: float = 3.0
     precomputed_weight_popularity: float = 0.2  # the precomputed tier's own blend: user_z + this * popularity_z
     seed_items: int = 5

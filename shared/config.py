@@ -138,13 +138,13 @@ class Settings(BaseSettings):
     )
     session_half_life_events: float = Field(default=3.0, gt=0.0, description="Recency decay of session items.")
     session_seed_items: int = Field(default=5, ge=1, le=50, description="Recent session items whose neighbours join.")
-    weight_user: float = Field(default=1.0, ge=0.0, description="Blend weight of user-vector similarity.")
+    weight_user: float = Field(default=0.25, ge=0.0, description="Blend weight of user-vector similarity.")
     weight_session: float = Field(default=1.0, ge=0.0, description="Blend weight of session-vector similarity.")
     weight_popularity: float = Field(default=0.2, ge=0.0, description="Blend weight of log popularity.")
     precomputed_weight_popularity: float = Field(
         default=0.2, ge=0.0, description="Popularity weight of the precomputed tier (known user, no session)."
     )
-    weight_covisit: float = Field(default=0.0, ge=0.0, description="Blend weight of the co-visitation score.")
+    weight_covisit: float = Field(default=1.0, ge=0.0, description="Blend weight of the co-visitation score.")
     exclude_seen: bool = Field(
         default=True,
         description="Never recommend an item the user already has (training history or live session); "

@@ -51,7 +51,9 @@ MAX_EVENT_WEIGHT: Final[float] = 1e6
 TS_WINDOW_S: Final[tuple[int, int]] = (0, 4_102_444_800)
 
 # A timestamp lies in [MIN_EVENT_TS, now + MAX_EVENT_TS_AHEAD] for the API: earlier ones are typos or
-# epoch-0 defaults, later ones a wrong clock or milliseconds read as seconds.
+# epoch-0 defaults, later ones a wrong clock or milliseconds read as seconds. This window lies inside
+# TS_WINDOW_S (ingest and compaction: historical logs may be older), so an event the API accepts always
+# passes compaction: 202 never means "dropped later".
 MIN_EVENT_TS: Final[datetime] = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_EVENT_TS_AHEAD: Final[timedelta] = timedelta(days=1)
 

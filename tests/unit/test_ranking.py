@@ -8,7 +8,8 @@ from online.model import LoadedModel
 from online.ranking import rank, session_vector, similar_items
 from tests.support import tiny
 
-PARAMS = BlendParams(weight_user=1.0, weight_session=1.0, weight_popularity=0.2)
+# hand-computed without co-visitation (the tiny bundle has co-visitation lists of its own)
+PARAMS = BlendParams(weight_user=1.0, weight_session=1.0, weight_popularity=0.2, weight_covisit=0.0)
 
 
 def _model(**kw) -> LoadedModel:
