@@ -119,7 +119,8 @@ def run_demo(settings: Settings, opts: DemoOptions, console: Console) -> None:
         # the daily DAG's order: compare with what serves, gate, publish (the operator page shows the gate)
         verdict = gate(with_store, compare_day(with_store, end), force=True, partition=end)  # the demo publishes anyway
         outcome = publish_day(with_store, end, prune=True)
-        console.print(f"4/4 {verdict}; {outcome.summary()}")
+        console.print(f"4/4 {outcome.summary()}")
+        console.print(f"    {verdict}")
         _report_metrics(metrics, console)
 
         port = opts.port or free_port()

@@ -59,6 +59,11 @@
       body.append(el("tr", {}, el("td", { colspan: "9", text: versions.error })));
       return;
     }
+    const k = versions.current && versions.current.metrics && versions.current.metrics.k;
+    if (k) {
+      $("recall-head").textContent = `Recall@${k} ALS / pop.`;
+      $("ndcg-head").textContent = `NDCG@${k} ALS / pop.`;
+    }
     for (const role of ["current", "previous"]) {
       const v = versions[role];
       if (!v) {
