@@ -134,6 +134,7 @@ def in_process() -> dict:
     args = ("/recommendations/{user_id}", "GET", 200, "precomputed", ["unknown_user"], 0.0042)
     sink = logging.getLogger("bench.observability")
     sink.propagate = False
+    sink.setLevel(logging.INFO)
     handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the bench
     handler.setFormatter(JsonFormatter())
     sink.addHandler(handler)

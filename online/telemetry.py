@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -34,6 +35,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STORE_FLAGS = {"store_timeout": "timeout", "store_unavailable": "unavailable"}
 RERANKER_SKIP_FLAGS = {"reranker_over_budget": "over_budget"}
 NO_TIER = "none"  # the tier label of routes that do not rank
+# A client chooses its method: any other token is labelled "other", so labels stay a bounded set.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def multiprocess_mode() -> bool:
@@ -104,6 +107,10 @@ class Telemetry:
             registry=reg,
         )
         self._serving: str | None = None
+        # Each labelled child once: prometheus_client's labels() validates and locks on every call (a few
+        # microseconds, most of the recording's cost); a dict lookup is a tenth of that. Bounded: every
+        # label value is a route template, a known method, a status, a tier, a flag or an outcome.
+        self._children: dict[tuple, Any] = {}
 
     def attach(self, window: WindowCounters | None) -> None:
         """Also count into ``window`` from now on (None: stop)."""
@@ -115,22 +122,30 @@ class Telemetry:
     ) -> None:
         if not self.enabled:
             return
-        self.latency.labels(route, method, tier or NO_TIER).observe(seconds)
-        self.http.labels(route, method, str(status)).inc()
+        method = method if method in METHODS else "other"
+        self._child(self.latency, route, method, tier or NO_TIER).observe(seconds)
+        self._child(self.http, route, method, str(status)).inc()
         if tier is None:
             return
-        self.tiers.labels(tier).inc()
+        self._child(self.tiers, tier).inc()
         names = [f"tier:{tier}", f"lat:{tier}:{latency_bucket(seconds)}"]
         for flag in flags:
-            self.flags.labels(flag).inc()
+            self._child(self.flags, flag).inc()
             names.append(f"flag:{flag}")
             if flag in STORE_FLAGS:
-                self.store_errors.labels("read", STORE_FLAGS[flag]).inc()
+                self._child(self.store_errors, "read", STORE_FLAGS[flag]).inc()
                 names.append(f"store_error:{STORE_FLAGS[flag]}")
             elif flag in RERANKER_SKIP_FLAGS:
-                self.reranker_skips.labels(RERANKER_SKIP_FLAGS[flag]).inc()
+                self._child(self.reranker_skips, RERANKER_SKIP_FLAGS[flag]).inc()
         if self.window is not None:
             self.window.add(names)
+
+    def _child(self, metric: Any, *values: str) -> Any:
+        key = (metric._name, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def events_outcome(self, outcome: str, n: int) -> None:
         if self.enabled and n:
