@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse
 from starlette.staticfiles import StaticFiles
 
@@ -93,6 +93,6 @@ def ops_embedding(ops: Ops, points: Annotated[int, Query(ge=1, le=20_000)] = MAP
     return found
 
 
-def install_pages(app: Any) -> None:
+def install_pages(app: FastAPI) -> None:
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
