@@ -28,7 +28,9 @@ def test_pages_load_only_their_own_files(page: str) -> None:
     /static/ src and no body, no style attribute or element, no absolute URL to another site."""
     html = (STATIC_DIR / page).read_text()
     scripts = re.findall(r"<script([^>]*)>(.*?)</script>", html, flags=re.S)
-    assert scripts and all(re.search(r'src="/static/[\w/.-]+\.js"', attrs) and not body.strip() for attrs, body in scripts)
+    assert scripts and all(
+        re.search(r'src="/static/[\w/.-]+\.js"', attrs) and not body.strip() for attrs, body in scripts
+    )
     assert " style=" not in html and "<style" not in html
     assert not re.search(r'(src|href)="(https?:)?//', html)
     for ref in re.findall(r'(?:src|href)="/static/([\w/.-]+)"', html):
