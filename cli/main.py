@@ -289,9 +289,10 @@ def serve(
     port: int = 8000,
     workers: Annotated[int, typer.Option(min=1)] = 1,
 ) -> None:
-    """Run the API with uvicorn (needs HYBRIDREC_REDIS_URL, and API keys unless HYBRIDREC_AUTH=off)."""
-    import uvicorn
+    """Run the API with uvicorn (needs HYBRIDREC_REDIS_URL, and API keys unless HYBRIDREC_AUTH=off).
 
+    The workers' metrics are merged through prometheus_client's multiprocess directory (cli/serve.py)."""
+    from cli.serve import run_server
     from online.auth import AUTH_OFF_WARNING, Gate
 
     settings = get_settings()
@@ -299,7 +300,7 @@ def serve(
         raise typer.BadParameter("set HYBRIDREC_REDIS_URL to the Redis that `hybridrec publish` wrote to")
     if not Gate(settings).enabled:  # Gate raises ConfigError (exit 2) when auth is on without keys
         console.print(f"[bold red]{AUTH_OFF_WARNING}[/]", highlight=False)
-    uvicorn.run("online.app:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="warning")
+    run_server(settings, host, port, workers)
 
 
 @app.command()

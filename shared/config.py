@@ -167,6 +167,24 @@ class Settings(BaseSettings):
         "this many reload intervals (at once if the published version failed to load).",
     )
 
+    # --- observability (README "Metrics and logs") -------------------------------------------------
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`text`: human log lines. `json`: one JSON object per line for every log record, and one line "
+        "per API request (request id, route, tier, flags, latency, version); batch and DAG steps log their "
+        "partition and version.",
+    )
+    metrics_enabled: bool = Field(
+        default=True,
+        description="Record request metrics (Prometheus histograms and counters, the operator page's per-minute "
+        "windows). `false` drops that per-request work (measured by bench/observability.py).",
+    )
+    metrics_dir: Path | None = Field(
+        default=None,
+        description="Where `hybridrec serve` keeps prometheus_client's multiprocess files (PROMETHEUS_MULTIPROC_DIR), "
+        "emptied at every start; unset: a new temporary directory, removed at exit.",
+    )
+
     # --- API security and limits (README "API security") -----------------------------------------
     auth: Literal["on", "off"] = Field(
         default="on",
@@ -259,6 +277,11 @@ class Settings(BaseSettings):
     @property
     def runs_dir(self) -> Path:
         return self.data_dir / "runs"
+
+    @property
+    def textfile_dir(self) -> Path:
+        """Prometheus text files of the batch steps (node_exporter's textfile collector reads them)."""
+        return self.data_dir / "metrics"
 
     @property
     def tuning_path(self) -> Path:
