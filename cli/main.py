@@ -470,6 +470,10 @@ def tune(
         str, typer.Option(help="The precomputed tier's popularity weights (by batch-only HitRate).")
     ] = csv(PRECOMPUTED_WEIGHT_POPULARITY),
     reranker: Annotated[bool, typer.Option(help="Also train the learned re-ranker on validation.")] = True,
+    reranker_gate: Annotated[
+        bool,
+        typer.Option(help="Keep the re-ranker only if it beats the blend on held-out validation sessions."),
+    ] = True,
     candidate_models: Annotated[
         str | None,
         typer.Option(
@@ -497,6 +501,7 @@ def tune(
         "precomputed_weight_popularity": parse_grid(precomputed_weight_popularity, "--precomputed-weight-popularity"),
         "reranker": reranker,
         "candidate_models": candidate_model_list(candidate_models),
+        "reranker_gate": reranker_gate,
     }
     synthetic = {"users": users, "items": items, "days": days, "repeats": repeats} if data is not None else None
     target = run_tune(

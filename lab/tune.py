@@ -94,6 +94,7 @@ class TuneOptions:
     als_grid: AlsGrid = field(default_factory=AlsGrid)
     reranker: bool = True  # train the learned re-ranker on validation too
     candidate_models: Sequence[str] = ()  # () = by catalogue size (candidate_kinds)
+    reranker_gate: bool = True  # publish the re-ranker only if it beats the blend on validation
 
 
 @dataclass(frozen=True)
@@ -319,11 +320,14 @@ def _tune_temporal(
     blend, precomputed_rows = search_precomputed(als.serving, events, opts, blend, say)
     say(f"  best blend: {blend_dict(blend)} validation HitRate@10 {blend_row[METRIC]:.4f} ({clock.lap('blend')}s)")
 
-    spec = None
+    spec, rejected = None, None
     if opts.reranker:
         say("4/6 re-ranker: trained on the validation targets with the chosen ALS and blend")
         spec = fit_reranker(als.serving, events, opts, blend, say)
         clock.lap("reranker")
+        spec, rejected = keep_reranker(spec) if opts.reranker_gate else (spec, None)
+        if rejected is not None:
+            say(f"  not kept: {rejected['reason']}")
     say(
         f"5/6 test: batch through {test_stage.run_partition}, replay {test_stage.start}..{test_stage.end}; "
         "Settings and tuned ALS x both blends"
@@ -349,6 +353,7 @@ def _tune_temporal(
         },
         "precomputed_grid": precomputed_rows,
         **({"reranker": spec} if spec is not None else {}),
+        **({"reranker_rejected": rejected} if rejected is not None else {}),
         "als_search": {
             "method": "coordinate search, one pass from the Settings point (lab.search)",
             "start": als_dict(default_als),
@@ -363,6 +368,18 @@ def _tune_temporal(
         "max_targets": opts.max_targets,
         "test": test,
     }
+
+
+def keep_reranker(spec: dict) -> tuple[dict | None, dict | None]:
+    """(spec, None) when the re-ranker beats the blend on the held-out validation sessions (in-pool
+    HitRate@10 at its chosen C), else (None, the spec with the reason): a re-ranker that loses to the
+    blend on validation is not published. The choice uses validation only, like every other."""
+    ours = spec["c_grid_hit_rate_at_10_in_pool"][str(spec["c"])]
+    blend = spec.get("blend_hit_rate_at_10_in_pool")
+    if blend is None or ours > blend:
+        return spec, None
+    reason = f"in-pool HitRate@10 on held-out validation sessions {ours:.4f} <= the blend's {blend:.4f}"
+    return None, {"reason": reason, "spec": spec}
 
 
 def _split_record(own: OwnLog, stages: tuple[StageData, StageData]) -> dict:

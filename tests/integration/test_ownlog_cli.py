@@ -75,7 +75,7 @@ def data_dir(tmp_path_factory) -> Path:
 def tuned(data_dir: Path, tmp_path_factory) -> tuple[dict[str, str], Path, dict, str]:
     before = _snapshot(data_dir)
     out = tmp_path_factory.mktemp("tune-out")
-    proc = _run(["tune", "--data-dir", str(data_dir), "--out", str(out), *GRID])
+    proc = _run(["tune", "--data-dir", str(data_dir), "--out", str(out), *GRID, "--no-reranker-gate"])
     assert proc.stdout.strip() == str(data_dir / "tuning" / "best.json")
     return before, out, json.loads((data_dir / "tuning" / "best.json").read_text()), proc.stderr
 

@@ -98,3 +98,18 @@ def test_tuning_refuses_a_data_dir_without_interactions(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="has no interactions"):
         run_tuning(settings, tmp_path / "mine", TuneOptions(tmp_path / "out.json"), print, lambda *_: None)
     assert not settings.data_dir.exists() and not (tmp_path / "out.json").exists()
+
+
+def test_a_reranker_that_loses_to_the_blend_on_validation_is_not_kept() -> None:
+    from lab.tune import keep_reranker
+
+    spec = {
+        "c": 0.1,
+        "c_grid_hit_rate_at_10_in_pool": {"0.01": 0.70, "0.1": 0.61},
+        "blend_hit_rate_at_10_in_pool": 0.62,
+    }
+    kept, rejected = keep_reranker(spec)
+    assert kept is None and rejected is not None and rejected["spec"] is spec
+    assert "0.6100 <= the blend's 0.6200" in rejected["reason"]  # judged at its chosen C, not the best of the grid
+    better = {**spec, "c": 0.01}
+    assert keep_reranker(better) == (better, None)
