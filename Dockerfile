@@ -68,4 +68,5 @@ USER hybridrec
 EXPOSE 8000 8080
 
 # The API by default; docker-compose.yml overrides the command for the Airflow components.
-CMD ["uvicorn", "online.app:app_from_env", "--factory", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]
+# (`hybridrec serve` runs uvicorn's factory, online.app:app_from_env, with the workers' metrics directory set up.)
+CMD ["hybridrec", "serve", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]

@@ -21,6 +21,8 @@ import pandas as pd
 from scipy.sparse import csr_matrix
 from threadpoolctl import threadpool_limits
 
+from batch.ease import EaseParams, ease_top_n, train_ease
+from batch.fusion import fuse_candidates
 from batch.matrix import IdMaps
 from batch.train import AlsModel
 from feature_store.keys import ALL_CATEGORIES
@@ -276,3 +278,34 @@ def popular_lists(popularity: np.ndarray, items: pd.DataFrame, n: int) -> dict[s
         items["available"].astype(bool).to_numpy(),
     )
     return {(ALL_CATEGORIES if category == "" else category): idx for category, idx in lists.items()}
+
+
+CANDIDATE_MODELS = ("als", "ease", "als+ease")
+
+
+def candidate_lists(
+    kind: str,
+    model: AlsModel,
+    matrix: csr_matrix,
+    n: int,
+    ease: EaseParams,
+    fusion_weight: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's top-n unseen items, best first, from the candidate model ``kind`` (``CANDIDATE_MODELS``).
+
+    ``als``: by ``user . item`` (``top_n_unseen``); ``ease``: EASE fitted on ``matrix`` (binarised,
+    ``batch.ease``); ``als+ease``: both lists of n fused by weighted reciprocal rank, EASE's weighted
+    ``fusion_weight`` (``batch.fusion``). ``matrix``: the users' histories (n_users, n_items), whose items
+    are excluded. Returns ids int32 (n_users, n) and scores float32 (n_users, n) on the model's own scale
+    (dot products, EASE sums or RRF credit), ``-1`` / ``-inf`` padded. EASE refuses a catalogue over
+    ``ease.max_items`` before allocating (ModelError naming the memory it would need).
+    """
+    if kind not in CANDIDATE_MODELS:
+        raise ModelError(f"unknown candidate model {kind!r}; choose one of {', '.join(CANDIDATE_MODELS)}")
+    if kind == "als":
+        return top_n_unseen(model, matrix, n)
+    ease_ids, ease_scores = ease_top_n(train_ease(matrix, ease), matrix, n)
+    if kind == "ease":
+        return ease_ids, ease_scores
+    als_ids, _ = top_n_unseen(model, matrix, n)
+    return fuse_candidates(als_ids, ease_ids, n, fusion_weight)

@@ -13,6 +13,8 @@ re-run step converges on the same files and the same published state.
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,19 +23,27 @@ from batch.dataset import list_partitions
 from batch.ingest import ingest_interactions
 from batch.pipeline import is_complete, run_batch
 from batch.publish import PublishResult, publish_run
-from batch.quality import Comparison, check_gate, compare_with_serving
+from batch.quality import Comparison, QualityGateFailed, check_gate, compare_with_serving
+from batch.steplog import logged_step
 from feature_store.base import ProgressFn, VersionStore
 from feature_store.redis_store import RedisStore
 from shared.config import Settings
-from shared.errors import ArtifactNotFound
+from shared.errors import ArtifactNotFound, StoreError
 from shared.ids import parse_date
 from shared.schemas import DATE_FORMAT
 
 LANDING_SUFFIXES = (".csv", ".parquet")
+log = logging.getLogger("hybridrec.batch")
 
 
 def ingest_day(settings: Settings, partition: dt.date) -> dict:
     """Ingest files dropped in ``landing/date=D/``, then require that partition D holds interactions."""
+    with logged_step(settings, "ingest", partition) as out:
+        out.update(_ingest_day(settings, partition))
+        return out
+
+
+def _ingest_day(settings: Settings, partition: dt.date) -> dict:
     landing = settings.landing_dir / f"date={partition.strftime(DATE_FORMAT)}"
     files = sorted(p for p in landing.glob("*") if p.suffix in LANDING_SUFFIXES) if landing.is_dir() else []
     good = bad = 0
@@ -51,7 +61,9 @@ def ingest_day(settings: Settings, partition: dt.date) -> dict:
 
 def train_day(settings: Settings, partition: dt.date) -> str:
     """Build the run for ``partition``; returns its directory (for the log; later steps find it by date)."""
-    return str(run_batch(settings, partition))
+    with logged_step(settings, "train", partition) as out:
+        out["run_dir"] = str(run_batch(settings, partition))
+        return out["run_dir"]
 
 
 def _built_run(settings: Settings, partition: dt.date) -> Path:
@@ -97,20 +109,59 @@ def _serving_run(settings: Settings, store: VersionStore, partition: dt.date) ->
 def compare_day(settings: Settings, partition: dt.date) -> dict:
     """Compare the run of ``partition`` with the serving model on the same fair holdout; also kept as
     the run's comparison.json."""
-    run_dir = _built_run(settings, partition)
-    with RedisStore.from_settings(settings) as store:
-        serving_dir, version, note = _serving_run(settings, store.versions, partition)
-    if serving_dir is None:
-        comparison = Comparison(settings.eval_k, 0, None, None, version, note)
-    else:
-        comparison = compare_with_serving(settings, run_dir, serving_dir, version)
-    result = comparison.to_dict()
-    write_json(run_dir / "comparison.json", result)
-    return result
+    with logged_step(settings, "compare_with_serving", partition) as out:
+        run_dir = _built_run(settings, partition)
+        with RedisStore.from_settings(settings) as store:
+            serving_dir, version, note = _serving_run(settings, store.versions, partition)
+        if serving_dir is None:
+            comparison = Comparison(settings.eval_k, 0, None, None, version, note)
+        else:
+            comparison = compare_with_serving(settings, run_dir, serving_dir, version)
+        result = comparison.to_dict()
+        write_json(run_dir / "comparison.json", result)
+        out.update(version=version, n_users=comparison.n_users)
+        return result
 
 
-def gate(settings: Settings, comparison: dict, force: bool) -> str:
-    return check_gate(Comparison(**comparison), settings.quality_tolerance, force)
+def gate(settings: Settings, comparison: dict, force: bool, partition: dt.date | None = None) -> str:
+    """The quality gate (batch.quality.check_gate) on the comparison of ``partition``'s run. Its decision,
+    passed, forced, refused or no_comparison, is logged and recorded in the store for the operator page;
+    a refusal then raises QualityGateFailed."""
+    c = Comparison(**comparison)
+    with logged_step(settings, "quality_gate", partition) as out:
+        out["version"] = c.current_version
+        try:
+            message = check_gate(c, settings.quality_tolerance, force=False)
+            outcome = "no_comparison" if c.candidate is None or c.current is None else "passed"
+        except QualityGateFailed as exc:
+            if not force:
+                out["outcome"] = "refused"
+                _record_gate(settings, partition, "refused", str(exc), c)
+                raise
+            message, outcome = f"quality gate overridden by force_publish: {exc}", "forced"
+        out["outcome"] = outcome
+        _record_gate(settings, partition, outcome, message, c)
+        return message
+
+
+def _record_gate(settings: Settings, partition: dt.date | None, outcome: str, message: str, c: Comparison) -> None:
+    """Keep the decision for the operator page; a store error only loses the record, never the decision."""
+    decision = {
+        "partition": partition.strftime(DATE_FORMAT) if partition else None,
+        "outcome": outcome,
+        "message": message,
+        "decided_at": time.time(),
+        "tolerance": settings.quality_tolerance,
+        "candidate": c.candidate,
+        "current": c.current,
+        "current_version": c.current_version,
+        "n_users": c.n_users,
+    }
+    try:
+        with RedisStore.from_settings(settings) as store:
+            store.versions.record_gate(decision)
+    except StoreError as exc:
+        log.warning("could not record the gate decision for the operator page: %s", exc)
 
 
 @dataclass(frozen=True)
@@ -144,28 +195,30 @@ def publish_day(
     ``force``: serving never moves back in time. ``prune`` then keeps ``settings.keep_versions``
     versions (the DAG prunes in a task of its own); ``progress`` is called with keys written.
     """
-    with RedisStore.from_settings(settings) as store:
+    with logged_step(settings, "publish", partition) as out, RedisStore.from_settings(settings) as store:
         run_dir = _built_run(settings, partition)
         version, serving_day = _serving_partition(store.versions)
         if version and serving_day and serving_day > partition and not force:
+            out.update(version=version, outcome="kept_later_day")
             return PublishOutcome(partition, version, None)
         result = publish_run(run_dir, store.versions, settings, progress=progress, prune=prune)
-    return PublishOutcome(partition, result.version, result)
+        out.update(version=result.version, outcome="published")
+        return PublishOutcome(partition, result.version, result)
 
 
 def prune_versions(settings: Settings) -> list[str]:
-    with RedisStore.from_settings(settings) as store:
-        return store.versions.prune(settings.keep_versions)
+    with logged_step(settings, "prune", None) as out, RedisStore.from_settings(settings) as store:
+        out["deleted"] = store.versions.prune(settings.keep_versions)
+        return out["deleted"]
 
 
 def compact_live_events(settings: Settings) -> dict:
     """Hourly: drain the live events stream into the interaction dataset (see batch.compaction)."""
     from batch.compaction import compact_events
 
-    with RedisStore.from_settings(settings) as store:
+    with logged_step(settings, "compact", None) as out, RedisStore.from_settings(settings) as store:
         report = compact_events(store.events, settings)
-    return {
-        "events_read": report.events_read,
-        "rows_written": report.rows_written,
-        "rows_quarantined": report.rows_quarantined,
-    }
+        out.update(
+            events_read=report.events_read, rows_written=report.rows_written, rows_quarantined=report.rows_quarantined
+        )
+        return {k: out[k] for k in ("events_read", "rows_written", "rows_quarantined")}

@@ -15,6 +15,7 @@ learned re-ranker recorded as ``params.reranker`` (the API serves session reques
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,22 +26,25 @@ import pandas as pd
 from scipy.sparse import csr_matrix
 
 from batch import artifacts as art
-from batch.candidates import decayed_popularity, item_neighbours, popular_lists, top_n_unseen
+from batch.candidates import candidate_lists, decayed_popularity, item_neighbours, popular_lists
 from batch.covisit import covisit_neighbours
 from batch.dataset import load_items, read_window, training_window
+from batch.ease import EaseParams
 from batch.holdout import temporal_split
 from batch.holdout_metrics import holdout_metrics
 from batch.matrix import build_id_maps, confidence_matrix
 from batch.quality import GateInputs
 from batch.seen import seen_items
-from batch.train import AlsParams, continue_als, refresh_users, train_als
-from batch.tuning_file import read_tuning
+from batch.textfile import run_families, write_families
+from batch.train import AUTO, AlsParams, continue_als, refresh_users, train_als
+from batch.tuning_file import CandidateChoice, read_tuning
 from shared.config import Settings
 from shared.schemas import DATE_FORMAT, ITEM_COLUMNS
 
 StepLog = Callable[[str, float], None]
 # ALS sweeps that carry the holdout-blind model over to the full data (batch.train.continue_als).
 FULL_DATA_SWEEPS = 5
+logger = logging.getLogger("hybridrec.batch")
 
 
 def _noop(_: str, __: float) -> None:
@@ -48,10 +52,12 @@ def _noop(_: str, __: float) -> None:
 
 
 @contextmanager
-def _step(name: str, timings: dict[str, float], log: StepLog) -> Iterator[None]:
+def _step(name: str, timings: dict[str, float], log: StepLog, partition: dt.date) -> Iterator[None]:
     start = time.perf_counter()
     yield
     timings[name] = round(time.perf_counter() - start, 3)
+    fields = {"step": f"run_batch.{name}", "partition": partition.isoformat(), "seconds": timings[name]}
+    logger.info("run_batch %s took %.2fs", name, timings[name], extra={"fields": fields})
     log(name, timings[name])
 
 
@@ -66,10 +72,12 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
     tuning = read_tuning(settings.tuning_path)  # read first: a bad file fails before any work
     params = tuning.als or AlsParams.from_settings(settings)
     blend, reranker = tuning.blend, tuning.reranker
+    candidates = tuning.candidates or CandidateChoice.from_settings(settings)
+    ease_l2 = candidates.ease_l2 if candidates.ease_l2 is not None else settings.ease_l2
     final = art.run_dir_for(settings.runs_dir, partition)
     reference_ts = partition_end(partition)
     with art.atomic_dir(final) as out:
-        with _step("load", timings, log):
+        with _step("load", timings, log, partition):
             window = training_window(settings.interactions_dir, partition, settings.training_window_days)
             every = read_window(window)
             # user models train on the events with a user; anonymous visitors' events (always with a
@@ -83,12 +91,15 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
         def matrix(df: pd.DataFrame) -> csr_matrix:
             return confidence_matrix(df, maps, settings.confidence, settings.bm25_k1, settings.bm25_b)
 
-        with _step("split", timings, log):
+        with _step("split", timings, log, partition):
             train_df, holdout = temporal_split(interactions, settings.holdout_per_user)
             train_matrix, full_matrix = matrix(train_df), matrix(interactions)
-        with _step("train", timings, log):
+            # "auto" becomes a number once, on the training matrix; every fit of the run uses that number
+            regularization_rule = "auto" if params.regularization == AUTO else "fixed"
+            params = params.resolved(train_matrix)
+        with _step("train", timings, log, partition):
             model = train_als(train_matrix, params, settings.seed)
-        with _step("holdout_metrics", timings, log):
+        with _step("holdout_metrics", timings, log, partition):
             holdout_idx = {
                 maps.user_index[u]: np.fromiter((maps.item_index[i] for i in its), dtype=np.int64)
                 for u, its in holdout.items()
@@ -105,24 +116,31 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
                     "note": "no user has enough history for a holdout",
                 }
         eval_model = model  # holdout-blind: what the metrics measured, kept for the quality gate
-        with _step("train_full", timings, log):
+        with _step("train_full", timings, log, partition):
             model = continue_als(model, full_matrix, params, FULL_DATA_SWEEPS)
-        with _step("refresh_users", timings, log):
+        with _step("refresh_users", timings, log, partition):
             model = refresh_users(model, full_matrix, params)
-        with _step("candidates", timings, log):
-            cand_items, cand_scores = top_n_unseen(model, full_matrix, settings.n_candidates)
-        with _step("neighbours", timings, log):
+        with _step("candidates", timings, log, partition):
+            cand_items, cand_scores = candidate_lists(
+                candidates.model,
+                model,
+                full_matrix,
+                settings.n_candidates,
+                EaseParams(ease_l2, settings.ease_max_items),
+                settings.ease_fusion_weight,
+            )
+        with _step("neighbours", timings, log, partition):
             nbr_items, nbr_scores = item_neighbours(model.item_factors, settings.n_neighbours)
-        with _step("covisit", timings, log):  # all events of the window, anonymous ones too, like popularity
+        with _step("covisit", timings, log, partition):  # all events of the window, anonymous ones too, like popularity
             cov_items, cov_scores = covisit_neighbours(
                 sessions, maps, settings.n_covisit, settings.covisit_window, settings.session_gap_minutes * 60.0
             )
-        with _step("seen", timings, log):
+        with _step("seen", timings, log, partition):
             seen = seen_items(interactions, maps, settings.seen_max_items)
-        with _step("popularity", timings, log):
+        with _step("popularity", timings, log, partition):
             popularity = decayed_popularity(sessions, maps, reference_ts, settings.popularity_half_life_days)
             popular = popular_lists(popularity, items, settings.popular_n)
-        with _step("write", timings, log):
+        with _step("write", timings, log, partition):
             pd.DataFrame({"user_id": maps.user_ids}).to_parquet(out / "users.parquet", index=False)
             items.to_parquet(out / "items.parquet", index=False)
             art.save_npz(out / "model.npz", user_factors=model.user_factors, item_factors=model.item_factors)
@@ -150,9 +168,13 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
                 "params": {
                     **params.__dict__,
                     "als_source": "settings" if tuning.als is None else "tuning",
+                    "regularization_rule": regularization_rule,
                     "seed": settings.seed,
                     "confidence": settings.confidence,
                     "n_candidates": settings.n_candidates,
+                    "candidate_model": candidates.model,
+                    **({"ease_l2": ease_l2} if candidates.model != "als" else {}),
+                    "candidates_source": "settings" if tuning.candidates is None else "tuning",
                     "n_neighbours": settings.n_neighbours,
                     "n_covisit": settings.n_covisit,
                     "seen_max_items": settings.seen_max_items,
@@ -168,6 +190,7 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
                 "content_hash": art.content_hash(out),
             }
             art.write_json(out / "manifest.json", manifest)
+    write_families(settings.textfile_dir / "hybridrec_run_batch.prom", run_families(manifest, metrics))
     return final
 
 

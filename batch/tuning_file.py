@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -35,7 +35,24 @@ from batch.train import AlsParams
 from shared.errors import ConfigError
 from shared.schemas import TuningFile
 
+if TYPE_CHECKING:
+    from shared.config import Settings
+
 _FIX = "rerun `hybridrec tune` or delete it"
+
+
+@dataclass(frozen=True)
+class CandidateChoice:
+    """What builds the precomputed lists (``batch.candidates.candidate_lists``): ``model`` one of
+    ``Settings.candidate_model``'s values, ``ease_l2`` EASE's ridge penalty (unused by ``als``; None in
+    a tuning file that leaves it out: the configured one)."""
+
+    model: str
+    ease_l2: float | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CandidateChoice:
+        return cls(model=settings.candidate_model, ease_l2=settings.ease_l2)
 
 
 @dataclass(frozen=True)
@@ -46,6 +63,7 @@ class Tuning:
     als: AlsParams | None = None
     blend: dict[str, float] | None = None
     reranker: dict[str, Any] | None = None
+    candidates: CandidateChoice | None = None
 
 
 def read_tuning(path: Path) -> Tuning:
@@ -61,6 +79,7 @@ def read_tuning(path: Path) -> Tuning:
         als=None if doc.als is None else AlsParams(**doc.als.model_dump()),
         blend=doc.best.model_dump(exclude_unset=True),
         reranker=None if doc.reranker is None else doc.reranker.model_dump(exclude_unset=True),
+        candidates=None if doc.candidates is None else CandidateChoice(doc.candidates.model, doc.candidates.ease_l2),
     )
 
 

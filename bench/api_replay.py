@@ -22,7 +22,7 @@ DIR is an ingested data dir, only read (as ``hybridrec evaluate --data-dir``, th
    batch-only (and re-ranked), k=10, then the step's events to both sessions with ``POST /events``.
 4. **Cross-checks.** The same targets ranked in process by ``lab.replay.replay_targets`` (the
    evaluate code path, on the bytes the API reads): the share of identical top-10 lists per variant;
-   and the API's own request counters (``GET /metrics``) against the requests the client made.
+   and the API's own counters (``GET /metrics`` of each server, summed) against what the client got.
 
 Prints a table; writes JSON. Nothing is asserted (tests/e2e/test_api_replay.py asserts the structure on a
 tiny data dir).
@@ -45,7 +45,6 @@ from common import CACHE_DIR, RESULTS_DIR, console, interrupt_on_signals, machin
 from online_env import HOST, stop_server, wait_ready
 
 SERVE_BIN = Path(sys.executable).parent / "hybridrec"
-FLUSH_FAILED = "could not flush served counters"  # online.monitoring's warning
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -167,7 +166,9 @@ def run_api(args: argparse.Namespace, work: Path, prep: dict, timings: dict[str,
         bases = {}
         with step("serve", timings, f"hybridrec serve x{len(servers)} ({args.workers} worker(s) each), auth on"):
             for name, extra in servers.items():
-                bases[name] = stack.enter_context(serve(base_env | extra, args.workers, work / f"api-{name}.log"))
+                # each server its own metrics directory: `serve` empties it at start (cli/serve.py)
+                env = base_env | extra | {"HYBRIDREC_METRICS_DIR": str(work / f"metrics-{name}")}
+                bases[name] = stack.enter_context(serve(env, args.workers, work / f"api-{name}.log"))
         blend = "blend" if reranked else "main"
         routes = {"hybrid": blend, "session_only": blend, "batch_only": blend} | (
             {"reranked": "main"} if reranked else {}
@@ -187,20 +188,15 @@ def run_api(args: argparse.Namespace, work: Path, prep: dict, timings: dict[str,
             replay_http.replay_via_api(
                 client, prep["serving"], prep["sessions"], prep["params"], routes, prep["history"], progress
             )
-        time.sleep(2 * settings.reload_interval_s + 1)  # every worker flushes its counters to Redis by then
-        counted = replay_http.server_counts(client.metrics("main", keys.admin))
-    # After the servers stopped: a counter flush that timed out is kept and added again by the API
-    # (online.monitoring), though Redis may have applied it; such a flush explains a server count above ours.
-    flush_failures = {
-        name: (work / f"api-{name}.log").read_text(errors="replace").count(FLUSH_FAILED) for name in servers
-    }
+        # each server counts what it answered (its workers' metric files merged at scrape time)
+        per_server = {name: replay_http.server_counts(client.metrics(name, keys.admin)) for name in servers}
     return {
         "outcome": out,
-        "counter_flush_failures": flush_failures,
+        "server_counts_per_server": per_server,
         "published": {"version": published.version, "n_users": published.n_users, "n_items": published.n_items},
         "servers": {name: {"env": env, "workers": args.workers} for name, env in servers.items()},
         "routes": routes,
-        "server_counts": counted,
+        "server_counts": replay_http.sum_counts(per_server.values()),
         "redis_binary": redis.binary,
     }
 
@@ -280,7 +276,7 @@ def build_payload(args: argparse.Namespace, prep: dict, served: dict, label: str
             "wall_s": out.wall_s,
             "server_counts": counted,
             "server_counts_match": match,
-            "counter_flush_failures": served["counter_flush_failures"],
+            "server_counts_per_server": served["server_counts_per_server"],
         },
         "lab": {
             "quality": lab_quality,

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
@@ -228,6 +228,16 @@ def replay_via_api(
     out.had_seen = {v: np.asarray(r, dtype=bool) for v, r in seen_rows.items()}
     out.had_published = {v: np.asarray(r, dtype=bool) for v, r in published_rows.items()}
     return out
+
+
+def sum_counts(counts: Iterable[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
+    """``server_counts`` of several servers, added up per family and label."""
+    total: dict[str, dict[str, int]] = {}
+    for one in counts:
+        for family, values in one.items():
+            for label, n in values.items():
+                total.setdefault(family, {})[label] = total.get(family, {}).get(label, 0) + n
+    return total
 
 
 def server_counts(metrics_text: str) -> dict[str, dict[str, int]]:

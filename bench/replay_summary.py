@@ -163,9 +163,3 @@ def print_tables(payload: dict) -> None:
         f"({', '.join(f'{k} {n:,}' for k, n in sorted(req.items()))}) in {api['wall_s']:.1f}s; "
         f"retried {dict(api['retried']) or 'nothing'}; server counts match: {api['server_counts_match']}"
     )
-    failures = sum(api["counter_flush_failures"].values())
-    if not all(api["server_counts_match"].values()) and failures:
-        console.print(
-            f"[yellow]the server counted more than the client sent[/]: {failures} counter flush(es) timed out "
-            "(see the api-*.log files); the API adds a failed flush again, though Redis may have applied it"
-        )

@@ -2,7 +2,7 @@
 
 Starts (or uses) Redis -> generates synthetic data -> ingests it -> runs the batch pipeline -> publishes
 -> starts the API (uvicorn in a child process, so this module never imports the online package) with
-an API key and a session secret made for this run -> calls it once to prove it works, asks it for a
+an API key and a session secret made for this run -> calls it once to prove it works, prints the URLs of the demo storefront and the operator page, asks it for a
 session id and prints ready-to-paste curl commands with real ids and the key -> serves until Ctrl-C ->
 stops the API, then Redis (SIGTERM, so the AOF is flushed).
 """
@@ -24,7 +24,7 @@ import httpx
 import pandas as pd
 from rich.console import Console
 
-from batch.daily import publish_day
+from batch.daily import compare_day, gate, publish_day
 from batch.ingest import ingest_interactions, ingest_items
 from batch.pipeline import run_batch
 from batch.synthetic.generate import generate, write_synthetic
@@ -115,8 +115,12 @@ def run_demo(settings: Settings, opts: DemoOptions, console: Console) -> None:
         console.print(f"3/4 run-batch {end}:")
         run_dir = run_batch(settings, end, log=lambda name, s: console.print(f"    ✓ {name:<14} {s:6.2f}s"))
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        outcome = publish_day(settings.model_copy(update={"redis_url": redis_url}), end, prune=True)
+        with_store = settings.model_copy(update={"redis_url": redis_url})
+        # the daily DAG's order: compare with what serves, gate, publish (the operator page shows the gate)
+        verdict = gate(with_store, compare_day(with_store, end), force=True, partition=end)  # the demo publishes anyway
+        outcome = publish_day(with_store, end, prune=True)
         console.print(f"4/4 {outcome.summary()}")
+        console.print(f"    {verdict}")
         _report_metrics(metrics, console)
 
         port = opts.port or free_port()
@@ -131,7 +135,14 @@ def run_demo(settings: Settings, opts: DemoOptions, console: Console) -> None:
             if issued.status_code != 201:
                 raise HybridrecError(f"POST /sessions answered {issued.status_code}: {issued.text[:200]}")
             console.print(
-                f"\n[bold green]hybridrec is serving[/] at {base} (docs: {base}/docs); first response "
+                f"\n[bold green]Demo storefront:[/] {base}/demo#key={key}\n"
+                f"[bold green]Operator page:[/]   {base}/ops#key={key}\n"
+                "(the key travels in the URL's fragment, which browsers never send to a server)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            console.print(
+                f"[bold green]hybridrec is serving[/] at {base} (docs: {base}/docs); first response "
                 f"{time.perf_counter() - t0:.1f}s after start, strategy={first['strategy']}, "
                 f"version={first['model_version']}"
             )

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli.keys import keys_app
-from cli.tune_options import als_grid, csv, parse_grid, period_spec, run_tune
+from cli.tune_options import als_grid, candidate_model_list, csv, parse_grid, period_spec, run_tune
 from lab.search import PRECOMPUTED_WEIGHT_POPULARITY, WEIGHT_COVISIT, WEIGHT_POPULARITY, WEIGHT_USER, AlsGrid
 from shared.config import Settings, get_settings, redact_url
 from shared.errors import HybridrecError
@@ -294,9 +294,10 @@ def serve(
     port: int = 8000,
     workers: Annotated[int, typer.Option(min=1)] = 1,
 ) -> None:
-    """Run the API with uvicorn (needs HYBRIDREC_REDIS_URL, and API keys unless HYBRIDREC_AUTH=off)."""
-    import uvicorn
+    """Run the API with uvicorn (needs HYBRIDREC_REDIS_URL, and API keys unless HYBRIDREC_AUTH=off).
 
+    The workers' metrics are merged through prometheus_client's multiprocess directory (cli/serve.py)."""
+    from cli.serve import run_server
     from online.auth import AUTH_OFF_WARNING, Gate
 
     settings = get_settings()
@@ -304,7 +305,7 @@ def serve(
         raise typer.BadParameter("set HYBRIDREC_REDIS_URL to the Redis that `hybridrec publish` wrote to")
     if not Gate(settings).enabled:  # Gate raises ConfigError (exit 2) when auth is on without keys
         console.print(f"[bold red]{AUTH_OFF_WARNING}[/]", highlight=False)
-    uvicorn.run("online.app:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="warning")
+    run_server(settings, host, port, workers)
 
 
 @app.command()
@@ -474,8 +475,20 @@ def tune(
         str, typer.Option(help="The precomputed tier's popularity weights (by batch-only HitRate).")
     ] = csv(PRECOMPUTED_WEIGHT_POPULARITY),
     reranker: Annotated[bool, typer.Option(help="Also train the learned re-ranker on validation.")] = True,
+    reranker_gate: Annotated[
+        bool,
+        typer.Option(help="Keep the re-ranker only if it beats the blend on held-out validation sessions."),
+    ] = True,
+    candidate_models: Annotated[
+        str | None,
+        typer.Option(
+            help="Candidate models to compare (als, ease, als+ease), comma-separated. "
+            "Default: all three up to 5,000 items, else the configured one."
+        ),
+    ] = None,
 ) -> None:
-    """Choose ALS, the blend and the re-ranker on a validation period; write <data-dir>/tuning/best.json."""
+    """Choose ALS, the candidate model, the blend and the re-ranker on a validation period; write
+    <data-dir>/tuning/best.json."""
     if data is EvalData.lastfm:
         raise typer.BadParameter(
             "--data lastfm has no time order to tune on; ingest a dated log and use --data-dir (README: Tuning)"
@@ -492,6 +505,8 @@ def tune(
         "weight_covisit": parse_grid(weight_covisit, "--weight-covisit"),
         "precomputed_weight_popularity": parse_grid(precomputed_weight_popularity, "--precomputed-weight-popularity"),
         "reranker": reranker,
+        "candidate_models": candidate_model_list(candidate_models),
+        "reranker_gate": reranker_gate,
     }
     synthetic = {"users": users, "items": items, "days": days, "repeats": repeats} if data is not None else None
     target = run_tune(

@@ -37,15 +37,15 @@ GRID_SETTINGS = {
 }
 
 
-def csv(values: Sequence[float]) -> str:
-    """``values`` as an option's default text: ``(1.0, 4.0, 0.05)`` -> ``"1,4,0.05"``."""
-    return ",".join(f"{v:g}" for v in values)
+def csv(values: Sequence[float | str]) -> str:
+    """``values`` as an option's default text: ``(1.0, 4.0, 0.05)`` -> ``"1,4,0.05"``, ``"auto"`` as is."""
+    return ",".join(v if isinstance(v, str) else f"{v:g}" for v in values)
 
 
 def parse_grid(text: str, option: str) -> tuple[Any, ...]:
     """The values of a comma-separated ``option`` (a key of ``GRID_SETTINGS``), in the order given."""
     info = Settings.model_fields[GRID_SETTINGS[option]]
-    adapter = TypeAdapter(Annotated[(info.annotation, *info.metadata)])
+    adapter = TypeAdapter(Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation)
     values: list[Any] = []
     for token in text.split(","):
         try:
@@ -54,12 +54,24 @@ def parse_grid(text: str, option: str) -> tuple[Any, ...]:
             raise typer.BadParameter(
                 f"{token.strip()!r} in {text!r}: {exc.errors()[0]['msg']}", param_hint=option
             ) from None
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             raise typer.BadParameter(f"{token.strip()!r} in {text!r} is not finite", param_hint=option)
         if value in values:
-            raise typer.BadParameter(f"{text!r} lists {value:g} twice", param_hint=option)
+            raise typer.BadParameter(f"{text!r} lists {token.strip()} twice", param_hint=option)
         values.append(value)
     return tuple(values)
+
+
+def candidate_model_list(text: str | None) -> tuple[str, ...]:
+    """``--candidate-models``: () when not given (tune decides by catalogue size), else the distinct names."""
+    if text is None:
+        return ()
+    names = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    known = ("als", "ease", "als+ease")
+    bad = [n for n in names if n not in known]
+    if bad or not names:
+        raise typer.BadParameter(f"{text!r}: choose from {', '.join(known)}", param_hint="--candidate-models")
+    return names
 
 
 def als_grid(factors: str, regularization: str, alpha: str, iterations: str) -> AlsGrid:

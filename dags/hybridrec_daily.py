@@ -79,11 +79,14 @@ def hybridrec_daily() -> None:
         return compare_day(get_settings(), _partition(data_interval_start))
 
     @task(doc_md="Refuse a model worse than the serving one (no retries); force_publish overrides.", retries=0)
-    def quality_gate(comparison: dict, params: dict | None = None) -> str:
+    def quality_gate(
+        comparison: dict, params: dict | None = None, data_interval_start: pendulum.DateTime | None = None
+    ) -> str:
         from batch.daily import gate
         from shared.config import get_settings
 
-        return gate(get_settings(), comparison, bool((params or {}).get("force_publish")))
+        force = bool((params or {}).get("force_publish"))
+        return gate(get_settings(), comparison, force, _partition(data_interval_start))
 
     @task(doc_md="Write, verify and activate the version in Redis; returns the version serving.", **REDIS_RETRIES)
     def publish(data_interval_start: pendulum.DateTime | None = None, params: dict | None = None) -> str:

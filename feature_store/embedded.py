@@ -45,8 +45,8 @@ def free_port() -> int:
 class EmbeddedRedis:
     """Start a redis-server on a free loopback port in ``data_dir``; stop it on exit.
 
-    ``persistent=True`` turns on the append-only file (fsync every second), so live events accepted
-    by a demo survive a restart; tests and benchmarks run without persistence. ``config`` adds
+    ``persistent=True`` turns on the append-only file with ``appendfsync always``, so every live event
+    acknowledged with 202 survives a kill or restart of Redis; tests and benchmarks run without persistence. ``config`` adds
     server options (``{"maxmemory": "64mb", "requirepass": "..."}``). A restart (``stop()`` then
     ``start()``) keeps the port, so clients reconnect to the same URL.
     """
@@ -82,6 +82,9 @@ class EmbeddedRedis:
                 self.binary,
                 "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
                 "--save", "", "--appendonly", "yes" if self.persistent else "no",
+                # a 202 for an event means it is in the AOF: with everysec, a write postponed behind a
+                # slow fsync is acknowledged before it reaches the file, and a kill loses it
+                "--appendfsync", "always" if self.persistent else "everysec",
                 "--daemonize", "no", "--loglevel", "warning", "--logfile", "redis.log",
             ]  # fmt: skip
             for name, value in self.config.items():

@@ -24,8 +24,12 @@ Layout (``p`` = Settings.key_prefix, ``ver`` = a version id such as ``2026-11-27
                                        fields of codecs.encode_stream_event. Consumer group
                                        COMPACTION_GROUP (created with the stream) reads it; an entry is
                                        XACKed and XDELed once it is on disk.
-    p:stats:served            hash     requests served per routing tier / flag, summed over API workers
-                                       (each worker flushes its counts every few seconds)
+    p:stats:m:<minute>        hash     what the API served in one minute (``minute`` = unix time // 60),
+                                       summed over API workers and replicas (each flushes its counts every
+                                       few seconds): fields ``tier:<strategy>``, ``flag:<flag>``,
+                                       ``lat:<strategy>:<bucket>``, ``store_error:<kind>``,
+                                       ``events:<outcome>`` (online.window); TTL STATS_TTL_S
+    p:gate:last               string   JSON, the daily quality gate's latest decision (batch.daily.gate)
 
 Versioned keys are immutable once the version's meta exists; readers never mix versions because
 they address every versioned key through the one version id they loaded.
@@ -36,6 +40,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ALL_CATEGORIES = "__all__"
+# How long a per-minute stats hash lives: the operator page reads the last minutes only.
+STATS_TTL_S = 3 * 3600
 # Consumer group of ``p:events`` whose pending-entries list tracks what compaction has read but not yet
 # written to the interaction dataset (batch.compaction).
 COMPACTION_GROUP = "compaction"
@@ -65,9 +71,13 @@ class Keys:
     def events_stream(self) -> str:
         return f"{self.prefix}:events"
 
+    def stats_minute(self, minute: int) -> str:
+        """The per-minute stats hash of ``minute`` (unix seconds // 60)."""
+        return f"{self.prefix}:stats:m:{minute}"
+
     @property
-    def served_counters(self) -> str:
-        return f"{self.prefix}:stats:served"
+    def gate_decision(self) -> str:
+        return f"{self.prefix}:gate:last"
 
     def version_pattern(self, version: str) -> str:
         """SCAN pattern of all keys of one version (prefix and version ids contain no glob characters)."""

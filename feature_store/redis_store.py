@@ -7,13 +7,13 @@ needs: batch publishing ``store.versions``, compaction ``store.events``, the API
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 import redis
 
-from feature_store.keys import Keys
+from feature_store.keys import STATS_TTL_S, Keys
 from feature_store.redis_client import connect, translate_errors
 from feature_store.redis_events import RedisEventLog
 from feature_store.redis_versions import RedisVersionStore
@@ -22,25 +22,32 @@ from shared.errors import StoreError
 
 
 class RedisCounters:
-    """Served-request counters in one hash, summed over API workers (see online.monitoring)."""
+    """Per-minute served-request counters, summed over API workers and replicas (see online.window)."""
 
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.client = client
         self.keys = keys
 
-    def add(self, counts: Mapping[str, int]) -> None:
-        """Add ``counts`` to the shared counters (one pipelined round trip)."""
+    def add(self, counts: Mapping[int, Mapping[str, int]]) -> None:
+        """Add ``counts`` (minute -> name -> n) to the shared hashes, in one pipelined round trip."""
         with translate_errors("flushing counters"):
             pipe = self.client.pipeline(transaction=False)
-            for name, n in counts.items():
-                pipe.hincrby(self.keys.served_counters, name, n)
+            for minute, names in counts.items():
+                key = self.keys.stats_minute(minute)
+                for name, n in names.items():
+                    pipe.hincrby(key, name, n)
+                pipe.expire(key, STATS_TTL_S)
             pipe.execute()
 
-    def read(self) -> dict[str, int]:
+    def read(self, minutes: Sequence[int]) -> dict[int, dict[str, int]]:
+        """minute -> name -> n for each of ``minutes`` (empty for a minute nothing was counted in)."""
         with translate_errors("reading counters"):
-            raw = self.client.hgetall(self.keys.served_counters)
+            pipe = self.client.pipeline(transaction=False)
+            for minute in minutes:
+                pipe.hgetall(self.keys.stats_minute(minute))
+            raws = pipe.execute()
         try:
-            return {k.decode(): int(v) for k, v in raw.items()}
+            return {m: {k.decode(): int(v) for k, v in raw.items()} for m, raw in zip(minutes, raws, strict=True)}
         except ValueError as exc:
             raise StoreError(f"the served counters hold a value that is not an integer ({exc})") from None
 

@@ -22,9 +22,10 @@ names an array.
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import redis
@@ -37,6 +38,8 @@ from feature_store.layout import ITEM_ARRAYS
 from feature_store.redis_client import translate_errors
 from feature_store.redis_lock import RedisLock
 from shared.errors import PublishError, VersionNotFound
+
+_SAMPLE_SCANS = 20  # SCAN calls sample_users makes at most
 
 _LOCK_LOST = "LOCKLOST"
 # KEYS: publish lock, then the keys to set. ARGV: lock token, then one value per key.
@@ -324,3 +327,27 @@ class RedisVersionStore:
             session=[codecs.decode_session_event(raw, session_id) for raw in session_raw],
             session_seen=frozenset(s.decode() for s in seen_raw),
         )
+
+    def sample_users(self, version: str, n: int) -> list[str]:
+        """Up to ``n`` user ids that have a record in ``version`` (SCAN, a few round trips at most; for the
+        demo page's user picker, never on the request path). Sorted, so a page shows a stable list."""
+        prefix = self.keys.user(version, "")
+        found: set[str] = set()
+        cursor = 0
+        with translate_errors("sampling users"):
+            for _ in range(_SAMPLE_SCANS):
+                cursor, keys = self.client.scan(cursor, match=self.keys.user_pattern(version), count=500)
+                found.update(key.decode()[len(prefix) :] for key in keys)
+                if cursor == 0 or len(found) >= n:
+                    break
+        return sorted(found)[:n]
+
+    def record_gate(self, decision: Mapping[str, Any]) -> None:
+        """Keep the quality gate's latest decision (JSON) for the operator page."""
+        with translate_errors("recording the gate decision"):
+            self.client.set(self.keys.gate_decision, json.dumps(decision, sort_keys=True))
+
+    def last_gate(self) -> dict[str, Any] | None:
+        with translate_errors("reading the gate decision"):
+            raw = self.client.get(self.keys.gate_decision)
+        return json.loads(raw) if raw else None

@@ -18,6 +18,8 @@ from implicit.utils import ParameterWarning
 from scipy.sparse import csr_matrix
 from threadpoolctl import threadpool_limits
 
+from batch.ease import EaseModel, EaseParams, ease_top_n, train_ease
+from batch.fusion import fuse_candidates
 from batch.matrix import check_user_items
 from batch.metrics import item_counts
 from batch.train import AlsParams, train_als
@@ -25,6 +27,9 @@ from lab.splits import Factors, rank_all
 from shared.errors import ModelError
 
 _T = TypeVar("_T")
+# Catalogues up to this size get EASE and the ALS+EASE fusion by default in `evaluate`'s static protocols
+# and in `tune`'s candidate stage: an EASE fit takes seconds there (Last.fm's 17,632 artists: minutes).
+STATIC_EASE_MAX_ITEMS = 5_000
 
 
 class Baseline(Protocol):
@@ -132,6 +137,51 @@ class ALS:
         return rank_all(factors, train, users, k)
 
 
-def default_models(als_params: AlsParams, seed: int) -> dict[str, Baseline]:
-    """The static protocol's baselines, unfitted: popularity, item-kNN (cosine) and ALS seeded with ``seed``."""
-    return {"popularity": Popularity(), "item_knn": ItemKNN(), "als": ALS(als_params, seed)}
+class EASE:
+    """``batch.ease.train_ease`` (the production candidate model of ``candidate_model=ease``), ranked by
+    ``x_u B`` over the binarised train row, train items excluded."""
+
+    def __init__(self, params: EaseParams) -> None:
+        self.params = params
+        self._fit: tuple[csr_matrix, EaseModel] | None = None
+
+    def fit(self, train_matrix: csr_matrix) -> EASE:
+        self._fit = train_matrix, train_ease(train_matrix, self.params)
+        return self
+
+    def recommend(self, users: np.ndarray, k: int) -> np.ndarray:
+        train, model = _fitted(self._fit, "EASE")
+        ids, _ = ease_top_n(model, train[users], k)
+        return ids
+
+
+class Fused:
+    """Two fitted-together models' lists fused by weighted reciprocal rank (``batch.fusion``), as
+    ``candidate_model=als+ease`` builds the precomputed candidates: each model's top ``max(k, depth)``
+    (``depth`` = the production candidate count) fused into the top k."""
+
+    def __init__(self, first: Baseline, second: Baseline, weight_second: float = 1.0, depth: int = 100) -> None:
+        self.first, self.second, self.weight_second, self.depth = first, second, weight_second, depth
+
+    def fit(self, train_matrix: csr_matrix) -> Fused:
+        for part in (self.first, self.second):
+            fitted = getattr(part, "_fit", None)
+            if fitted is None or fitted[0] is not train_matrix:  # a part shared with the table, fitted already
+                part.fit(train_matrix)
+        return self
+
+    def recommend(self, users: np.ndarray, k: int) -> np.ndarray:
+        depth = max(k, self.depth)
+        a, b = self.first.recommend(users, depth), self.second.recommend(users, depth)
+        ids, _ = fuse_candidates(a, b, k, self.weight_second)
+        return ids
+
+
+def default_models(als_params: AlsParams, seed: int, ease: EaseParams | None = None) -> dict[str, Baseline]:
+    """The static protocol's baselines, unfitted: popularity, item-kNN (cosine) and ALS seeded with ``seed``;
+    with ``ease``, also EASE and the ALS+EASE fusion (the catalogue must fit ``ease.max_items``)."""
+    models: dict[str, Baseline] = {"popularity": Popularity(), "item_knn": ItemKNN(), "als": ALS(als_params, seed)}
+    if ease is not None:
+        models["ease"] = EASE(ease)
+        models["als+ease"] = Fused(models["als"], models["ease"])  # reuses both fits
+    return models

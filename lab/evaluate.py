@@ -27,9 +27,10 @@ from typing import Literal
 import pandas as pd
 
 from batch.artifacts import read_json
+from batch.ease import EaseParams
 from batch.train import AlsParams
 from batch.tuning_file import read_tuning
-from lab.baselines import default_models
+from lab.baselines import STATIC_EASE_MAX_ITEMS, default_models
 from lab.datasets import StepLog, prepare_lastfm, synthetic_data_dir
 from lab.ownlog import OwnLog, history_indices, scratch_data_dir
 from lab.periods import PeriodSpec
@@ -136,7 +137,7 @@ def evaluate_data_dir(
     notes = [name, *tuning_note]
     if plan.protocol == "random":
         als = read_tuning(settings.tuning_path).als or AlsParams.from_settings(settings)
-        say("2/4 static protocol random: popularity, item-kNN, ALS (whole log)")
+        say("2/4 static protocol random: popularity, item-kNN, ALS (+ EASE, ALS+EASE on small catalogues) (whole log)")
         static = [_static(own.frame, RandomHoldout(), als, settings, opts.seed, catalogue)]
         notes.append(
             "no time order: no session replay (and `hybridrec tune` chooses only the ALS params, on a random "
@@ -153,7 +154,9 @@ def evaluate_data_dir(
     before = own.before(stage.start)
     static = []
     for i, split in enumerate((TemporalHoldout(), RandomHoldout()), 1):
-        say(f"2/4 static protocol {split.name} ({i}/2) on the events before {stage.start}: popularity, item-kNN, ALS")
+        say(
+            f"2/4 static protocol {split.name} ({i}/2) on the events before {stage.start}: popularity, item-kNN, ALS (+ EASE, ALS+EASE on small catalogues)"
+        )
         static.append(_static(before, split, als, settings, opts.seed, catalogue))
 
     say(f"3/4 session replay of {stage.start}..{stage.end} through online.ranking.rank (<= {opts.max_sessions})")
@@ -173,8 +176,10 @@ def evaluate_data_dir(
             "sessions": sessions,
             "test_run": {"train_through": str(stage.run_partition), "window": manifest["window"]},
             "replay_period": [str(stage.start), str(stage.end)],
-            "als": {n: manifest["params"][n] for n in ALS_AXES},
+            "als": {n: manifest["params"][n] for n in ALS_AXES},  # as trained: "auto" resolved to its number
+            "regularization_rule": manifest["params"].get("regularization_rule", "fixed"),
             "als_source": manifest["params"]["als_source"],
+            "candidate_model": manifest["params"].get("candidate_model", "als"),
         }
     )
     notes.append(_sessions_note(sessions))
@@ -215,9 +220,17 @@ def _catalogue(settings: Settings) -> list[str]:
 def _static(
     frame: pd.DataFrame, split: SplitProtocol, als: AlsParams, settings: Settings, seed: int, catalogue: list[str]
 ) -> dict:
-    return run_static_protocol(
-        frame, split, default_models(als, seed), ks=KS, seed=seed, scheme=settings.confidence, item_ids=catalogue
-    )
+    models = default_models(als, seed, static_ease(settings, frame, catalogue))
+    return run_static_protocol(frame, split, models, ks=KS, seed=seed, scheme=settings.confidence, item_ids=catalogue)
+
+
+def static_ease(settings: Settings, frame: pd.DataFrame, catalogue: list[str]) -> EaseParams | None:
+    """EASE's params when the static protocols include EASE and the ALS+EASE fusion: always when the
+    configured candidate model uses EASE (up to ``ease_max_items``), otherwise for catalogues of at most
+    ``STATIC_EASE_MAX_ITEMS`` items, where a fit takes seconds (Last.fm's 17,632 artists take minutes)."""
+    n_items = len(set(catalogue) | set(frame["item_id"].unique()))
+    limit = settings.ease_max_items if settings.candidate_model != "als" else STATIC_EASE_MAX_ITEMS
+    return EaseParams(settings.ease_l2, settings.ease_max_items) if n_items <= limit else None
 
 
 def _evaluate_lastfm(

@@ -8,11 +8,12 @@ highest score. Each sweep keeps the previous best in its comparison, so that poi
 over everything scored.
 
 Cost: ``1 + sum over axes of |grid values other than start's|`` scores (9 for the defaults from the
-Settings point 64 / 0.05 / 4 / 15: 3 factors, 4 regularizations, 4 alphas, 1 iteration count). The full
+Settings point 64 / auto / 4 / 15: 3 factors, 4 regularizations, 4 alphas, 1 iteration count). The full
 product would cost 48. The price is that one pass only finds interactions between axes along the way.
 
 The ALS grids are on implicit's scale, wide enough for both event logs and rating logs: regularization
-from the old default 0.05 to 100 (good values on rating logs lie at 1-100 on implicit's scale),
+"auto" (4 x the median confidence, the default: ``batch.train``) and 1 to 100 (good values on rating
+logs lie at 1-100 on implicit's scale),
 factors up to 256, and alpha from 1 to 40 (``Settings.als_alpha`` says how it scales the confidence).
 
 Stdlib only, so the command line can show these defaults without importing the training code.
@@ -40,7 +41,7 @@ class AlsGrid:
     """Values tried per ALS axis (see ``Settings.als_*``); each axis needs at least one value."""
 
     factors: tuple[int, ...] = (64, 128, 256)
-    regularization: tuple[float, ...] = (0.05, 1.0, 10.0, 100.0)
+    regularization: tuple[float | str, ...] = ("auto", 1.0, 10.0, 100.0)  # "auto": batch.train
     alpha: tuple[float, ...] = (1.0, 4.0, 10.0, 40.0)
     iterations: tuple[int, ...] = (15,)
 

@@ -43,8 +43,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batch.artifacts import read_json, write_json
+from batch.candidates import CANDIDATE_MODELS
 from batch.pipeline import StepLog
-from batch.train import AlsParams
+from batch.train import AUTO, AlsParams
+from batch.tuning_file import CandidateChoice
 from lab.ownlog import OwnLog, Stage, StageData, scratch_data_dir
 from lab.periods import PeriodSpec
 from lab.replay import evaluate_replay
@@ -56,6 +58,7 @@ from lab.search import (
     WEIGHT_USER,
     AlsGrid,
     coordinate_search,
+    first_argmax,
     n_scores,
 )
 from lab.serving import ServingModel, serving_model
@@ -69,7 +72,7 @@ from lab.tune_blend import (
     search_blend,
     search_precomputed,
 )
-from lab.tune_static import tune_random
+from lab.tune_static import candidate_kinds, tune_random
 from online.blend import BlendParams
 from online.reranker import LinearReranker
 from shared.config import Settings
@@ -90,6 +93,8 @@ class TuneOptions:
     precomputed_weight_popularity: Sequence[float] = PRECOMPUTED_WEIGHT_POPULARITY
     als_grid: AlsGrid = field(default_factory=AlsGrid)
     reranker: bool = True  # train the learned re-ranker on validation too
+    candidate_models: Sequence[str] = ()  # () = by catalogue size (candidate_kinds)
+    reranker_gate: bool = True  # publish the re-ranker only if it beats the blend on validation
 
 
 @dataclass(frozen=True)
@@ -107,13 +112,26 @@ def als_dict(params: AlsParams) -> dict[str, float]:
     return {name: getattr(params, name) for name in ALS_AXES}
 
 
-def _stage(settings: Settings, als: AlsParams, own: OwnLog, stage: Stage, log: StepLog) -> StageData:
-    """``own.prepare`` with ``als`` in place of Settings' ALS params; checks the run trained with them."""
-    update = {f"als_{name}": value for name, value in als_dict(als).items()}
+def _stage(
+    settings: Settings, als: AlsParams, own: OwnLog, stage: Stage, log: StepLog, candidates: str | None = None
+) -> StageData:
+    """``own.prepare`` with ``als`` in place of Settings' ALS params (and ``candidates`` in place of its
+    candidate model, when given); checks the run trained with them."""
+    update: dict = {f"als_{name}": value for name, value in als_dict(als).items()}
+    if candidates is not None:
+        update["candidate_model"] = candidates
     data = own.prepare(settings.model_copy(update=update), stage, log)
     used = read_json(data.run_dir / "manifest.json")["params"]
-    if used.get("als_source") != "settings" or {n: used[n] for n in ALS_AXES} != als_dict(als):
+    want = als_dict(als)
+    if want["regularization"] == AUTO:  # the run records the number it resolved "auto" to, and the rule
+        want.pop("regularization")
+        ok_rule = used.get("regularization_rule") == AUTO
+    else:
+        ok_rule = True
+    if used.get("als_source") != "settings" or not ok_rule or any(used[n] != v for n, v in want.items()):
         raise ConfigError(f"the batch run {data.run_dir} did not train with {als}; is a tuning file in the way?")
+    if candidates is not None and used.get("candidate_model") != candidates:
+        raise ConfigError(f"the batch run {data.run_dir} did not build {candidates} candidates")
     return data
 
 
@@ -147,6 +165,43 @@ def search_als(settings: Settings, own: OwnLog, opts: TuneOptions, say: Callable
     return AlsChoice(best, rows, serving, data)
 
 
+def search_candidates(
+    settings: Settings, own: OwnLog, opts: TuneOptions, als: AlsChoice, say: Callable[[str], None]
+) -> tuple[CandidateChoice, list[dict]]:
+    """Stage 1b on validation: the candidate model (``Settings.candidate_model``'s values) with the chosen
+    ALS params, by batch-only HitRate@10 (the precomputed tier serves the lists; its order is theirs for
+    EASE and the fusion), ties to the earlier of als, ease, als+ease. The ALS search's best run is the
+    row of the configured model. EASE is tried where the catalogue allows (``candidate_kinds``)."""
+    kinds, note = candidate_kinds(settings, opts, als.serving.model.bundle.meta["n_items"])
+    say(f"2b/6 candidate model on validation: {', '.join(kinds)} ({note})")
+    best_row = next(r for r in als.rows if r["params"] == als_dict(als.params))
+    rows = {settings.candidate_model: {"model": settings.candidate_model, **_scores_only(best_row)}}
+    for kind in kinds:
+        if kind in rows:
+            continue
+        t0 = time.perf_counter()
+        data = _stage(settings, als.params, own, own.stage("validation"), _quiet, kind)
+        blend = BlendParams.from_settings(settings)
+        rows[kind] = {"model": kind, **replay_scores(serving_model(data.run_dir), data.events, opts, blend, both=True)}
+        rows[kind]["seconds"] = round(time.perf_counter() - t0, 2)
+    ordered = [rows[k] for k in CANDIDATE_MODELS if k in rows]
+    for row in ordered:
+        say(f"  {row['model']:<9} batch-only HitRate@10={row[BATCH_METRIC]:.4f} (hybrid {row[METRIC]:.4f})")
+    chosen = ordered[first_argmax([r[BATCH_METRIC] for r in ordered])]["model"]
+    say(f"  chosen candidate model: {chosen}")
+    return CandidateChoice(chosen, settings.ease_l2), ordered
+
+
+def _scores_only(row: dict) -> dict:
+    return {k: row[k] for k in (METRIC, BATCH_METRIC, "n_sessions", "n_targets", "seconds") if k in row}
+
+
+def _with_candidates(settings: Settings, own: OwnLog, als: AlsChoice, kind: str) -> AlsChoice:
+    """``als`` with its validation run rebuilt with the candidate model ``kind`` (what the blend is tuned on)."""
+    data = _stage(settings, als.params, own, own.stage("validation"), _quiet, kind)
+    return AlsChoice(als.params, als.rows, serving_model(data.run_dir), data)
+
+
 TEST_ROWS = {"default": (0, 0), "blend_only": (0, 1), "als_only": (1, 0), "tuned": (1, 1)}  # (ALS, blend) index
 
 
@@ -154,7 +209,7 @@ def score_test(
     settings: Settings,
     own: OwnLog,
     opts: TuneOptions,
-    als: tuple[AlsParams, AlsParams],
+    als: tuple[tuple[AlsParams, str], tuple[AlsParams, str]],
     blends: tuple[BlendParams, BlendParams],
     log: StepLog,
     reranker: LinearReranker | None = None,
@@ -165,14 +220,15 @@ def score_test(
 
     One batch run per distinct ALS point; both write the same run dir, so each is replayed before the next.
     """
-    scores: dict[tuple[AlsParams, BlendParams], dict] = {}
+    scores: dict[tuple[tuple[AlsParams, str], BlendParams], dict] = {}
     reranked: dict = {}
-    for params in dict.fromkeys(als):
-        data = _stage(settings, params, own, own.stage("test"), log)
+    for point in dict.fromkeys(als):
+        params, kind = point
+        data = _stage(settings, params, own, own.stage("test"), log, kind)
         serving = serving_model(data.run_dir)
         for blend in dict.fromkeys(blends):
-            scores[params, blend] = replay_scores(serving, data.events, opts, blend, both=True)
-        if reranker is not None and params == als[1]:
+            scores[point, blend] = replay_scores(serving, data.events, opts, blend, both=True)
+        if reranker is not None and point == als[1]:
             replay = evaluate_replay(
                 serving,
                 data.events,
@@ -186,6 +242,7 @@ def score_test(
             )
             reranked = {
                 "als": als_dict(params),
+                "candidate_model": kind,
                 "params": blend_dict(blends[1]),
                 "reranker": True,
                 METRIC: float(replay["variants"]["reranked"]["10"]["hit_rate"]),
@@ -195,7 +252,12 @@ def score_test(
                 "n_targets": replay["data"]["n_targets"],
             }
     rows = {
-        name: {"als": als_dict(als[a]), "params": blend_dict(blends[b]), **scores[als[a], blends[b]]}
+        name: {
+            "als": als_dict(als[a][0]),
+            "candidate_model": als[a][1],
+            "params": blend_dict(blends[b]),
+            **scores[als[a], blends[b]],
+        }
         for name, (a, b) in TEST_ROWS.items()
     }
     return {**rows, **({"reranked": reranked} if reranked else {})}, data
@@ -245,6 +307,11 @@ def _tune_temporal(
     als_row = next(r for r in als.rows if r["params"] == als_dict(als.params))
     say(f"  best ALS: {als_dict(als.params)} validation HitRate@10 {als_row[METRIC]:.4f} ({clock.lap('als')}s)")
 
+    candidates, candidate_rows = search_candidates(settings, own, opts, als, say)
+    if candidates.model != settings.candidate_model:
+        als = _with_candidates(settings, own, als, candidates.model)
+    clock.lap("candidates")
+
     n_blend = len(grid(default_blend, opts)) + len(opts.weight_covisit)
     say(f"3/6 blend search on validation with the chosen ALS (up to {n_blend} points)")
     events = als.data.events
@@ -253,21 +320,27 @@ def _tune_temporal(
     blend, precomputed_rows = search_precomputed(als.serving, events, opts, blend, say)
     say(f"  best blend: {blend_dict(blend)} validation HitRate@10 {blend_row[METRIC]:.4f} ({clock.lap('blend')}s)")
 
-    spec = None
+    spec, rejected = None, None
     if opts.reranker:
         say("4/6 re-ranker: trained on the validation targets with the chosen ALS and blend")
         spec = fit_reranker(als.serving, events, opts, blend, say)
         clock.lap("reranker")
+        spec, rejected = keep_reranker(spec) if opts.reranker_gate else (spec, None)
+        if rejected is not None:
+            say(f"  not kept: {rejected['reason']}")
     say(
         f"5/6 test: batch through {test_stage.run_partition}, replay {test_stage.start}..{test_stage.end}; "
         "Settings and tuned ALS x both blends"
     )
     reranker = LinearReranker.from_dict(spec) if spec is not None else None
-    test, test_data = score_test(settings, own, opts, (default_als, als.params), (default_blend, blend), log, reranker)
+    points = ((default_als, settings.candidate_model), (als.params, candidates.model))
+    test, test_data = score_test(settings, own, opts, points, (default_blend, blend), log, reranker)
     clock.lap("test")
     return {
         "protocol": "temporal",
         "als": als_dict(als.params),
+        "candidates": {"model": candidates.model, "ease_l2": settings.ease_l2},
+        "candidate_search": candidate_rows,
         "best": blend_dict(blend),
         "metric": METRIC,
         "best_validation": blend_row[METRIC],
@@ -280,6 +353,7 @@ def _tune_temporal(
         },
         "precomputed_grid": precomputed_rows,
         **({"reranker": spec} if spec is not None else {}),
+        **({"reranker_rejected": rejected} if rejected is not None else {}),
         "als_search": {
             "method": "coordinate search, one pass from the Settings point (lab.search)",
             "start": als_dict(default_als),
@@ -294,6 +368,18 @@ def _tune_temporal(
         "max_targets": opts.max_targets,
         "test": test,
     }
+
+
+def keep_reranker(spec: dict) -> tuple[dict | None, dict | None]:
+    """(spec, None) when the re-ranker beats the blend on the held-out validation sessions (in-pool
+    HitRate@10 at its chosen C), else (None, the spec with the reason): a re-ranker that loses to the
+    blend on validation is not published. The choice uses validation only, like every other."""
+    ours = spec["c_grid_hit_rate_at_10_in_pool"][str(spec["c"])]
+    blend = spec.get("blend_hit_rate_at_10_in_pool")
+    if blend is None or ours > blend:
+        return spec, None
+    reason = f"in-pool HitRate@10 on held-out validation sessions {ours:.4f} <= the blend's {blend:.4f}"
+    return None, {"reason": reason, "spec": spec}
 
 
 def _split_record(own: OwnLog, stages: tuple[StageData, StageData]) -> dict:

@@ -48,6 +48,9 @@ def replay_scores(
 ) -> dict:
     """Validation or test scores of one (model, blend): hybrid HitRate@10 (+ batch-only when ``both``)."""
     variants = ("batch_only", "hybrid") if both else ("hybrid",)
+    # the one version-given part of serving that is not a tunable weight: how the batch list is ordered
+    by_rank = BlendParams().for_version(serving.model.bundle.meta).precomputed_by_rank
+    blend = replace(blend, precomputed_by_rank=by_rank)
     replay = evaluate_replay(
         serving, events, (10,), opts.seed, opts.max_sessions, blend, variants=variants, max_targets=opts.max_targets
     )

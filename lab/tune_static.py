@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from batch.candidates import CANDIDATE_MODELS
+from batch.ease import EaseParams
 from batch.train import AlsParams
-from lab.baselines import ALS, Popularity
+from lab.baselines import ALS, EASE, STATIC_EASE_MAX_ITEMS, Baseline, Fused, Popularity
 from lab.ownlog import OwnLog
-from lab.search import ALS_AXES, coordinate_search, n_scores
+from lab.search import ALS_AXES, coordinate_search, first_argmax, n_scores
 from lab.splits import RandomHoldout, random_split
 from lab.static import run_static_protocol
 from online.blend import BlendParams
@@ -80,15 +82,42 @@ def tune_random(settings: Settings, own: OwnLog, opts: TuneOptions, say: Callabl
     best, _ = coordinate_search(start, opts.als_grid, score)
     best_row = next(r for r in rows if r["params"] == {n: getattr(best, n) for n in ALS_AXES})
     say(f"  best ALS: {best_row['params']} validation NDCG@10 {best_row[STATIC_METRIC]:.4f}")
+    ease = EaseParams(settings.ease_l2, settings.ease_max_items)
+    kinds, note = candidate_kinds(settings, opts, int(frame["item_id"].nunique()))
+    candidate_rows: list[dict] = []
+    chosen = settings.candidate_model
+    if len(kinds) > 1:
+        say(f"2b/6 candidate model on the same validation split: {', '.join(kinds)} ({note})")
+        als_model = ALS(best, seed)
+        pool: dict[str, Baseline] = {"als": als_model, "ease": EASE(ease)}
+        pool["als+ease"] = Fused(als_model, pool["ease"], settings.ease_fusion_weight)
+        result = static(rest, {k: pool[k] for k in kinds}, seed + 1)
+        for kind in kinds:
+            by_k = result["models"][kind]
+            candidate_rows.append(
+                {"model": kind, STATIC_METRIC: by_k["10"]["ndcg"], "recall_at_20": by_k["20"]["recall"]}
+            )
+            say(f"  {kind:<9} NDCG@10={by_k['10']['ndcg']:.4f} (Recall@20 {by_k['20']['recall']:.4f})")
+        chosen = candidate_rows[first_argmax([r[STATIC_METRIC] for r in candidate_rows])]["model"]
+        say(f"  chosen candidate model: {chosen}")
     say("3/6 no blend search and 4/6 no re-ranker: the log has no time order, so no session to replay")
     say("5/6 test: the random 80/20 split that `hybridrec evaluate` reports; Settings and tuned ALS")
-    models = {"popularity": Popularity(), "als_settings": ALS(start, seed), "als_tuned": ALS(best, seed)}
+    models: dict[str, Baseline] = {
+        "popularity": Popularity(),
+        "als_settings": ALS(start, seed),
+        "als_tuned": ALS(best, seed),
+    }
+    if chosen != "als":
+        tuned_ease = EASE(ease)
+        models[f"{chosen}_tuned"] = tuned_ease if chosen == "ease" else Fused(models["als_tuned"], tuned_ease)
     test = static(frame, models, seed)
     blend = BlendParams.from_settings(settings)
     return {
         "protocol": "random",
         "reason": own.plan.reason,
         "als": best_row["params"],
+        "candidates": {"model": chosen, "ease_l2": settings.ease_l2},
+        "candidate_search": candidate_rows,
         "best": {name: float(getattr(blend, name)) for name in BLEND_FIELDS},
         "blend_tuned": False,
         "note": (
@@ -112,3 +141,17 @@ def tune_random(settings: Settings, own: OwnLog, opts: TuneOptions, say: Callabl
         },
         "test_data": test["data"],
     }
+
+
+def candidate_kinds(settings: Settings, opts: TuneOptions, n_items: int) -> tuple[list[str], str]:
+    """The candidate models the search tries, and why: ``opts.candidate_models`` when given; otherwise
+    all three on catalogues of at most ``STATIC_EASE_MAX_ITEMS`` items (an EASE fit takes seconds there)
+    and ALS alone above (minutes per fit; ask for EASE explicitly)."""
+    if opts.candidate_models:
+        return list(opts.candidate_models), "as asked"
+    if n_items <= STATIC_EASE_MAX_ITEMS:
+        return list(CANDIDATE_MODELS), f"{n_items:,} items"
+    return [settings.candidate_model], (
+        f"{n_items:,} items > {STATIC_EASE_MAX_ITEMS:,}: EASE not tried by default; "
+        "--candidate-models als,ease,als+ease tries it"
+    )

@@ -92,3 +92,23 @@ class ErrorBody(BaseModel):
     error: str
     message: str
     fields: list[dict[str, str]] | None = None
+
+
+class ShopItem(BaseModel):
+    item_id: str
+    title: str
+
+
+class Shelf(BaseModel):
+    category: str
+    items: list[ShopItem] = Field(description="The category's most popular available items, best first.")
+
+
+class Shelves(BaseModel):
+    model_version: str
+    categories: list[Shelf]
+
+
+class SampleUsers(BaseModel):
+    model_version: str
+    user_ids: list[str] = Field(description="Users with a record in the served version (a sample, sorted).")

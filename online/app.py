@@ -18,12 +18,18 @@ from online.auth import AUTH_OFF_WARNING, Gate
 from online.blend import BlendParams
 from online.errors import install_error_handlers
 from online.limits import BodyLimit
+from online.middleware import RequestTelemetry
 from online.model import ModelHolder
-from online.monitoring import ServedCounters
 from online.openapi import install_openapi
+from online.ops import Operations, data_end
+from online.pages import install_pages
 from online.routes import router
 from online.service import RecommendationService
+from online.telemetry import ScrapeTime, Telemetry
+from online.window import WindowCounters
 from shared.config import Settings, get_settings
+from shared.errors import StoreError
+from shared.logs import configure_logging
 
 log = logging.getLogger("hybridrec.online")
 
@@ -37,27 +43,33 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = RedisStore.from_settings(settings, online=True)
-        counters = ServedCounters(store.counters, settings.reload_interval_s)
+        window = WindowCounters(store.counters, settings.reload_interval_s) if settings.metrics_enabled else None
+        telemetry.attach(window)
         holder = ModelHolder(
             store.versions,
             settings.reload_interval_s,
             BlendParams.from_settings(settings),
             settings.ready_max_lag_intervals,
-            on_failure=lambda: counters.count("reload_failed"),
+            on_failure=telemetry.reload_failed,
+            on_loaded=telemetry.serving,
         )
         holder.refresh()  # best effort: the app starts (and /ready says why) even if Redis is down
         holder.start()
-        counters.start()
+        if window is not None:
+            window.start()
         app.state.settings = settings
         app.state.store = store
         app.state.holder = holder
-        app.state.counters = counters
-        app.state.service = RecommendationService(store.versions, store.events, holder, settings, counters)
+        app.state.service = RecommendationService(store.versions, store.events, holder, settings, telemetry)
+        app.state.operations = Operations(holder, store.versions, store.events, window)
+        app.state.scrape_time = ScrapeTime(lambda: _data_end(holder), lambda: _backlog(store))
         try:
             yield
         finally:
             holder.stop()
-            counters.stop()
+            if window is not None:
+                telemetry.attach(None)
+                window.stop()
             store.close()
 
     app = FastAPI(
@@ -66,9 +78,14 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Hybrid batch + real-time recommendations: precomputed ALS features re-ranked by the live session.",
         lifespan=lifespan,
     )
+    # Built here, not in the lifespan: the middleware below holds it from the start; the lifespan gives it
+    # its per-minute window once the store is open.
+    telemetry = Telemetry(settings.metrics_enabled)
     app.state.gate = gate
+    app.state.telemetry = telemetry
     install_error_handlers(app)
     app.include_router(router)
+    install_pages(app)
     install_openapi(app, gate)
     # Outermost last: CORS answers preflights and marks every response (a 413 or 429 too); the body
     # limit sees the request before anything reads it.
@@ -77,14 +94,29 @@ def create_app(settings: Settings) -> FastAPI:
         CORSMiddleware,
         allow_origins=list(settings.cors_origins),  # none by default: browsers refuse cross-origin calls
         allow_methods=["GET", "POST"],
-        allow_headers=["authorization", "x-api-key", "content-type"],
-        expose_headers=["retry-after"],
+        allow_headers=["authorization", "x-api-key", "content-type", "x-request-id"],
+        expose_headers=["retry-after", "x-request-id"],
         max_age=600,
     )
+    # Outermost of all: it times everything the API does for a request, refusals included.
+    app.add_middleware(RequestTelemetry, telemetry=telemetry, log_requests=settings.log_format == "json")
     return app
+
+
+def _data_end(holder: ModelHolder) -> float | None:
+    model = holder.model
+    return data_end(model.bundle.meta, model.version) if model else None
+
+
+def _backlog(store: RedisStore) -> int | None:
+    try:
+        return store.events.stream_length()
+    except StoreError:
+        return None  # the scrape still answers; the gauge is left out
 
 
 def app_from_env() -> FastAPI:
     """Factory for uvicorn: settings from HYBRIDREC_* environment variables."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return create_app(get_settings())
+    settings = get_settings()
+    configure_logging(settings.log_format)
+    return create_app(settings)

@@ -1,7 +1,8 @@
 """The hand-set blend: its parameters (configured, or tuned per version) and its scores.
 
 The precomputed tier (a known user without a session) ranks their batch list by
-``user_z + precomputed_weight_popularity * popularity_z``; the session tiers by::
+``user_z + precomputed_weight_popularity * popularity_z`` (a version whose list comes from EASE or the
+ALS+EASE fusion: in the list's own order, ``candidate_rank``); the session tiers by::
 
     score(c) = w_user * user_z + w_session * session_z + w_pop * popularity_z + w_covisit * covisit_z
 
@@ -26,16 +27,20 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class BlendParams:
-    weight_user: float = 1.0
+    weight_user: float = 0.25
     weight_session: float = 1.0
     weight_popularity: float = 0.2
-    weight_covisit: float = 0.0
+    weight_covisit: float = 1.0
     session_half_life: float = 3.0
     precomputed_weight_popularity: float = 0.2  # the precomputed tier's own blend: user_z + this * popularity_z
     seed_items: int = 5
     popular_pool: int = 50
     exclude_seen: bool = True  # never serve an item of the user's training history (off: repeat purchases)
     session_max_events: int = 50  # the newest session events a request reads (the lab replays with the same)
+    # The precomputed tier serves the batch list in its own order (candidate_rank) instead of by user_z:
+    # set for a version whose list is not ALS's (candidate_model ease or als+ease), whose order carries
+    # what the ALS vectors do not.
+    precomputed_by_rank: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BlendParams:
@@ -60,8 +65,12 @@ class BlendParams:
         does not name (e.g. ``weight_covisit`` from a tuning run older than that feature) keeps its
         configured value too.
         """
-        blend = (meta.get("params") or {}).get("blend") or {}
-        tuned = {name: float(blend[name]) for name in BLEND_FIELDS if name in blend}
+        params = meta.get("params") or {}
+        blend = params.get("blend") or {}
+        tuned: dict[str, Any] = {name: float(blend[name]) for name in BLEND_FIELDS if name in blend}
+        by_rank = params.get("candidate_model", "als") != "als"
+        if by_rank != self.precomputed_by_rank:
+            tuned["precomputed_by_rank"] = by_rank
         return replace(self, **tuned) if tuned else self
 
 
@@ -69,8 +78,11 @@ def precomputed_score(pool: Pool, params: BlendParams) -> np.ndarray:
     """float32 (n,): the precomputed tier's own blend. Weights chosen for session requests (where the
     session carries the signal) would otherwise reorder a user's batch list by popularity."""
     w = np.zeros(len(FEATURE_NAMES), dtype=np.float32)
-    w[COLUMN["user_z"]] = 1.0
-    w[COLUMN["popularity_z"]] = params.precomputed_weight_popularity
+    if params.precomputed_by_rank:
+        w[COLUMN["candidate_rank"]] = 1.0  # the batch list as the candidate model ordered it
+    else:
+        w[COLUMN["user_z"]] = 1.0
+        w[COLUMN["popularity_z"]] = params.precomputed_weight_popularity
     return pool.features @ w
 
 

@@ -13,12 +13,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from feature_store.base import ItemBundle, VersionStore
 from feature_store.keys import ALL_CATEGORIES
 from online.blend import BlendParams
+from online.embedding_map import EmbeddingMap, pca_2d
 from online.periodic import Periodic
 from online.reranker import LinearReranker, RerankerFormatError
 from shared.errors import StoreError
@@ -72,6 +74,13 @@ class LoadedModel:
         """bool (n_items,)"""
         return self.bundle.available
 
+    @cached_property
+    def embedding_map(self) -> EmbeddingMap:
+        """The items on the first two principal axes of their unit factors (the cosine geometry the
+        neighbours use; raw factors would put popular items, the long vectors, on the first axis):
+        computed on first use, once per version (the operator page's map), never on the request path."""
+        return pca_2d(self.unit_factors)
+
     def popular(self, category: str | None) -> np.ndarray:
         """Popular list for ``category`` (global list when None); empty for an unknown category."""
         return self.bundle.popular.get(category or ALL_CATEGORIES, np.empty(0, dtype=np.int32))
@@ -97,12 +106,14 @@ class ModelHolder:
         defaults: BlendParams | None = None,
         max_lag_intervals: int = 5,
         on_failure: Callable[[], None] | None = None,
+        on_loaded: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.interval_s = interval_s
         self.defaults = defaults or BlendParams()
         self.max_lag_intervals = max_lag_intervals
         self.on_failure = on_failure
+        self.on_loaded = on_loaded
         self.model: LoadedModel | None = None
         self.last_error: str | None = None
         self.failures = 0  # refresh errors since start
@@ -129,6 +140,8 @@ class ModelHolder:
             self.model = model
             self.last_error = self._failed_version = self._behind_since = None
             log.info("serving version %s (%d items)", version, len(model.bundle.item_ids))
+            if self.on_loaded is not None:
+                self.on_loaded(model.version)
             return True
 
     def _failed(self, version: str | None, exc: Exception) -> None:

@@ -18,14 +18,18 @@ from online.api_models import (
     ScoredItem,
     SessionIn,
     SessionIssued,
+    Shelf,
+    Shelves,
+    ShopItem,
     SimilarItems,
     SimilarKind,
 )
 from online.auth import Gate, Requires
 from online.limits import json_bytes, parse_json
+from online.middleware import note_served
 from online.model import ModelHolder
-from online.monitoring import ServedCounters, prometheus_text
 from online.service import RecommendationService
+from online.telemetry import CONTENT_TYPE, Telemetry
 from shared.errors import StoreError
 from shared.schemas import MAX_ID_LENGTH
 
@@ -47,8 +51,8 @@ def _holder(request: Request) -> ModelHolder:
     return request.app.state.holder
 
 
-def _counters(request: Request) -> ServedCounters:
-    return request.app.state.counters
+def _telemetry(request: Request) -> Telemetry:
+    return request.app.state.telemetry
 
 
 def _versions(request: Request) -> VersionStore:
@@ -57,7 +61,7 @@ def _versions(request: Request) -> VersionStore:
 
 Service = Annotated[RecommendationService, Depends(_service)]
 Holder = Annotated[ModelHolder, Depends(_holder)]
-Counters = Annotated[ServedCounters, Depends(_counters)]
+TelemetryDep = Annotated[Telemetry, Depends(_telemetry)]
 Versions = Annotated[VersionStore, Depends(_versions)]
 # The gate, once it has admitted the request for that scope (online.auth); its .sessions checks ids.
 ReadGate = Annotated[Gate, Depends(_READ)]
@@ -70,6 +74,7 @@ WriteGate = Annotated[Gate, Depends(_WRITE)]
     responses={**_GATED, 422: _error, 503: _error},
 )
 def recommendations(
+    request: Request,
     service: Service,
     gate: ReadGate,
     user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)],
@@ -85,6 +90,7 @@ def recommendations(
         raise RequestValidationError([{"loc": ("query", "session_id"), "msg": problem, "type": "session_id"}])
     served = service.recommend(user_id, k, session_id, category)
     r = served.ranked
+    note_served(request, r.strategy, r.flags, served.version)
     return Recommendations(
         items=[
             ScoredItem(item_id=i, score=s, reason=w) for i, s, w in zip(r.item_ids, r.scores, r.reasons, strict=True)
@@ -200,13 +206,32 @@ _JSON_ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components
     "/metrics",
     response_class=PlainTextResponse,
     dependencies=[Depends(_ADMIN)],
-    responses={status: _JSON_ERROR for status in (401, 403, 429, 503)},
+    responses={status: _JSON_ERROR for status in (401, 403, 429)},
 )
-def metrics(holder: Holder, counters: Counters) -> PlainTextResponse:
-    """Prometheus text: requests per routing tier and per flag, summed over all API workers."""
-    totals = counters.totals()  # StoreError -> 503 via the error handlers
-    version = holder.model.version if holder.model else None
-    return PlainTextResponse(prometheus_text(totals, version), media_type="text/plain; version=0.0.4")
+def metrics(telemetry: TelemetryDep, request: Request) -> PlainTextResponse:
+    """Prometheus text (prometheus_client), summed over the API's workers: latency histograms per route and
+    tier, requests per tier and flag, store errors, re-ranker skips, events by outcome, reload failures,
+    the model version and its age, events waiting for compaction."""
+    body = telemetry.exposition(request.app.state.scrape_time)
+    return PlainTextResponse(body, media_type=CONTENT_TYPE)
+
+
+@router.get(
+    "/items",
+    response_model=Shelves,
+    dependencies=[Depends(_READ)],
+    responses={**_GATED, 422: _error, 503: _error},
+)
+def shelves(
+    service: Service,
+    per_category: Annotated[int, Query(ge=1, le=500, description="Items per category (1..500).")] = 8,
+) -> Shelves:
+    """The catalogue as shelves: each category's most popular available items (the demo storefront's grid)."""
+    version, found = service.catalogue(per_category)
+    return Shelves(
+        model_version=version,
+        categories=[Shelf(category=c, items=[ShopItem(item_id=i, title=t) for i, t in items]) for c, items in found],
+    )
 
 
 @router.get("/ready", responses={503: {"model": ErrorBody}})

@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from feature_store.base import EventLog, RequestFeatures, SessionEvent, VersionStore
+from feature_store.keys import ALL_CATEGORIES
 from online.api_models import EventIn
 from online.model import LoadedModel, ModelHolder
-from online.monitoring import ServedCounters
 from online.ranking import Ranked, rank, similar_items
 from online.reranker import LinearReranker
+from online.telemetry import Telemetry
 from shared.config import Settings
 from shared.errors import (
     EventsBacklogFull,
@@ -102,12 +103,12 @@ class RecommendationService:
         events: EventLog,
         holder: ModelHolder,
         settings: Settings,
-        counters: ServedCounters | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.versions = versions
         self.events = events
         self.holder = holder
-        self.counters = counters
+        self.telemetry = telemetry or Telemetry(enabled=False)
         self.reranker_enabled = settings.reranker_enabled
         self.budget = RerankerBudget(settings.reranker_budget_ms)
         self._trimming = False  # the last append dropped un-compacted events (logged when it starts)
@@ -141,8 +142,6 @@ class RecommendationService:
         if features is not None and features.user is None:
             flags.append("unknown_user")
         ranked.flags[:0] = flags
-        if self.counters is not None:
-            self.counters.record(ranked.strategy, ranked.flags)
         return Served(ranked, model.version, (time.perf_counter() - start) * 1000)
 
     def similar(self, item_id: str, k: int, kind: str = "als") -> tuple[list[str], list[float], str]:
@@ -152,6 +151,22 @@ class RecommendationService:
         except KeyError:
             raise NotFound(f"item {item_id!r} is not in model version {model.version}") from None
         return ids, scores, model.version
+
+    def catalogue(self, per_category: int) -> tuple[str, list[tuple[str, list[tuple[str, str]]]]]:
+        """The served version and, per category (sorted), its ``per_category`` most popular available items
+        as (item_id, title); from memory, no store access."""
+        model = self._model()
+        bundle = model.bundle
+        shelves = []
+        for category in sorted(c for c in bundle.popular if c != ALL_CATEGORIES):
+            top = [int(j) for j in model.popular(category) if bundle.available[j]][:per_category]
+            shelves.append((category, [(bundle.item_ids[j], bundle.titles[j]) for j in top]))
+        return model.version, shelves
+
+    def sample_users(self, n: int) -> tuple[str, list[str]]:
+        """The served version and up to ``n`` of its users (one SCAN or a few: the demo page's picker)."""
+        model = self._model()
+        return model.version, self.versions.sample_users(model.version, n)
 
     def record_events(self, events: Sequence[EventIn]) -> Recorded:
         """Append to sessions and the durable stream, each client event_id once (see ``Recorded``).
@@ -175,18 +190,22 @@ class RecommendationService:
         try:
             result = self.events.append(records, dedupe=[e.event_id is not None for e in events])
         except StoreTimeout as exc:
+            self.telemetry.store_error("write", "timeout")
             raise StoreTimeout(str(exc), public=OUTCOME_UNKNOWN) from exc
         except StoreUnavailable as exc:
+            self.telemetry.store_error("write", "unavailable")
             raise StoreUnavailable(str(exc), public=f"the store is unreachable; {RETRY_SAME_IDS}") from exc
         except StoreFull as exc:
+            self.telemetry.store_error("write", "full")
             raise StoreFull(str(exc), public=f"the store is full: nothing was stored; {RETRY_SAME_IDS}") from exc
         except EventsBacklogFull as exc:
-            self._count_events("refused_backlog", len(records))
+            self.telemetry.store_error("write", "backlog_full")
+            self.telemetry.events_outcome("refused_backlog", len(records))
             public = f"the live-events backlog is full: nothing was stored; {RETRY_SAME_IDS}"
             raise EventsBacklogFull(str(exc), public=public) from exc
-        self._count_events("accepted", len(records) - len(result.duplicates))
-        self._count_events("duplicate", len(result.duplicates))
-        self._count_events("trimmed", result.trimmed)
+        self.telemetry.events_outcome("accepted", len(records) - len(result.duplicates))
+        self.telemetry.events_outcome("duplicate", len(result.duplicates))
+        self.telemetry.events_outcome("trimmed", result.trimmed)
         if result.trimmed and not self._trimming:
             log.warning(
                 "the live-events stream is at its cap: dropping the oldest un-compacted events (%d so far in this "
@@ -195,10 +214,6 @@ class RecommendationService:
             )
         self._trimming = result.trimmed > 0
         return Recorded([r.event_id for r in records], result.duplicates)
-
-    def _count_events(self, outcome: str, n: int) -> None:
-        if self.counters is not None:
-            self.counters.count(f"events:{outcome}", n)
 
 
 def _epoch(ts: datetime) -> float:

@@ -50,7 +50,11 @@ class Settings(BaseSettings):
 
     # --- training (implicit ALS) ---------------------------------------------------------------
     als_factors: int = Field(default=64, ge=1, le=1024, description="ALS latent factors.")
-    als_regularization: float = Field(default=0.05, ge=0.0, description="ALS L2 regularisation.")
+    als_regularization: Annotated[float, Field(ge=0.0)] | Literal["auto"] = Field(
+        default="auto",
+        description="ALS L2 regularisation on implicit's scale; 'auto' = 4 x the median observed confidence "
+        "of the training data (about 15 on event logs, about 90 on play counts).",
+    )
     als_alpha: float = Field(default=4.0, gt=0.0, description="Confidence scale: C = 1 + alpha * weight'.")
     als_iterations: int = Field(default=15, ge=1, le=200, description="ALS sweeps.")
     confidence: Literal["log", "bm25"] = Field(default="log", description="Weighting of raw interaction strength.")
@@ -77,6 +81,20 @@ class Settings(BaseSettings):
 
     # --- candidates and popularity -------------------------------------------------------------
     n_candidates: int = Field(default=100, ge=1, le=2_000, description="Precomputed candidates per user.")
+    candidate_model: Literal["als", "ease", "als+ease"] = Field(
+        default="als",
+        description="What builds each user's precomputed list: ALS, EASE (closed-form item-item; memory "
+        "grows with items squared) or both fused by reciprocal rank. The session tiers score with ALS either way.",
+    )
+    ease_l2: float = Field(default=200.0, gt=0.0, description="EASE ridge penalty (binary interactions).")
+    ease_max_items: int = Field(
+        default=20_000,
+        ge=1,
+        description="Largest catalogue EASE may fit: it needs about 12 x items^2 bytes (20,000 items: 4.5 GiB).",
+    )
+    ease_fusion_weight: float = Field(
+        default=1.0, ge=0.0, description="Weight of EASE's list against ALS's in candidate_model=als+ease."
+    )
     n_neighbours: int = Field(default=30, ge=1, le=500, description="Precomputed neighbours per item.")
     n_covisit: int = Field(default=30, ge=1, le=500, description="Precomputed co-visitation neighbours per item.")
     covisit_window: int = Field(
@@ -89,7 +107,7 @@ class Settings(BaseSettings):
     )
     popular_n: int = Field(default=500, ge=1, description="Length of the global and per-category popular lists.")
     seen_max_items: int = Field(
-        default=500,
+        default=2_000,
         ge=0,
         le=65_535,
         description="Items of a user's history published as their seen set (the most recent; 0 = none).",
@@ -120,13 +138,13 @@ class Settings(BaseSettings):
     )
     session_half_life_events: float = Field(default=3.0, gt=0.0, description="Recency decay of session items.")
     session_seed_items: int = Field(default=5, ge=1, le=50, description="Recent session items whose neighbours join.")
-    weight_user: float = Field(default=1.0, ge=0.0, description="Blend weight of user-vector similarity.")
+    weight_user: float = Field(default=0.25, ge=0.0, description="Blend weight of user-vector similarity.")
     weight_session: float = Field(default=1.0, ge=0.0, description="Blend weight of session-vector similarity.")
     weight_popularity: float = Field(default=0.2, ge=0.0, description="Blend weight of log popularity.")
     precomputed_weight_popularity: float = Field(
         default=0.2, ge=0.0, description="Popularity weight of the precomputed tier (known user, no session)."
     )
-    weight_covisit: float = Field(default=0.0, ge=0.0, description="Blend weight of the co-visitation score.")
+    weight_covisit: float = Field(default=1.0, ge=0.0, description="Blend weight of the co-visitation score.")
     exclude_seen: bool = Field(
         default=True,
         description="Never recommend an item the user already has (training history or live session); "
@@ -147,6 +165,24 @@ class Settings(BaseSettings):
         ge=1,
         description="/ready answers 503 once the loaded model has trailed the published version for more than "
         "this many reload intervals (at once if the published version failed to load).",
+    )
+
+    # --- observability (README "Metrics and logs") -------------------------------------------------
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`text`: human log lines. `json`: one JSON object per line for every log record, and one line "
+        "per API request (request id, route, tier, flags, latency, version); batch and DAG steps log their "
+        "partition and version.",
+    )
+    metrics_enabled: bool = Field(
+        default=True,
+        description="Record request metrics (Prometheus histograms and counters, the operator page's per-minute "
+        "windows). `false` drops that per-request work (measured by bench/observability.py).",
+    )
+    metrics_dir: Path | None = Field(
+        default=None,
+        description="Where `hybridrec serve` keeps prometheus_client's multiprocess files (PROMETHEUS_MULTIPROC_DIR), "
+        "emptied at every start; unset: a new temporary directory, removed at exit.",
     )
 
     # --- API security and limits (README "API security") -----------------------------------------
@@ -241,6 +277,11 @@ class Settings(BaseSettings):
     @property
     def runs_dir(self) -> Path:
         return self.data_dir / "runs"
+
+    @property
+    def textfile_dir(self) -> Path:
+        """Prometheus text files of the batch steps (node_exporter's textfile collector reads them)."""
+        return self.data_dir / "metrics"
 
     @property
     def tuning_path(self) -> Path:

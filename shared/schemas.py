@@ -16,6 +16,7 @@ Items (one row per item)::
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Final, Literal
 
@@ -50,7 +51,9 @@ MAX_EVENT_WEIGHT: Final[float] = 1e6
 TS_WINDOW_S: Final[tuple[int, int]] = (0, 4_102_444_800)
 
 # A timestamp lies in [MIN_EVENT_TS, now + MAX_EVENT_TS_AHEAD] for the API: earlier ones are typos or
-# epoch-0 defaults, later ones a wrong clock or milliseconds read as seconds.
+# epoch-0 defaults, later ones a wrong clock or milliseconds read as seconds. This window lies inside
+# TS_WINDOW_S (ingest and compaction: historical logs may be older), so an event the API accepts always
+# passes compaction: 202 never means "dropped later".
 MIN_EVENT_TS: Final[datetime] = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_EVENT_TS_AHEAD: Final[timedelta] = timedelta(days=1)
 
@@ -85,13 +88,26 @@ class TunedBlend(BaseModel):
     precomputed_weight_popularity: Annotated[Weight | None, _NotNull] = None
 
 
+def _regularization(value: object) -> float | str:
+    """``"auto"`` or a finite JSON number >= 0 (not a string holding one, not a boolean)."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a number or 'auto'")
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    if value < 0:
+        raise ValueError("must be >= 0")
+    return float(value)
+
+
 class TunedAls(BaseModel):
     """``als``: the ALS hyper-parameters chosen on validation (the ranges of batch.train.AlsParams)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     factors: Annotated[StrictInt, Field(ge=1)]
-    regularization: Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0)]
+    regularization: Annotated[float | str, BeforeValidator(_regularization)]
     alpha: Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)]
     iterations: Annotated[StrictInt, Field(ge=1)]
 
@@ -119,9 +135,19 @@ class TunedReranker(BaseModel):
         return self
 
 
+class TunedCandidates(BaseModel):
+    """``candidates``: the candidate model chosen on validation (``Settings.candidate_model``) and, for
+    EASE, its ridge penalty."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    model: Literal["als", "ease", "als+ease"]
+    ease_l2: Annotated[float | None, Field(strict=True, allow_inf_nan=False, gt=0)] = None
+
+
 class TuningFile(BaseModel):
     """The whole file. ``als`` absent: train with Settings (a file from before the ALS search);
-    ``reranker`` absent: serve session requests with the blend. Other keys (the scored points, the test
+    ``candidates`` absent: the configured candidate model; ``reranker`` absent: serve session requests with the blend. Other keys (the scored points, the test
     table, provenance) are the tune run's report and are not read."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -129,6 +155,7 @@ class TuningFile(BaseModel):
     best: TunedBlend
     als: Annotated[TunedAls | None, _NotNull] = None
     reranker: Annotated[TunedReranker | None, _NotNull] = None
+    candidates: Annotated[TunedCandidates | None, _NotNull] = None
 
 
 # Online blend fields a tuning result may set, in order; and those it may lack (it predates them).

@@ -25,6 +25,11 @@ def test_demo_runs_the_whole_loop_on_an_embedded_redis(tmp_path: Path) -> None:
     assert "started embedded redis-server" in text
     assert re.search(r"published \d{4}-\d{2}-\d{2}\.[0-9a-f]{10}", text)
     assert "hybridrec is serving" in text and "strategy=precomputed" in text
+    assert "quality gate passed: no comparison" in text  # the demo runs the DAG's gate before publishing
+    # the pages' URLs come first, with the run's key in the fragment
+    base = re.search(r"Demo storefront: (http://127\.0\.0\.1:\d+)/demo#key=hrk_", text).group(1)
+    assert f"Operator page:   {base}/ops#key=hrk_" in text
+    assert text.index("Demo storefront:") < text.index("hybridrec is serving")
     assert text.count("curl -s") >= 3
     # the run's own key is in the examples that need one, with a session id the API issued
     key = re.search(r"API key of this run .*: (hrk_[\w-]{43})", text).group(1)

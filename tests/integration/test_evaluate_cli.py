@@ -41,7 +41,7 @@ def test_report_has_both_protocols_every_model_and_k(report: tuple[Path, dict, s
     assert data["data"] == "synthetic"
     assert [s["protocol"]["name"] for s in data["static"]] == ["temporal", "random"]
     for static in data["static"]:
-        assert set(static["models"]) == {"popularity", "item_knn", "als"}
+        assert set(static["models"]) == {"popularity", "item_knn", "als", "ease", "als+ease"}  # a small catalogue
         assert set(static["models"]["als"]) == {"10", "20", "50"}
     replay = data["replay"]
     assert set(replay["variants"]) == {"popularity", "batch_only", "session_only", "hybrid"}

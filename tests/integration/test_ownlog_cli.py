@@ -75,7 +75,7 @@ def data_dir(tmp_path_factory) -> Path:
 def tuned(data_dir: Path, tmp_path_factory) -> tuple[dict[str, str], Path, dict, str]:
     before = _snapshot(data_dir)
     out = tmp_path_factory.mktemp("tune-out")
-    proc = _run(["tune", "--data-dir", str(data_dir), "--out", str(out), *GRID])
+    proc = _run(["tune", "--data-dir", str(data_dir), "--out", str(out), *GRID, "--no-reranker-gate"])
     assert proc.stdout.strip() == str(data_dir / "tuning" / "best.json")
     return before, out, json.loads((data_dir / "tuning" / "best.json").read_text()), proc.stderr
 
@@ -125,7 +125,12 @@ def test_evaluate_uses_the_data_dirs_tuning_and_serves_no_seen_item(data_dir: Pa
     protocol, replay = report["protocol"], report["replay"]
     assert protocol["name"] == "temporal" and protocol["tuning"] == str(data_dir / "tuning" / "best.json")
     assert protocol["replay_period"] == PERIODS["test"] and protocol["test_run"]["train_through"] == "2025-03-09"
-    assert protocol["als"] == result["als"] and protocol["als_source"] == "tuning"
+    tuned_als = dict(result["als"])
+    if tuned_als["regularization"] == "auto":  # the run resolves it on its own training matrix
+        assert protocol["regularization_rule"] == "auto" and protocol["als"]["regularization"] > 0
+        tuned_als["regularization"] = protocol["als"]["regularization"]
+    assert protocol["als"] == tuned_als and protocol["als_source"] == "tuning"
+    assert protocol["candidate_model"] == result["candidates"]["model"]
     assert "reranked" in replay["variants"]
     assert {v: replay["seen_share_at_10"][v] for v in ("batch_only", "hybrid", "reranked")} == dict.fromkeys(
         ("batch_only", "hybrid", "reranked"), 0.0

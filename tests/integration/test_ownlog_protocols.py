@@ -82,14 +82,14 @@ def test_a_log_with_one_timestamp_is_evaluated_by_the_random_protocol_and_says_s
     assert report["protocol"]["name"] == "random" and report["replay"] is None
     assert "1 day(s)" in report["protocol"]["reason"] and "no time order" in report["protocol"]["reason"]
     assert [s["protocol"]["name"] for s in report["static"]] == ["random"]
-    assert set(report["static"][0]["models"]) == {"popularity", "item_knn", "als"}
+    assert set(report["static"][0]["models"]) == {"popularity", "item_knn", "als", "ease", "als+ease"}
     assert "no time order" in (tmp_path / "r" / "report.md").read_text() and "random protocol" in proc.stderr
 
 
 def test_a_log_with_one_timestamp_tunes_only_als_on_a_random_split_and_says_so(
     one_timestamp_log: Path, tmp_path: Path
 ) -> None:
-    grid = ["--factors", "4,8", "--regularization", "0.05,10", "--alpha", "4", "--iterations", "15"]
+    grid = ["--factors", "4,8", "--regularization", "auto,10", "--alpha", "4", "--iterations", "15"]
     proc = _run(["tune", "--data-dir", str(one_timestamp_log), "--out", str(tmp_path / "t"), *grid])
     result = json.loads((one_timestamp_log / "tuning" / "best.json").read_text())
     assert result["protocol"] == "random" and result["blend_tuned"] is False and "reranker" not in result
@@ -98,8 +98,16 @@ def test_a_log_with_one_timestamp_tunes_only_als_on_a_random_split_and_says_so(
     assert len(points) == 3  # the start (4 factors), 8 factors, then the other regularization
     best = max(points, key=lambda p: p["ndcg_at_10"])
     assert result["als"] == best["params"] and result["als_search"]["best_validation"] == best["ndcg_at_10"]
-    assert set(result["test"]) == {"popularity", "als_settings", "als_tuned"}
+    # a small catalogue: ALS, EASE and their fusion compared on the same validation split, the best kept
+    rows = result["candidate_search"]
+    assert [r["model"] for r in rows] == ["als", "ease", "als+ease"]
+    assert result["candidates"]["model"] == max(rows, key=lambda r: r["ndcg_at_10"])["model"]
+    chosen = result["candidates"]["model"]
+    assert set(result["test"]) == {"popularity", "als_settings", "als_tuned"} | (
+        {f"{chosen}_tuned"} if chosen != "als" else set()
+    )
     # the next batch run of that data dir trains with it
     _run(["run-batch", "--date", "2011-05-31", "--data-dir", str(one_timestamp_log)])
     manifest = json.loads((one_timestamp_log / "runs" / "date=2011-05-31" / "manifest.json").read_text())
     assert manifest["params"]["als_source"] == "tuning" and manifest["params"]["factors"] == result["als"]["factors"]
+    assert manifest["params"]["candidates_source"] == "tuning" and manifest["params"]["candidate_model"] == chosen

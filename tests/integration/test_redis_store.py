@@ -146,8 +146,18 @@ def test_an_unreachable_store_raises_our_error(settings) -> None:
 
 
 def test_corrupt_counters_are_a_store_error_not_a_crash(store: RedisStore) -> None:
-    store.counters.add({"strategy:popular": 2})
-    assert store.counters.read() == {"strategy:popular": 2}
-    store.client.hset(store.keys.served_counters, "strategy:hybrid", "many")
+    store.counters.add({7: {"tier:popular": 2}})
+    assert store.counters.read([7, 8]) == {7: {"tier:popular": 2}, 8: {}}
+    store.client.hset(store.keys.stats_minute(7), "tier:hybrid", "many")
     with pytest.raises(StoreError, match="not an integer"):
-        store.counters.read()
+        store.counters.read([7])
+
+
+def test_sample_users_and_the_gate_decision(store: RedisStore) -> None:
+    store.versions.write_version(tiny.version_data(V1, n_users=5))
+    three = store.versions.sample_users(V1, 3)
+    assert len(three) == 3 and three == sorted(three) and set(three) <= {f"u{i}" for i in range(5)}
+    assert store.versions.sample_users(V1, 50) == ["u0", "u1", "u2", "u3", "u4"]
+    assert store.versions.last_gate() is None
+    store.versions.record_gate({"outcome": "refused", "partition": "2026-01-02"})
+    assert store.versions.last_gate() == {"outcome": "refused", "partition": "2026-01-02"}

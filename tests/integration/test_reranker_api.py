@@ -29,6 +29,8 @@ def _api(
     meta = {**data.meta, "params": {"reranker": reranker} if reranker else {}}
     store.versions.write_version(dataclasses.replace(data, meta=meta))
     store.versions.activate(version)
+    # the blend these tests reason about (hand-checked on the tiny bundle): user-heavy, no co-visitation
+    overrides = {"weight_user": 1.0, "weight_covisit": 0.0, **overrides}
     with serve(settings.model_copy(update=overrides)) as base, auth.client(base) as client:
         session = new_session(client, "u0")
         r = client.post("/events", json={"session_id": session, "item_id": "a0", "user_id": "u0"})

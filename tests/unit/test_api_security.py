@@ -6,6 +6,7 @@ import pytest
 from fastapi.routing import APIRoute
 
 from online.auth import Gate, _presented, required_scope
+from online.pages import router as pages_router
 from online.ratelimit import TokenBuckets, retry_after_header
 from online.routes import router
 from online.sessions import SessionIds
@@ -14,21 +15,27 @@ from shared.config import Settings
 from shared.errors import ConfigError, Forbidden, RateLimited, Unauthorized
 from tests.support import auth
 
-OPEN_ROUTES = {"/health", "/ready"}  # everything else must declare the scope it needs
+# everything else must declare the scope it needs; the pages are static files without data
+OPEN_ROUTES = {"/health", "/ready", "/demo", "/ops"}
 
 
 def test_every_route_is_gated_or_explicitly_open() -> None:
     """Secure by default: a new route without a Requires dependency fails here until someone decides."""
-    for route in router.routes:
+    routes = [*router.routes, *pages_router.routes]
+    for route in routes:
         assert isinstance(route, APIRoute)
         assert (required_scope(route) is None) == (route.path in OPEN_ROUTES), route.path
-    scopes = {r.path: required_scope(r) for r in router.routes if r.path not in OPEN_ROUTES}  # type: ignore[attr-defined]
+    scopes = {r.path: required_scope(r) for r in routes if r.path not in OPEN_ROUTES}  # type: ignore[attr-defined]
     assert scopes == {
         "/recommendations/{user_id}": "read-recs",
         "/items/{item_id}/similar": "read-recs",
+        "/items": "read-recs",
         "/events": "write-events",
         "/sessions": "write-events",
         "/metrics": "admin",
+        "/demo/users": "admin",
+        "/ops/data": "admin",
+        "/ops/embedding": "admin",
     }
 
 

@@ -9,6 +9,7 @@ stop the API and every DAG task at start-up).
 from __future__ import annotations
 
 import copy
+import json
 import re
 import shlex
 import subprocess
@@ -41,7 +42,7 @@ DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
 AIRFLOW_DAEMONS = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor")
 AIRFLOW = ("airflow-init", *AIRFLOW_DAEMONS)
-LONG_RUNNING = ("redis", "postgres", "api", *AIRFLOW_DAEMONS)
+LONG_RUNNING = ("redis", "postgres", "api", *AIRFLOW_DAEMONS, "prometheus", "batch-metrics", "grafana")
 HYBRIDREC_ENV_NAMES = {f"HYBRIDREC_{name.upper()}" for name in Settings.model_fields}
 HEADER = "\n".join(line for line in (ROOT / "docker-compose.yml").read_text().splitlines() if line.startswith("#"))
 
@@ -136,9 +137,10 @@ def test_long_running_services_have_a_healthcheck(service: str) -> None:
     assert SERVICES[service].get("restart") in ("always", "unless-stopped")
 
 
-def test_api_runs_the_uvicorn_factory_with_several_workers() -> None:
+def test_api_runs_serve_with_several_workers() -> None:
+    """`hybridrec serve` (uvicorn's factory online.app:app_from_env, plus the workers' metrics directory)."""
     cmd = command("api")
-    assert cmd[0] == "uvicorn" and "online.app:app_from_env" in cmd and "--factory" in cmd
+    assert cmd[:2] == ["hybridrec", "serve"]
     assert int(cmd[cmd.index("--workers") + 1]) >= 2
     assert cmd[cmd.index("--host") + 1] == "0.0.0.0" and cmd[cmd.index("--port") + 1] == "8000"  # in the container
     assert published("api") == {8000: "127.0.0.1:8000"}, "the API must not be published on every host address"
@@ -162,7 +164,7 @@ def test_redis_is_durable_and_never_evicts() -> None:
     cmd = command("redis")
     assert cmd[0] == "redis-server" and SERVICES["redis"]["image"].startswith("redis:7")
     opts = {cmd[i][2:]: cmd[i + 1] for i in range(1, len(cmd) - 1) if cmd[i].startswith("--")}
-    assert opts["appendonly"] == "yes" and opts["appendfsync"] == "everysec"
+    assert opts["appendonly"] == "yes" and opts["appendfsync"] == "always"  # a 202 means the event is on disk
     assert opts["maxmemory-policy"] == "noeviction"
     assert opts.get("save"), "RDB snapshots are off"
     source, _ = mounts("redis")[opts.get("dir", "/data")]
@@ -337,7 +339,7 @@ def test_dockerfile_base_and_command() -> None:
     froms = [a.split()[0] for name, a in instructions(DOCKERFILE) if name == "FROM"]
     assert {re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], f) for f in froms} == {"python:3.11-slim"}
     cmd = next(a for name, a in instructions(DOCKERFILE) if name == "CMD")
-    assert "uvicorn" in cmd and "online.app:app_from_env" in cmd and "--factory" in cmd
+    assert json.loads(cmd)[:2] == ["hybridrec", "serve"] and "--workers" in cmd
     assert re.search(r'PATH="/app/\.venv/bin:', DOCKERFILE)
 
 
@@ -364,3 +366,87 @@ def test_dockerignore_keeps_local_state_and_secrets_out() -> None:
         assert ignored(path), f"{path} would be sent to the Docker build"
     for needed in ("pyproject.toml", "uv.lock", "README.md", "shared", "online", "batch", "dags"):
         assert not ignored(needed), f"{needed} is needed to build the image"
+
+
+# ---- Prometheus and Grafana -------------------------------------------------------------------------
+
+PROMETHEUS = yaml.safe_load((ROOT / "ops" / "prometheus" / "prometheus.yml").read_text())
+JOBS = {job["job_name"]: job for job in PROMETHEUS["scrape_configs"]}
+DASHBOARD = json.loads((ROOT / "ops" / "grafana" / "dashboards" / "hybridrec.json").read_text())
+
+
+def exported_metric_names() -> set[str]:
+    """Every metric name the API and the batch export: read off the code that names them."""
+    names = set()
+    for path in ("online/telemetry.py", "batch/textfile.py"):
+        names |= set(re.findall(r'"(hybridrec_[a-z_]+)"', (ROOT / path).read_text()))
+    return names
+
+
+def test_prometheus_scrapes_the_api_with_its_key_from_a_secret() -> None:
+    m = mounts("prometheus")
+    assert m["/etc/prometheus/prometheus.yml"] == ("./ops/prometheus/prometheus.yml", "ro")
+    api = JOBS["hybridrec-api"]
+    assert api["metrics_path"] == "/metrics" and api["static_configs"][0]["targets"] == ["api:8000"]
+    assert api["authorization"]["type"] == "Bearer"
+    secret = api["authorization"]["credentials_file"]
+    assert secret == "/run/secrets/prometheus_api_key" and "prometheus_api_key" in SERVICES["prometheus"]["secrets"]
+    assert COMPOSE["secrets"]["prometheus_api_key"] == {"environment": "PROMETHEUS_API_KEY"}
+    assert published("prometheus") == {9090: "127.0.0.1:9090"}
+
+
+def test_the_prometheus_key_is_an_admin_key_of_the_api() -> None:
+    """/metrics needs the admin scope: the recipe's PROMETHEUS_API_KEY must hash to an admin entry."""
+    import hashlib
+
+    from shared.apikeys import parse_key_entry
+
+    made = compose_env_from_header()
+    digest = hashlib.sha256(made["PROMETHEUS_API_KEY"].encode()).hexdigest()
+    entries = [parse_key_entry(e) for e in made["HYBRIDREC_API_KEYS"].split(";")]
+    assert any(e.sha256 == digest and "admin" in e.scopes for e in entries)
+
+
+def test_batch_textfiles_reach_prometheus() -> None:
+    from shared.config import Settings
+
+    cmd = command("batch-metrics")
+    textfile_dir = next(c.split("=", 1)[1] for c in cmd if c.startswith("--collector.textfile.directory="))
+    data_dir = env("api")["HYBRIDREC_DATA_DIR"]
+    assert textfile_dir == str(Settings(_env_file=None, data_dir=data_dir).textfile_dir)  # type: ignore[call-arg]
+    assert mounts("batch-metrics")[data_dir][0] == mounts("airflow-scheduler")[data_dir][0]
+    assert JOBS["hybridrec-batch"]["static_configs"][0]["targets"] == ["batch-metrics:9100"]
+
+
+def test_grafana_is_provisioned_with_the_prometheus_datasource_and_the_dashboard() -> None:
+    m = mounts("grafana")
+    provisioning = ROOT / m["/etc/grafana/provisioning"][0]
+    datasource = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"][0]
+    assert datasource["type"] == "prometheus" and datasource["url"] == "http://prometheus:9090"
+    provider = yaml.safe_load((provisioning / "dashboards" / "hybridrec.yml").read_text())["providers"][0]
+    dashboards_dir = provider["options"]["path"]
+    assert m[dashboards_dir] == ("./ops/grafana/dashboards", "ro")
+    assert env("grafana")["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+    assert published("grafana") == {3000: "127.0.0.1:3000"}
+    for panel in DASHBOARD["panels"]:
+        assert panel["datasource"]["uid"] == datasource["uid"], panel["title"]
+        assert all(t["datasource"]["uid"] == datasource["uid"] for t in panel["targets"]), panel["title"]
+
+
+def test_the_dashboard_queries_only_metrics_we_export() -> None:
+    exported = exported_metric_names()
+    assert {"hybridrec_http_request_duration_seconds", "hybridrec_batch_offline_metric"} <= exported
+    used = {
+        re.sub(r"_(bucket|count|sum|total)$", "", name)
+        for panel in DASHBOARD["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"hybridrec_[a-z_]+", target["expr"])
+    }
+    assert used and used <= exported, sorted(used - exported)
+    titles = " ".join(p["title"] for p in DASHBOARD["panels"]).lower()
+    for what in ("version", "tier", "latency", "flags", "store errors", "compaction", "offline metrics"):
+        assert what in titles, f"the operator page shows {what}; the dashboard does not"
+
+
+def test_the_dashboard_check_sees_an_unknown_metric() -> None:
+    assert "hybridrec_not_a_metric" not in exported_metric_names()

@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from batch.contract import CheckedRows, Problems, check_interactions, write_partitions
-from shared.schemas import MAX_EVENT_WEIGHT, MAX_ID_LENGTH
+from shared.schemas import MAX_EVENT_TS_AHEAD, MAX_EVENT_WEIGHT, MAX_ID_LENGTH, MIN_EVENT_TS
 
 DAY1, DAY2 = 1_772_323_200.0, 1_772_409_600.0  # 2026-03-01 and 2026-03-02, 00:00 UTC
 
@@ -74,3 +74,22 @@ def test_partitions_by_utc_day_keep_the_input_order(tmp_path: Path) -> None:
     assert pq.read_table(written[dt.date(2026, 3, 1)])["user_id"].to_pylist() == ["b"]
     assert pq.read_table(written[dt.date(2026, 3, 2)])["user_id"].to_pylist() == ["a", "c"]
     assert write_partitions(rows, np.zeros(4, dtype=bool), tmp_path, "part-y.parquet") == {}
+
+
+def test_the_edges_of_the_apis_time_window_pass_the_contract_of_compaction() -> None:
+    """The API accepts [MIN_EVENT_TS, now + MAX_EVENT_TS_AHEAD]; compaction must keep both edges (as
+    the stream hands them: float seconds), or a 202 would be quarantined later."""
+    edges = [MIN_EVENT_TS.timestamp(), (dt.datetime.now(dt.UTC) + MAX_EVENT_TS_AHEAD).timestamp()]
+    frame = pd.DataFrame(
+        {
+            "user_id": ["u1", "u1"],
+            "item_id": ["i1", "i2"],
+            "event_type": ["view", "view"],
+            "ts": edges,
+            "weight": ["", ""],
+            "event_id": ["e1", "e2"],
+        }
+    )
+    problems, rows = _check(frame, require_event_id=True)
+    assert not problems.bad.any(), problems.reason.tolist()
+    assert rows.ts_us.tolist() == [round(t * 1_000_000) for t in edges]

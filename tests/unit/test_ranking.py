@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 
 from feature_store.base import RequestFeatures, SessionEvent, UserRecord
@@ -6,7 +8,8 @@ from online.model import LoadedModel
 from online.ranking import rank, session_vector, similar_items
 from tests.support import tiny
 
-PARAMS = BlendParams(weight_user=1.0, weight_session=1.0, weight_popularity=0.2)
+# hand-computed without co-visitation (the tiny bundle has co-visitation lists of its own)
+PARAMS = BlendParams(weight_user=1.0, weight_session=1.0, weight_popularity=0.2, weight_covisit=0.0)
 
 
 def _model(**kw) -> LoadedModel:
@@ -115,3 +118,12 @@ def test_the_whole_session_is_excluded_beyond_the_session_list() -> None:
     r = rank(_model(), RequestFeatures(None, newest, frozenset({"a0", "b0"})), 5, None, PARAMS)
     assert "a0" not in r.item_ids  # a0 co-visits b0: without the seen set it would come back
     assert "a0" in rank(_model(), RequestFeatures(None, newest), 5, None, PARAMS).item_ids
+
+
+def test_a_list_from_ease_or_the_fusion_is_served_in_its_own_order() -> None:
+    # USER_A's vector ranks a0 > a1 > a2 > b2; a batch list in the opposite order is served as listed
+    user = UserRecord(vector=USER_A.vector, candidates=np.array([5, 2, 1, 0], dtype=np.int32))
+    by_vector = rank(_model(), RequestFeatures(user=user, session=[]), 4, None, PARAMS)
+    by_rank = rank(_model(), RequestFeatures(user=user, session=[]), 4, None, replace(PARAMS, precomputed_by_rank=True))
+    assert by_vector.item_ids[0] == "a0"
+    assert by_rank.strategy == "precomputed" and by_rank.item_ids == ["b2", "a2", "a1", "a0"]

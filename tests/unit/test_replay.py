@@ -22,9 +22,13 @@ from feature_store.base import UserRecord
 from feature_store.codecs import round_trip
 from lab.replay import evaluate_replay, position_label, sample_sessions
 from lab.serving import ServingModel
+from online.blend import BlendParams
 from online.model import LoadedModel
 from shared.errors import DataValidationError
 from tests.support import tiny
+
+# The hand-computed lists below assume the blend of weight_user 1 and no co-visitation.
+HAND = BlendParams(weight_user=1.0, weight_covisit=0.0)
 
 
 def _serving() -> ServingModel:
@@ -50,7 +54,7 @@ def _events() -> pd.DataFrame:
 
 
 def test_hits_and_skips_match_the_hand_computed_lists() -> None:
-    report = evaluate_replay(_serving(), _events(), ks=(2,), seed=0, max_sessions=None)
+    report = evaluate_replay(_serving(), _events(), ks=(2,), seed=0, max_sessions=None, params=HAND)
     assert report["data"] == {
         "n_sessions": 2,
         "n_targets": 3,
@@ -76,7 +80,7 @@ def test_order_within_a_session_decides_the_targets() -> None:
     events = _events()
     s1 = events["session_id"] == "S1"
     events.loc[s1, "position"] = events.loc[s1, "position"].to_numpy()[::-1]  # replay S1 backwards
-    report = evaluate_replay(_serving(), events, ks=(2,), seed=0, max_sessions=None)
+    report = evaluate_replay(_serving(), events, ks=(2,), seed=0, max_sessions=None, params=HAND)
     # Backwards S1 is a2, a0, a1, a0 (click then view: one step, a repeat): targets a0, a1; 1 skipped.
     assert report["data"]["n_targets"] == 3
     assert report["data"]["n_skipped_repeat"] == 1
@@ -117,7 +121,7 @@ def test_serving_model_is_the_published_content() -> None:
 
 
 def test_paired_differences_use_the_same_targets_and_sessions() -> None:
-    report = evaluate_replay(_serving(), _events(), ks=(10,), seed=0, max_sessions=None)
+    report = evaluate_replay(_serving(), _events(), ks=(10,), seed=0, max_sessions=None, params=HAND)
     hit = {v: report["variants"][v]["10"]["hit_rate"] for v in report["variants"]}
     paired = report["paired_hit_rate_at_10"]
     assert set(paired) == {"hybrid_vs_batch_only", "hybrid_vs_session_only"}  # no re-ranker given
@@ -145,9 +149,11 @@ def test_seen_share_counts_lists_holding_an_item_of_the_users_history() -> None:
     """u0's batch-only list is [a0, a1] (its candidates; its published seen set is empty, so nothing is
     removed). Told that u0 had a0 before, both of S1's batch-only lists hold a seen item; S2's user is
     unknown (no history). Hybrid removes the session's a0 itself, so its lists hold none."""
-    plain = evaluate_replay(_serving(), _events(), ks=(2,), seed=0, max_sessions=None)
+    plain = evaluate_replay(_serving(), _events(), ks=(2,), seed=0, max_sessions=None, params=HAND)
     assert plain["seen_share_at_10"] == {v: 0.0 for v in ("popularity", "batch_only", "session_only", "hybrid")}
-    told = evaluate_replay(_serving(), _events(), ks=(2,), seed=0, max_sessions=None, history_of={"u0": frozenset({0})})
+    told = evaluate_replay(
+        _serving(), _events(), ks=(2,), seed=0, max_sessions=None, params=HAND, history_of={"u0": frozenset({0})}
+    )
     assert told["seen_share_at_10"]["batch_only"] == pytest.approx(2 / 3)
     assert told["seen_share_at_10"]["hybrid"] == 0.0
     assert told["published_seen_share_at_10"]["batch_only"] == 0.0  # the version was never told about a0

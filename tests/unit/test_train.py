@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy.sparse import csr_matrix, vstack
 
-from batch.train import AlsModel, AlsParams, continue_als, refresh_users, train_als
-from shared.config import Settings
+from batch.train import AlsModel, AlsParams, auto_regularization, continue_als, refresh_users, train_als
+from shared.config import Settings, get_settings
 from shared.errors import ConfigError, ModelError
 from tests.support.matrices import block_matrix
 
@@ -138,3 +138,23 @@ def test_the_full_data_model_gives_a_vector_to_an_item_only_the_holdout_had() ->
     assert np.array_equal(continue_als(blind, full, PARAMS, 3).item_factors, served.item_factors)  # deterministic
     with pytest.raises(ModelError, match="does not match"):
         continue_als(blind, full[:4], PARAMS, 1)
+
+
+def test_auto_regularization_is_four_times_the_median_confidence_and_resolved_once() -> None:
+    # strengths 0.5, 1, 2 -> confidences 1 + 4 w = 3, 5, 9: median 5, lambda 20
+    matrix = csr_matrix(np.array([[0.5, 0.0, 1.0], [0.0, 2.0, 0.0]], dtype=np.float32))
+    assert auto_regularization(matrix, alpha=4.0) == 20.0
+    auto = AlsParams(factors=2, regularization="auto", alpha=4.0, iterations=2)
+    assert auto.resolved(matrix).regularization == 20.0
+    fixed = AlsParams(factors=2, regularization=3.0, alpha=4.0, iterations=2)
+    assert fixed.resolved(matrix) is fixed
+    # train_als with "auto" is train_als with the resolved number, bit for bit
+    a, b = train_als(matrix, auto, seed=1), train_als(matrix, auto.resolved(matrix), seed=1)
+    assert a.item_factors.tobytes() == b.item_factors.tobytes()
+    with pytest.raises(ConfigError):
+        AlsParams(factors=2, regularization="often", alpha=4.0, iterations=2)  # type: ignore[arg-type]
+
+
+def test_the_default_regularization_is_auto() -> None:
+    assert get_settings().als_regularization == "auto"
+    assert AlsParams.from_settings(get_settings()).regularization == "auto"

@@ -46,7 +46,7 @@ def test_version_without_a_reranker_has_none() -> None:
 
 
 def test_session_requests_are_reranked_and_others_are_not() -> None:
-    model, params = _model(), BlendParams()
+    model, params = _model(), BlendParams(weight_user=1.0, weight_covisit=0.0)  # the blend this test reasons about
     only_popular = LinearReranker.from_dict({**SPEC, "weights": [1.0]})
     session = RequestFeatures(None, _events("a0"))
     blended = rank(model, session, 5, None, params)

@@ -19,12 +19,16 @@ def test_grid_options_parse_like_the_settings_they_set() -> None:
     assert parse_grid(" 32, 64,128", "--factors") == (32, 64, 128)
     assert parse_grid("0.01,0.05,0.2", "--regularization") == (0.01, 0.05, 0.2)
     assert parse_grid("0,0.8", "--weight-popularity") == (0.0, 0.8)
+    assert parse_grid("auto,10", "--regularization") == ("auto", 10.0)
+    assert csv(AlsGrid().regularization) == "auto,1,10,100"
     assert csv(AlsGrid().alpha) == "1,4,10,40" and parse_grid(csv(AlsGrid().alpha), "--alpha") == AlsGrid().alpha
 
 
 def test_default_als_grids_are_on_implicits_scale() -> None:
     grid = AlsGrid()
-    assert {0.05, 1.0, 10.0, 100.0} <= set(grid.regularization) and max(grid.regularization) == 100.0
+    numbers = [r for r in grid.regularization if r != "auto"]
+    assert "auto" in grid.regularization  # the Settings default is one point of the search
+    assert {1.0, 10.0, 100.0} <= set(numbers) and max(numbers) == 100.0
     assert {64, 128, 256} <= set(grid.factors) and max(grid.factors) == 256
     assert {1.0, 4.0, 10.0, 40.0} <= set(grid.alpha)
 
@@ -94,3 +98,18 @@ def test_tuning_refuses_a_data_dir_without_interactions(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="has no interactions"):
         run_tuning(settings, tmp_path / "mine", TuneOptions(tmp_path / "out.json"), print, lambda *_: None)
     assert not settings.data_dir.exists() and not (tmp_path / "out.json").exists()
+
+
+def test_a_reranker_that_loses_to_the_blend_on_validation_is_not_kept() -> None:
+    from lab.tune import keep_reranker
+
+    spec = {
+        "c": 0.1,
+        "c_grid_hit_rate_at_10_in_pool": {"0.01": 0.70, "0.1": 0.61},
+        "blend_hit_rate_at_10_in_pool": 0.62,
+    }
+    kept, rejected = keep_reranker(spec)
+    assert kept is None and rejected is not None and rejected["spec"] is spec
+    assert "0.6100 <= the blend's 0.6200" in rejected["reason"]  # judged at its chosen C, not the best of the grid
+    better = {**spec, "c": 0.01}
+    assert keep_reranker(better) == (better, None)
