@@ -1,0 +1,216 @@
+"""Where a request's CPU goes in the live API workers: py-spy on uvicorn's workers under open-loop load.
+
+    .venv/bin/python bench/profile_api.py [--reuse] [--rate 300] [--seconds 15] [--mixes known_user_session,...]
+
+The same data, Redis, product server (auth on, caches off), seeded sessions and paths as
+bench/online_latency.py. For each mix: the open-loop generator sends ``--rate`` req/s for ``--seconds``
+while ``py-spy record --subprocesses`` samples every worker of the product (``--rate-hz`` samples per
+second, Python frames, idle threads left out). The collapsed stacks go to bench/.cache/profile-*/;
+the summary (JSON in bench/results/profile_api.json, and tables) gives each sample to:
+
+* ``self``: the package of its innermost frame (what was on the CPU: numpy, our modules, starlette, ...);
+* ``inclusive``: every function on its stack (how much of the time ran under ``rank``, ``build_pool``, ...).
+
+The "flame summary" in bench/README.md is these two tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import online_env
+import online_latency
+from common import CACHE_DIR, RESULTS_DIR, DataSpec, console, interrupt_on_signals, run_child, write_json
+from online_env import Auth
+from online_report import MIXES
+
+# innermost-frame file path fragment -> bucket, first match wins (our modules by name, then libraries)
+BUCKETS: tuple[tuple[str, str], ...] = (
+    ("/online/features.py", "online.features"),
+    ("/online/ranking.py", "online.ranking"),
+    ("/online/reranker.py", "online.reranker"),
+    ("/online/blend.py", "online.blend"),
+    ("/online/service.py", "online.service"),
+    ("/online/routes.py", "online.routes"),
+    ("/online/cache", "online.cache"),
+    ("/online/", "online (other)"),
+    ("/feature_store/codecs.py", "feature_store.codecs"),
+    ("/feature_store/", "feature_store (other)"),
+    ("/numpy/", "numpy (Python side)"),
+    ("/redis/", "redis-py"),
+    ("/hiredis", "redis-py"),
+    ("/pydantic", "pydantic"),
+    ("/fastapi/", "fastapi"),
+    ("/starlette/", "starlette"),
+    ("/anyio/", "anyio (thread pool)"),
+    ("/uvicorn/", "uvicorn"),
+    ("/httptools", "uvicorn"),
+    ("/h11/", "uvicorn"),
+    ("/asyncio/", "asyncio"),
+    ("/uvloop/", "asyncio"),
+    ("/json/", "json (stdlib)"),
+    ("/threading.py", "threading"),
+    ("/concurrent/", "threading"),
+)
+
+
+def bucket(frame: str) -> str:
+    for fragment, name in BUCKETS:
+        if fragment in frame:
+            return name
+    return "other"
+
+
+def summarise(collapsed: Path, top: int = 25) -> dict:
+    """Self time per bucket and inclusive time per function, as shares of the samples."""
+    self_: collections.Counter = collections.Counter()
+    inclusive: collections.Counter = collections.Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = [f for f in stack.split(";") if not f.startswith("process ") and not f.startswith("thread ")]
+        if not frames:
+            continue
+        total += n
+        self_[bucket(frames[-1])] += n
+        for f in set(frames):
+            inclusive[_short(f)] += n
+    share = {k: round(v / total, 4) for k, v in self_.most_common()} if total else {}
+    incl = {k: round(v / total, 4) for k, v in inclusive.most_common(top)} if total else {}
+    return {"samples": total, "self_by_package": share, "inclusive_top": incl}
+
+
+def _short(frame: str) -> str:
+    """``fn (/long/path/pkg/mod.py:12)`` -> ``fn (pkg/mod.py)``: lines dropped so a function is one entry."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    parts = Path(path).parts
+    return f"{name} ({'/'.join(parts[-2:])})"
+
+
+def profile_mix(port: int, pgid: int, paths: list[str], args: argparse.Namespace, out_dir: Path, name: str) -> dict:
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    collapsed = out_dir / f"{name}.txt"
+    with tempfile.TemporaryDirectory(prefix="hybridrec-profile-") as tmp:
+        spec = {"port": port, "paths": paths, "rate": args.rate, "duration_s": args.seconds, "warmup_s": 1.0}
+        spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
+        spec_path.write_text(json.dumps(spec))
+        cmd = [spy, "record", "--pid", str(pgid), "--subprocesses", "--rate", str(args.rate_hz), "--format", "raw"]
+        cmd += ["--duration", str(int(args.seconds)), "--output", str(collapsed), "--nonblocking"]
+        with open(out_dir / f"{name}.py-spy.log", "wb") as log:
+            spy_proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            time.sleep(1.0)  # py-spy attaches while the generator warms up
+            child = run_child(
+                [sys.executable, str(Path(__file__).with_name("loadgen.py")), str(spec_path), str(out_path)], 120
+            )
+            try:
+                spy_proc.wait(60)
+            except subprocess.TimeoutExpired:
+                spy_proc.terminate()
+                spy_proc.wait(10)
+        if child.returncode != 0:
+            raise RuntimeError(f"the load generator exited with {child.returncode}")
+        sent = json.loads(out_path.read_text())["n"]
+    if not collapsed.exists():
+        raise RuntimeError(f"py-spy wrote nothing; see {out_dir / f'{name}.py-spy.log'}")
+    return {"requests": sent, "collapsed_stacks": str(collapsed), **summarise(collapsed)}
+
+
+def run(args: argparse.Namespace) -> dict:
+    from feature_store.embedded import EmbeddedRedis, free_port
+
+    spec = DataSpec.for_events(args.users, args.items, args.events, 14, args.seed)
+    data_dir = CACHE_DIR / f"online-{spec.key()}"
+    timings: dict[str, float] = {}
+    _, run_dir, _ = online_env.prepare_run(spec, data_dir, args.reuse, timings, 1_000, args.seed)
+    user_ids = online_env.run_user_ids(run_dir)
+    sessions = online_env.pick_sessions(data_dir, spec.end_date, 2_000, 5, args.seed)
+    auth = Auth.make("on")
+    out_dir = CACHE_DIR / f"profile-{time.strftime('%Y%m%d-%H%M%S')}"
+    out_dir.mkdir(parents=True)
+    results = {}
+    with contextlib.ExitStack() as stack:
+        redis = stack.enter_context(EmbeddedRedis())
+        online_env.publish(run_dir, data_dir, redis.url, timings)
+        port = free_port()
+        env = {**auth.env(), **online_latency.cache_env("off")}
+        api = stack.enter_context(
+            online_env.api_server(redis.url, data_dir, port, args.workers, out_dir / "api.log", env)
+        )
+        online_env.seed_sessions(api.base, sessions, auth, timings)
+        ns = argparse.Namespace(k=10, seed=args.seed, mixes=args.mixes)
+        paths = online_latency.build_paths(ns, user_ids, sessions)
+        for name in args.mixes:
+            n = int(args.rate * (args.seconds + 1)) + 1
+            results[name] = profile_mix(port, api.pid, paths[name][:n], args, out_dir, name)
+            console.print(f"[green]✓[/] {name}: {results[name]['samples']:,} samples")
+    return {
+        "benchmark": "profile_api",
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": " ".join([".venv/bin/python", "bench/profile_api.py", *sys.argv[1:]]),
+        "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "auth": auth.describe(),
+        "mixes": results,
+    }
+
+
+def print_summary(payload: dict) -> None:
+    from rich.table import Table
+
+    for name, r in payload["mixes"].items():
+        t = Table(
+            title=f"{name}: {r['samples']:,} samples of {r['requests']:,} requests at {payload['params']['rate']:g}/s"
+        )
+        t.add_column("self: innermost frame's package")
+        t.add_column("share", justify="right")
+        t.add_column("inclusive: function on the stack")
+        t.add_column("share", justify="right")
+        selfs, incl = list(r["self_by_package"].items()), list(r["inclusive_top"].items())
+        for i in range(max(len(selfs), len(incl))):
+            a = selfs[i] if i < len(selfs) else ("", None)
+            b = incl[i] if i < len(incl) else ("", None)
+            t.add_row(a[0], f"{a[1]:.1%}" if a[1] is not None else "", b[0], f"{b[1]:.1%}" if b[1] is not None else "")
+        console.print(t)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--users", type=int, default=100_000)
+    p.add_argument("--items", type=int, default=20_000)
+    p.add_argument("--events", type=int, default=1_200_000)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--rate", type=float, default=300.0, help="open-loop req/s while profiling")
+    p.add_argument("--seconds", type=float, default=15.0)
+    p.add_argument("--rate-hz", type=int, default=200, help="py-spy samples per second")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--mixes", default="known_user,known_user_session,anon_session")
+    p.add_argument("--reuse", action="store_true")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR / "profile_api.json")
+    args = p.parse_args(argv)
+    args.mixes = [m for m in args.mixes.split(",") if m in MIXES and MIXES[m].server == "main"]
+    interrupt_on_signals()
+    try:
+        payload = run(args)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        return 130
+    print_summary(payload)
+    write_json(args.out, payload)
+    console.print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
