@@ -20,6 +20,7 @@ import argparse
 import collections
 import contextlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -33,45 +34,70 @@ from common import CACHE_DIR, RESULTS_DIR, DataSpec, console, interrupt_on_signa
 from online_env import Auth
 from online_report import MIXES
 
-# innermost-frame file path fragment -> bucket, first match wins (our modules by name, then libraries)
+# file of the innermost frame (py-spy prints paths from the package root) -> bucket; first prefix wins
 BUCKETS: tuple[tuple[str, str], ...] = (
-    ("/online/features.py", "online.features"),
-    ("/online/ranking.py", "online.ranking"),
-    ("/online/reranker.py", "online.reranker"),
-    ("/online/blend.py", "online.blend"),
-    ("/online/service.py", "online.service"),
-    ("/online/routes.py", "online.routes"),
-    ("/online/cache", "online.cache"),
-    ("/online/", "online (other)"),
-    ("/feature_store/codecs.py", "feature_store.codecs"),
-    ("/feature_store/", "feature_store (other)"),
-    ("/numpy/", "numpy (Python side)"),
-    ("/redis/", "redis-py"),
-    ("/hiredis", "redis-py"),
-    ("/pydantic", "pydantic"),
-    ("/fastapi/", "fastapi"),
-    ("/starlette/", "starlette"),
-    ("/anyio/", "anyio (thread pool)"),
-    ("/uvicorn/", "uvicorn"),
-    ("/httptools", "uvicorn"),
-    ("/h11/", "uvicorn"),
-    ("/asyncio/", "asyncio"),
-    ("/uvloop/", "asyncio"),
-    ("/json/", "json (stdlib)"),
-    ("/threading.py", "threading"),
-    ("/concurrent/", "threading"),
+    ("online/features.py", "online.features"),
+    ("online/ranking.py", "online.ranking"),
+    ("online/reranker.py", "online.reranker"),
+    ("online/blend.py", "online.blend"),
+    ("online/service.py", "online.service"),
+    ("online/routes.py", "online.routes"),
+    ("online/cache", "online.cache"),
+    ("online/", "online (other)"),
+    ("feature_store/codecs.py", "feature_store.codecs"),
+    ("feature_store/", "feature_store (other)"),
+    ("numpy/", "numpy (Python side)"),
+    ("redis/", "redis-py"),
+    ("pydantic", "pydantic"),
+    ("fastapi/", "fastapi"),
+    ("starlette/", "starlette"),
+    ("anyio/", "anyio (thread pool)"),
+    ("uvicorn/", "uvicorn"),
+    ("h11/", "uvicorn"),
+    ("asyncio/", "asyncio"),
+    ("uvloop/", "asyncio"),
+    ("json/", "json (stdlib)"),
+    ("threading.py", "threading"),
+    ("queue.py", "threading"),
+    ("concurrent/", "threading"),
+    ("hashlib", "hashlib/hmac"),
+    ("hmac.py", "hashlib/hmac"),
 )
+_FRAME = re.compile(r"^(?P<name>.+) \((?P<path>[^()]*?)(?::\d+)?\)$")
 
 
-def bucket(frame: str) -> str:
-    for fragment, name in BUCKETS:
-        if fragment in frame:
+def bucket(path: str) -> str:
+    for prefix, name in BUCKETS:
+        if path.startswith(prefix) or f"/{prefix}" in path:
             return name
     return "other"
 
 
-def summarise(collapsed: Path, top: int = 25) -> dict:
-    """Self time per bucket and inclusive time per function, as shares of the samples."""
+# library functions worth seeing inclusively (the rest of the web stack is wrappers around wrappers)
+LIBRARY_FUNCTIONS = (
+    "serialize_response",
+    "solve_dependencies",
+    "run_endpoint_function",
+    "request_params_to_args",
+    "run_in_threadpool",
+    "run_sync",
+    "jsonable_encoder",
+    "Pipeline.execute",
+    "Pipeline._execute_pipeline",
+    "JSONResponse.render",
+    "Response.__init__",
+    "RequestResponseCycle.run_asgi",
+    "HttpToolsProtocol.data_received",
+)
+
+
+def _shown(name: str, path: str) -> bool:
+    return path.startswith(("online/", "feature_store/")) or name in LIBRARY_FUNCTIONS
+
+
+def summarise(collapsed: Path, top: int = 30) -> dict:
+    """Self time per bucket, and inclusive time per function (ours, and LIBRARY_FUNCTIONS), as shares
+    of the samples."""
     self_: collections.Counter = collections.Counter()
     inclusive: collections.Counter = collections.Counter()
     total = 0
@@ -80,52 +106,49 @@ def summarise(collapsed: Path, top: int = 25) -> dict:
         if not stack or not count.isdigit():
             continue
         n = int(count)
-        frames = [f for f in stack.split(";") if not f.startswith("process ") and not f.startswith("thread ")]
+        frames = [m for f in stack.split(";") if (m := _FRAME.match(f))]
         if not frames:
             continue
         total += n
-        self_[bucket(frames[-1])] += n
-        for f in set(frames):
-            inclusive[_short(f)] += n
+        self_[bucket(frames[-1]["path"])] += n
+        for f in {f"{m['name']} ({m['path']})" for m in frames if _shown(m["name"], m["path"])}:
+            inclusive[f] += n
     share = {k: round(v / total, 4) for k, v in self_.most_common()} if total else {}
     incl = {k: round(v / total, 4) for k, v in inclusive.most_common(top)} if total else {}
     return {"samples": total, "self_by_package": share, "inclusive_top": incl}
 
 
-def _short(frame: str) -> str:
-    """``fn (/long/path/pkg/mod.py:12)`` -> ``fn (pkg/mod.py)``: lines dropped so a function is one entry."""
-    name, _, where = frame.partition(" (")
-    path = where.rstrip(")").rsplit(":", 1)[0]
-    parts = Path(path).parts
-    return f"{name} ({'/'.join(parts[-2:])})"
-
-
 def profile_mix(port: int, pgid: int, paths: list[str], args: argparse.Namespace, out_dir: Path, name: str) -> dict:
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     collapsed = out_dir / f"{name}.txt"
-    with tempfile.TemporaryDirectory(prefix="hybridrec-profile-") as tmp:
-        spec = {"port": port, "paths": paths, "rate": args.rate, "duration_s": args.seconds, "warmup_s": 1.0}
-        spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
-        spec_path.write_text(json.dumps(spec))
-        cmd = [spy, "record", "--pid", str(pgid), "--subprocesses", "--rate", str(args.rate_hz), "--format", "raw"]
-        cmd += ["--duration", str(int(args.seconds)), "--output", str(collapsed), "--nonblocking"]
-        with open(out_dir / f"{name}.py-spy.log", "wb") as log:
-            spy_proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-            time.sleep(1.0)  # py-spy attaches while the generator warms up
-            child = run_child(
-                [sys.executable, str(Path(__file__).with_name("loadgen.py")), str(spec_path), str(out_path)], 120
-            )
-            try:
-                spy_proc.wait(60)
-            except subprocess.TimeoutExpired:
-                spy_proc.terminate()
-                spy_proc.wait(10)
-        if child.returncode != 0:
-            raise RuntimeError(f"the load generator exited with {child.returncode}")
-        sent = json.loads(out_path.read_text())["n"]
+    # --gil: only the thread holding the GIL, i.e. Python's CPU time (threads parked in a pool are not)
+    cmd = [spy, "record", "--pid", str(pgid), "--subprocesses", "--gil", "--rate", str(args.rate_hz)]
+    cmd += ["--format", "raw", "--duration", str(int(args.seconds)), "--output", str(collapsed), "--nonblocking"]
+    with open(out_dir / f"{name}.py-spy.log", "wb") as log:
+        spy_proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        time.sleep(1.0)  # py-spy attaches (and the generator warms up) before the load starts
+        sent = _loadgen({"port": port, "paths": paths, "rate": args.rate, "duration_s": args.seconds, "warmup_s": 1.0})
+        try:
+            spy_proc.wait(60)
+        except subprocess.TimeoutExpired:
+            spy_proc.terminate()
+            spy_proc.wait(10)
     if not collapsed.exists():
         raise RuntimeError(f"py-spy wrote nothing; see {out_dir / f'{name}.py-spy.log'}")
     return {"requests": sent, "collapsed_stacks": str(collapsed), **summarise(collapsed)}
+
+
+def _loadgen(spec: dict) -> int:
+    """Run the open-loop generator on ``spec``; returns the requests it sent."""
+    with tempfile.TemporaryDirectory(prefix="hybridrec-profile-") as tmp:
+        spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
+        spec_path.write_text(json.dumps(spec))
+        child = run_child(
+            [sys.executable, str(Path(__file__).with_name("loadgen.py")), str(spec_path), str(out_path)], 120
+        )
+        if child.returncode != 0:
+            raise RuntimeError(f"the load generator exited with {child.returncode}")
+        return json.loads(out_path.read_text())["n"]
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -154,6 +177,8 @@ def run(args: argparse.Namespace) -> dict:
         paths = online_latency.build_paths(ns, user_ids, sessions)
         for name in args.mixes:
             n = int(args.rate * (args.seconds + 1)) + 1
+            warm = {"port": port, "paths": paths[name][-n:], "rate": args.rate, "duration_s": 3.0, "warmup_s": 0.0}
+            _loadgen(warm)  # unprofiled: the first requests of a route import and build what they need
             results[name] = profile_mix(port, api.pid, paths[name][:n], args, out_dir, name)
             console.print(f"[green]✓[/] {name}: {results[name]['samples']:,} samples")
     return {
