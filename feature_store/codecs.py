@@ -16,8 +16,13 @@ entry, shape (n_items,) or (n_items, meta[width]).
 **Catalogue** (``p:v:ver:items``): JSON ``{"item_id": [...], "category": [...], "title": [...],
 "available": [...]}``, columnar, one value per item index. **Popular list**: int32 item indices.
 
-**Session event** (``p:sess:<id>`` list element): compact JSON ``{"i": item_id, "t": event_type,
-"ts": epoch_s, "e": event_id}``. **Stream event** (``p:events`` entry): fields event_id, user_id,
+**Session event** (``p:sess:<id>`` list element), 14 bytes + the two ids::
+
+    u8 format (=2) | u8 event type (index in shared.schemas.EVENT_TYPES) | f64 ts (unix s) |
+    u16 len(item_id) | u16 len(event_id) | item_id UTF-8 | event_id UTF-8
+
+(52 bytes for a 6-character item and a UUID, against 84 for the JSON ``{"i": item_id, "t": event_type,
+"ts": epoch_s, "e": event_id}`` of format 1, which is still read: sessions live across a deploy.) **Stream event** (``p:events`` entry): fields event_id, user_id,
 session_id, item_id, event_type (str, '' for a missing id), ts (repr of float unix seconds), weight
 (repr of float, '' if none).
 """
@@ -31,9 +36,18 @@ from typing import Any
 
 import numpy as np
 
-from feature_store.base import Catalogue, ItemBundle, SessionEvent, UserRecord, VersionData
+from feature_store.base import (
+    Catalogue,
+    ItemBundle,
+    RequestFeatures,
+    SessionEvent,
+    StoredRequest,
+    UserRecord,
+    VersionData,
+)
 from feature_store.layout import ITEM_ARRAYS, LEGACY_USER_LAYOUT, USER_ARRAY, Ragged
 from shared.errors import StoreError
+from shared.schemas import EVENT_TYPES
 
 _USER_FORMAT = 1
 UserLayout = Sequence[Sequence[str]]  # [[name, wire dtype], ...]
@@ -245,18 +259,49 @@ def round_trip(data: VersionData) -> tuple[ItemBundle, dict[str, UserRecord]]:
 
 
 # --- live events ----------------------------------------------------------------------------------
+# Session event, format 2: a 14-byte header, then the two ids (UTF-8). The event type is its index in
+# EVENT_TYPES, whose order therefore never changes (new types go at the end).
+_SESSION_FORMAT = 2
+_SESSION_HEADER = struct.Struct("<BBdHH")  # format, event type, ts, len(item_id), len(event_id)
+_EVENT_CODE = {name: i for i, name in enumerate(EVENT_TYPES)}
+
+
 def encode_session_event(ev: SessionEvent) -> bytes:
-    return encode_json({"i": ev.item_id, "t": ev.event_type, "ts": ev.ts, "e": ev.event_id})
+    item, eid = ev.item_id.encode(), ev.event_id.encode()
+    return _SESSION_HEADER.pack(_SESSION_FORMAT, _EVENT_CODE[ev.event_type], ev.ts, len(item), len(eid)) + item + eid
 
 
 def decode_session_event(raw: bytes, session_id: str | None) -> SessionEvent:
-    d = decode_json(raw, f"an event of session {session_id}")
+    """One session list element: format 2 (binary), or the JSON of sessions written before it
+    (``{"i": item_id, "t": event_type, "ts": epoch_s, "e": event_id}``, alive until their TTL)."""
     try:
+        if raw[:1] == b"{":
+            return _legacy_session_event(raw, session_id)
+        fmt, kind, ts, n_item, n_eid = _SESSION_HEADER.unpack_from(raw)
+        end = _SESSION_HEADER.size + n_item
+        if fmt != _SESSION_FORMAT or len(raw) != end + n_eid:
+            raise ValueError(f"format {fmt}, {len(raw)} bytes for ids of {n_item} + {n_eid}")
         return SessionEvent(
-            item_id=str(d["i"]), event_type=str(d["t"]), ts=float(d["ts"]), event_id=str(d["e"]), session_id=session_id
-        )  # type: ignore[index]
-    except (KeyError, TypeError, ValueError) as exc:
+            raw[_SESSION_HEADER.size : end].decode(), EVENT_TYPES[kind], ts, raw[end:].decode(), session_id=session_id
+        )
+    except (KeyError, TypeError, ValueError, IndexError, struct.error) as exc:
         raise StoreError(f"an event of session {session_id} is corrupt ({exc!r})") from None
+
+
+def decode_request(stored: StoredRequest, layout: UserLayout, session_id: str | None) -> RequestFeatures:
+    """The request features of what ``read_request`` read (StoreError if any of it is corrupt)."""
+    return RequestFeatures(
+        user=decode_user(stored.user, layout) if stored.user else None,
+        session=[decode_session_event(raw, session_id) for raw in stored.session],
+        session_seen=frozenset(s.decode() for s in stored.seen),
+    )
+
+
+def _legacy_session_event(raw: bytes, session_id: str | None) -> SessionEvent:
+    d = json.loads(raw)
+    return SessionEvent(
+        item_id=str(d["i"]), event_type=str(d["t"]), ts=float(d["ts"]), event_id=str(d["e"]), session_id=session_id
+    )
 
 
 def encode_stream_event(ev: SessionEvent) -> dict[str, str]:

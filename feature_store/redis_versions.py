@@ -31,11 +31,12 @@ import redis
 from redis import exceptions as rexc
 
 from feature_store import codecs, redis_memory
-from feature_store.base import ItemBundle, ProgressFn, RequestFeatures, VersionData, VersionInfo
+from feature_store.base import ItemBundle, ProgressFn, RequestFeatures, StoredRequest, VersionData, VersionInfo
 from feature_store.keys import Keys
 from feature_store.layout import ITEM_ARRAYS
 from feature_store.redis_client import translate_errors
 from feature_store.redis_lock import RedisLock
+from feature_store.redis_online import READ_SCRIPT, request_keys, stored_request
 from shared.errors import PublishError, VersionNotFound
 
 _LOCK_LOST = "LOCKLOST"
@@ -91,6 +92,7 @@ class RedisVersionStore:
         self._activate = client.register_script(_ACTIVATE)
         self._rollback = client.register_script(_ROLLBACK)
         self._fenced_set = client.register_script(_FENCED_SET)
+        self._read = client.register_script(READ_SCRIPT)
         self._layouts: dict[str, codecs.UserLayout] = {}  # version -> user-record layout (immutable)
         self._held: RedisLock | None = None  # the publish lock, while this store holds it
         self._held_by: int | None = None  # ... in this thread (re-entrant per thread)
@@ -306,21 +308,11 @@ class RedisVersionStore:
         return layout
 
     def read_request(self, version: str, user_id: str | None, session_id: str | None) -> RequestFeatures:
-        """User record, session events and session seen set in ONE pipelined round trip."""
-        k = self.keys
+        """User record, session events and session seen set in ONE round trip, decoded: the script the
+        API reads with (``redis_online.RedisOnline.read_request``), for tools and tests."""
         layout = self._layout(version) if user_id is not None else ()
-        with translate_errors("reading request features"):
-            pipe = self.client.pipeline(transaction=False)
-            if user_id is not None:
-                pipe.get(k.user(version, user_id))
-            if session_id is not None:
-                pipe.lrange(k.session(session_id), 0, -1)
-                pipe.smembers(k.session_seen(session_id))
-            results = pipe.execute() if (user_id is not None or session_id is not None) else []
-        user_raw = results.pop(0) if user_id is not None else None
-        session_raw, seen_raw = (results[0], results[1]) if session_id is not None else ([], set())
-        return RequestFeatures(
-            user=codecs.decode_user(user_raw, layout) if user_raw else None,
-            session=[codecs.decode_session_event(raw, session_id) for raw in session_raw],
-            session_seen=frozenset(s.decode() for s in seen_raw),
-        )
+        stored = StoredRequest(None, [], [])
+        if user_id is not None or session_id is not None:
+            with translate_errors("reading request features"):
+                stored = stored_request(self._read(keys=request_keys(self.keys, version, user_id, session_id)))
+        return codecs.decode_request(stored, layout, session_id)

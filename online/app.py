@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
+from feature_store.redis_online import RedisOnline
 from feature_store.redis_store import RedisStore
 from online.auth import AUTH_OFF_WARNING, Gate
 from online.blend import BlendParams
@@ -36,6 +37,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # requests use the asyncio store on this event loop; model reload and counters use the blocking
+        # one from their background threads
+        online = RedisOnline.from_settings(settings)
         store = RedisStore.from_settings(settings, online=True)
         counters = ServedCounters(store.counters, settings.reload_interval_s)
         holder = ModelHolder(
@@ -50,15 +54,17 @@ def create_app(settings: Settings) -> FastAPI:
         counters.start()
         app.state.settings = settings
         app.state.store = store
+        app.state.online = online
         app.state.holder = holder
         app.state.counters = counters
-        app.state.service = RecommendationService(store.versions, store.events, holder, settings, counters)
+        app.state.service = RecommendationService(online, holder, settings, counters)
         try:
             yield
         finally:
             holder.stop()
             counters.stop()
             store.close()
+            await online.aclose()
 
     app = FastAPI(
         title="hybridrec",

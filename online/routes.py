@@ -1,15 +1,23 @@
-"""HTTP routes: parse and validate, call one service function, shape the response. No store calls here."""
+"""HTTP routes: parse and validate, call one service function, shape the response. No store calls here.
+
+Every route that serves traffic is ``async``: it runs on the worker's event loop, where the asyncio
+store (feature_store.redis_online) answers, never in a thread. ``GET /recommendations`` serialises its
+answer once, to bytes (orjson), and returns them: FastAPI's ``response_model`` still documents it in
+the OpenAPI document, but is not run again over the answer (``_recommendations_body`` builds exactly
+its fields; tests check the bodies against the model and the schema).
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from pydantic import Field, TypeAdapter
 
-from feature_store.base import VersionStore
+from feature_store.base import OnlineStore
 from online.api_models import (
     ErrorBody,
     EventIn,
@@ -25,7 +33,7 @@ from online.auth import Gate, Requires
 from online.limits import json_bytes, parse_json
 from online.model import ModelHolder
 from online.monitoring import ServedCounters, prometheus_text
-from online.service import RecommendationService
+from online.service import RecommendationService, Served
 from shared.errors import StoreError
 from shared.schemas import MAX_ID_LENGTH
 
@@ -39,26 +47,27 @@ _GATED = {401: _error, 403: _error, 429: _error}
 _BODY = {413: _error, 415: _error, 422: _error}
 
 
-def _service(request: Request) -> RecommendationService:
+# async, as FastAPI runs a plain function dependency in its thread pool
+async def _service(request: Request) -> RecommendationService:
     return request.app.state.service
 
 
-def _holder(request: Request) -> ModelHolder:
+async def _holder(request: Request) -> ModelHolder:
     return request.app.state.holder
 
 
-def _counters(request: Request) -> ServedCounters:
+async def _counters(request: Request) -> ServedCounters:
     return request.app.state.counters
 
 
-def _versions(request: Request) -> VersionStore:
-    return request.app.state.store.versions
+async def _online(request: Request) -> OnlineStore:
+    return request.app.state.online
 
 
 Service = Annotated[RecommendationService, Depends(_service)]
 Holder = Annotated[ModelHolder, Depends(_holder)]
 Counters = Annotated[ServedCounters, Depends(_counters)]
-Versions = Annotated[VersionStore, Depends(_versions)]
+Online = Annotated[OnlineStore, Depends(_online)]
 # The gate, once it has admitted the request for that scope (online.auth); its .sessions checks ids.
 ReadGate = Annotated[Gate, Depends(_READ)]
 WriteGate = Annotated[Gate, Depends(_WRITE)]
@@ -69,8 +78,8 @@ WriteGate = Annotated[Gate, Depends(_WRITE)]
     response_model=Recommendations,
     responses={**_GATED, 422: _error, 503: _error},
 )
-def recommendations(
-    service: Service,
+async def recommendations(
+    request: Request,
     gate: ReadGate,
     user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)],
     k: Annotated[int, Query(ge=1, le=100, description="How many items (1..100).")] = 10,
@@ -79,21 +88,27 @@ def recommendations(
         Query(min_length=1, max_length=MAX_ID_LENGTH, description="From POST /sessions, for this user or anonymous."),
     ] = None,
     category: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)] = None,
-) -> Recommendations:
+) -> Response:
     """Recommendations for a user, shaped by their live session when ``session_id`` is given."""
     if session_id is not None and (problem := gate.sessions.check_read(session_id, user_id)):
         raise RequestValidationError([{"loc": ("query", "session_id"), "msg": problem, "type": "session_id"}])
-    served = service.recommend(user_id, k, session_id, category)
+    service: RecommendationService = request.app.state.service  # not a dependency: each costs FastAPI ~10 µs
+    served = await service.recommend(user_id, k, session_id, category)
+    return Response(_recommendations_body(served), media_type="application/json")
+
+
+def _recommendations_body(served: Served) -> bytes:
+    """The JSON of a ``Recommendations``, field for field."""
     r = served.ranked
-    return Recommendations(
-        items=[
-            ScoredItem(item_id=i, score=s, reason=w) for i, s, w in zip(r.item_ids, r.scores, r.reasons, strict=True)
-        ],
-        model_version=served.version,
-        strategy=r.strategy,
-        flags=r.flags,
-        took_ms=round(served.took_ms, 3),
-    )
+    items = [{"item_id": i, "score": s, "reason": w} for i, s, w in zip(r.item_ids, r.scores, r.reasons, strict=True)]
+    body = {
+        "items": items,
+        "model_version": served.version,
+        "strategy": r.strategy,
+        "flags": r.flags,
+        "took_ms": round(served.took_ms, 3),
+    }
+    return orjson.dumps(body)
 
 
 _EVENT = TypeAdapter(EventIn)
@@ -137,10 +152,10 @@ def _body_schema(model: str, or_a_list: bool = False) -> dict:
     responses={**_GATED, **_BODY, 503: _error},
     openapi_extra=_body_schema("EventIn", or_a_list=True),
 )
-def post_events(service: Service, events: Annotated[list[EventIn], Depends(_events_body)]) -> EventsAccepted:
+async def post_events(service: Service, events: Annotated[list[EventIn], Depends(_events_body)]) -> EventsAccepted:
     """Accept one event or up to 1000; they shape the very next recommendation of their session.
     An event_id accepted before is acknowledged in ``duplicates`` and stored once."""
-    done = service.record_events(events)
+    done = await service.record_events(events)
     return EventsAccepted(
         accepted=len(done.event_ids) - len(done.duplicates), event_ids=done.event_ids, duplicates=done.duplicates
     )
@@ -172,7 +187,7 @@ async def new_session(gate: WriteGate, body: Annotated[SessionIn, Depends(_sessi
     dependencies=[Depends(_READ)],
     responses={**_GATED, 404: _error, 422: _error, 503: _error},
 )
-def similar(
+async def similar(
     service: Service,
     item_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)],
     k: Annotated[int, Query(ge=1, le=100)] = 10,
@@ -187,7 +202,7 @@ def similar(
 
 
 @router.get("/health")
-def health() -> dict[str, str]:
+async def health() -> dict[str, str]:
     """Liveness: the process answers. Does not touch the store."""
     return {"status": "ok"}
 
@@ -202,7 +217,7 @@ _JSON_ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components
     dependencies=[Depends(_ADMIN)],
     responses={status: _JSON_ERROR for status in (401, 403, 429, 503)},
 )
-def metrics(holder: Holder, counters: Counters) -> PlainTextResponse:
+def metrics(holder: Holder, counters: Counters) -> PlainTextResponse:  # blocking client: in the thread pool
     """Prometheus text: requests per routing tier and per flag, summed over all API workers."""
     totals = counters.totals()  # StoreError -> 503 via the error handlers
     version = holder.model.version if holder.model else None
@@ -210,11 +225,11 @@ def metrics(holder: Holder, counters: Counters) -> PlainTextResponse:
 
 
 @router.get("/ready", responses={503: {"model": ErrorBody}})
-def ready(holder: Holder, versions: Versions, response: Response) -> dict[str, object]:
+async def ready(holder: Holder, online: Online, response: Response) -> dict[str, object]:
     """Readiness: one GET of the version pointer, compared with the loaded model (``ModelHolder.problems``)."""
     published = None
     try:
-        published = versions.current_version()
+        published = await online.current_version()
         problems = holder.problems(published)
     except StoreError as exc:
         problems = [str(exc)] + (

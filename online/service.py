@@ -16,14 +16,14 @@ own ``short``.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from feature_store.base import EventLog, RequestFeatures, SessionEvent, VersionStore
+from feature_store import codecs
+from feature_store.base import OnlineStore, RequestFeatures, SessionEvent
 from online.api_models import EventIn
 from online.model import LoadedModel, ModelHolder
 from online.monitoring import ServedCounters
@@ -72,8 +72,8 @@ class RerankerBudget:
     exponential moving average of its measured ranking time) fits ``budget_ms``.
 
     Every skip decays the average by the same factor, so a transient stall (GC, a noisy neighbour)
-    cannot switch the re-ranker off for good. Shared by the threads of one worker: a lock guards the
-    average.
+    cannot switch the re-ranker off for good. One per worker, used from its event loop only (requests
+    are served there, never in threads), so it needs no lock.
     """
 
     SMOOTHING = 0.1  # weight of the newest measurement in the average
@@ -81,31 +81,28 @@ class RerankerBudget:
     def __init__(self, budget_ms: float) -> None:
         self.budget_ms = budget_ms
         self.cost_ms = 0.0  # 0 until measured
-        self._lock = threading.Lock()
 
     def admits(self, spent_ms: float) -> bool:
-        with self._lock:
-            if spent_ms + self.cost_ms <= self.budget_ms:
-                return True
-            self.cost_ms *= 1 - self.SMOOTHING
-            return False
+        if spent_ms + self.cost_ms <= self.budget_ms:
+            return True
+        self.cost_ms *= 1 - self.SMOOTHING
+        return False
 
     def record(self, cost_ms: float) -> None:
-        with self._lock:
-            self.cost_ms += self.SMOOTHING * (cost_ms - self.cost_ms)
+        self.cost_ms += self.SMOOTHING * (cost_ms - self.cost_ms)
 
 
 class RecommendationService:
+    """Per worker; its coroutines run on the worker's event loop (``store`` is the asyncio store)."""
+
     def __init__(
         self,
-        versions: VersionStore,
-        events: EventLog,
+        store: OnlineStore,
         holder: ModelHolder,
         settings: Settings,
         counters: ServedCounters | None = None,
     ) -> None:
-        self.versions = versions
-        self.events = events
+        self.store = store
         self.holder = holder
         self.counters = counters
         self.reranker_enabled = settings.reranker_enabled
@@ -118,13 +115,14 @@ class RecommendationService:
             raise VersionNotFound(f"no model loaded yet: {self.holder.last_error or 'still starting'}")
         return model
 
-    def recommend(self, user_id: str, k: int, session_id: str | None, category: str | None) -> Served:
+    async def recommend(self, user_id: str, k: int, session_id: str | None, category: str | None) -> Served:
         start = time.perf_counter()
         model = self._model()
         flags: list[str] = []
         features: RequestFeatures | None
         try:
-            features = self.versions.read_request(model.version, user_id, session_id)
+            stored = await self.store.read_request(model.version, user_id, session_id)
+            features = codecs.decode_request(stored, model.user_layout, session_id)
         except StoreError as exc:
             features = None
             flags.append("store_timeout" if isinstance(exc, StoreTimeout) else "store_unavailable")
@@ -153,7 +151,7 @@ class RecommendationService:
             raise NotFound(f"item {item_id!r} is not in model version {model.version}") from None
         return ids, scores, model.version
 
-    def record_events(self, events: Sequence[EventIn]) -> Recorded:
+    async def record_events(self, events: Sequence[EventIn]) -> Recorded:
         """Append to sessions and the durable stream, each client event_id once (see ``Recorded``).
 
         Raises StoreError (-> 503): EventsBacklogFull and StoreFull mean nothing was stored; a
@@ -173,7 +171,7 @@ class RecommendationService:
             for e in events
         ]
         try:
-            result = self.events.append(records, dedupe=[e.event_id is not None for e in events])
+            result = await self.store.append(records, dedupe=[e.event_id is not None for e in events])
         except StoreTimeout as exc:
             raise StoreTimeout(str(exc), public=OUTCOME_UNKNOWN) from exc
         except StoreUnavailable as exc:
