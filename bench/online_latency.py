@@ -97,21 +97,29 @@ def build_paths(args: argparse.Namespace, user_ids: list[str], sessions: list[Be
 
 
 class CpuMeter:
-    """Per-slice CPU: the serving API + Redis, all our process groups, and the whole machine."""
+    """Per-slice CPU: the serving API + Redis, all our process groups, and the whole machine; and the
+    connections Redis accepted meanwhile (a client that reconnects under load shows here)."""
 
-    def __init__(self, pgids: set[int]) -> None:
+    def __init__(self, pgids: set[int], redis_url: str) -> None:
+        import redis
+
         self.pgids = pgids
+        self.redis = redis.Redis.from_url(redis_url)
+
+    def _connections(self) -> int:
+        return int(self.redis.info("stats")["total_connections_received"])
 
     @contextlib.contextmanager
     def measure(self, into: dict, serving: set[int]) -> Iterator[None]:
         serving0, ours0 = group_cpu_s(serving), group_cpu_s(self.pgids)
-        busy0, t0 = machine_busy_s(), time.perf_counter()
+        busy0, t0, conns0 = machine_busy_s(), time.perf_counter(), self._connections()
         yield
         wall, busy = time.perf_counter() - t0, machine_busy_s() - busy0
         into["server_cpu_s"] = group_cpu_s(serving) - serving0
         into["ours_cpu_s"] = group_cpu_s(self.pgids) - ours0
         into["machine_busy_s"] = busy
         into["wall_s"] = wall
+        into["redis_connections"] = self._connections() - conns0 - 1  # minus this meter's own INFO
 
 
 @dataclass(frozen=True)
@@ -123,9 +131,16 @@ class Target:
 class Runner:
     """Runs slices against the servers, each mix reading its own stretch of its path list."""
 
-    def __init__(self, args: argparse.Namespace, targets: dict[str, Target], paths: dict[str, list[str]], tmp: Path):
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        targets: dict[str, Target],
+        paths: dict[str, list[str]],
+        tmp: Path,
+        redis_url: str,
+    ):
         self.args, self.targets, self.paths, self.tmp = args, targets, paths, tmp
-        self.meter = CpuMeter(set().union(*(t.pgids for t in targets.values())))
+        self.meter = CpuMeter(set().union(*(t.pgids for t in targets.values())), redis_url)
         self.offset = dict.fromkeys(paths, 0)
 
     def target(self, mix: str) -> Target:
@@ -160,6 +175,7 @@ class Runner:
         # The CPU counters cover warm-up + measurement: divide by every request sent in the slice.
         raw["server_cpu_s_per_request"] = cpu["server_cpu_s"] / max(1, raw["n"] + int(rate * args.warmup))
         raw["foreign_cpu_cores"] = max(0.0, cpu["machine_busy_s"] - cpu["ours_cpu_s"] - child.cpu_s) / cpu["wall_s"]
+        raw["redis_connections"] = cpu["redis_connections"]
         return raw
 
     def wrk(self, mix: str, seconds: int) -> dict:
@@ -169,6 +185,7 @@ class Runner:
                 self.target(mix).port, self._next_paths(mix, wrk_probe.MAX_PATHS), seconds, self.args.wrk_connections
             )
         r["server_cpu_s_per_request"] = cpu["server_cpu_s"] / max(1, r["requests"])
+        r["redis_connections"] = cpu["redis_connections"]
         return r
 
 
@@ -288,7 +305,7 @@ def run(args: argparse.Namespace) -> dict:
             console.print(f"[green]✓[/] server '{role}' ready at {api.base} ({args.workers} workers, env {shown})")
         seeding = online_env.seed_sessions(f"http://{online_env.HOST}:{targets['main'].port}", sessions, auth, timings)
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hybridrec-bench-")))
-        runner = Runner(args, targets, build_paths(args, user_ids, sessions), tmp)
+        runner = Runner(args, targets, build_paths(args, user_ids, sessions), tmp, redis.url)
         for rate in args.rates:
             for r in range(args.rounds):
                 for name in args.mixes:

@@ -102,6 +102,7 @@ def summarise_rate(slices: list[dict], rate: float) -> dict:
         "server_cpu_ms_per_request": round(float(np.mean([r["server_cpu_s_per_request"] for r in slices])) * 1000, 3),
         "foreign_cpu_cores_per_round": [round(r["foreign_cpu_cores"], 2) for r in slices],
         "client_cpu_us_per_request": round(sum(r["client_cpu_s"] for r in slices) / max(1, n) * 1e6, 1),
+        "redis_connections_opened": sum(r.get("redis_connections", 0) for r in slices),
     }
 
 
@@ -131,6 +132,7 @@ def summarise_wrk(rounds: list[dict]) -> dict | None:
         "non_2xx": sum(r["non_2xx"] for r in rounds),
         "socket_errors": sum(r["socket_errors"] for r in rounds),
         "p99_ms_max_round": max(r["p99_ms"] for r in rounds),
+        "redis_connections_opened": sum(r.get("redis_connections", 0) for r in rounds),
         "server_cpu_ms_per_request": round(
             sum(r["server_cpu_s_per_request"] * r["requests"] for r in rounds) / max(1, requests) * 1000, 3
         ),
@@ -236,7 +238,10 @@ def print_tables(payload: dict) -> None:
         row.append(_cell(f"{sus['max_rps']:.0f}", v.get("sustainable_rps")) if sus else "-")
         t.add_row(*row)
     console.print(t)
-    d = Table(title="Per rate: achieved req/s, p50 / p99 (ms), errors, CPU ms/req, other processes' CPU (cores)")
+    d = Table(
+        title="Per rate: achieved req/s, p50 / p99 (ms), errors, CPU ms/req, other processes' CPU (cores), "
+        "connections Redis accepted"
+    )
     d.add_column("mix")
     for rate in rates:
         d.add_column(f"@{rate:g}/s", justify="right")
@@ -252,7 +257,7 @@ def print_tables(payload: dict) -> None:
             foreign = np.mean(s["foreign_cpu_cores_per_round"]) if s["foreign_cpu_cores_per_round"] else 0.0
             row.append(
                 f"{s['achieved_rps']:.0f}/s {fmt_ms(s['latency_ms']['p50'])}/{fmt_ms(s['latency_ms']['p99'])} "
-                f"err {errs} cpu {s['server_cpu_ms_per_request']:.2f} fg {foreign:.2f}"
+                f"err {errs} cpu {s['server_cpu_ms_per_request']:.2f} fg {foreign:.2f} conn {s['redis_connections_opened']}"
             )
         row.append(f"{r['wrk']['server_cpu_ms_per_request']:.2f}" if r.get("wrk") else "-")
         d.add_row(*row)

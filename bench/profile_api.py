@@ -30,9 +30,9 @@ from pathlib import Path
 
 import online_env
 import online_latency
-from common import CACHE_DIR, RESULTS_DIR, DataSpec, console, interrupt_on_signals, run_child, write_json
+from common import CACHE_DIR, REPO_DIR, RESULTS_DIR, DataSpec, console, interrupt_on_signals, run_child, write_json
 from online_env import Auth
-from online_report import MIXES
+from online_report import FLOOR, MIXES
 
 # file of the innermost frame (py-spy prints paths from the package root) -> bucket; first prefix wins
 BUCKETS: tuple[tuple[str, str], ...] = (
@@ -173,13 +173,25 @@ def run(args: argparse.Namespace) -> dict:
             online_env.api_server(redis.url, data_dir, port, args.workers, out_dir / "api.log", env)
         )
         online_env.seed_sessions(api.base, sessions, auth, timings)
+        servers = {"main": (port, api.pid)}
+        if FLOOR in args.mixes:
+            floor_port = free_port()
+            floor = stack.enter_context(
+                online_env.api_server(
+                    redis.url, data_dir, floor_port, args.workers, out_dir / "floor.log", {},
+                    app="floor_app:app_from_env", app_dir=REPO_DIR / "bench", ready_path="/floor/-",
+                )
+            )  # fmt: skip
+            servers["floor"] = (floor_port, floor.pid)
         ns = argparse.Namespace(k=10, seed=args.seed, mixes=args.mixes)
         paths = online_latency.build_paths(ns, user_ids, sessions)
         for name in args.mixes:
+            at, pgid = servers[MIXES[name].server]
             n = int(args.rate * (args.seconds + 1)) + 1
-            warm = {"port": port, "paths": paths[name][-n:], "rate": args.rate, "duration_s": 3.0, "warmup_s": 0.0}
+            warm = {"port": at, "paths": paths[name][-n:], "rate": args.rate, "duration_s": 3.0, "warmup_s": 0.0}
             _loadgen(warm)  # unprofiled: the first requests of a route import and build what they need
-            results[name] = profile_mix(port, api.pid, paths[name][:n], args, out_dir, name)
+            results[name] = profile_mix(at, pgid, paths[name][:n], args, out_dir, name)
+            results[name]["samples_per_request"] = round(results[name]["samples"] / results[name]["requests"], 3)
             console.print(f"[green]✓[/] {name}: {results[name]['samples']:,} samples")
     return {
         "benchmark": "profile_api",
@@ -220,11 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=15.0)
     p.add_argument("--rate-hz", type=int, default=200, help="py-spy samples per second")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--mixes", default="known_user,known_user_session,anon_session")
+    p.add_argument("--mixes", default="floor,known_user,known_user_session,anon_session")
     p.add_argument("--reuse", action="store_true")
     p.add_argument("--out", type=Path, default=RESULTS_DIR / "profile_api.json")
     args = p.parse_args(argv)
-    args.mixes = [m for m in args.mixes.split(",") if m in MIXES and MIXES[m].server == "main"]
+    args.mixes = [m for m in args.mixes.split(",") if m in MIXES and MIXES[m].server in ("main", "floor")]
     interrupt_on_signals()
     try:
         payload = run(args)
