@@ -107,12 +107,58 @@ def encode_user(record: UserRecord, layout: UserLayout) -> bytes:
     parts = []
     counts = []
     for name, wire in layout:
-        arr = np.asarray(record.arrays.get(name, ()), dtype=wire)
+        arr = np.asarray(record.arrays.get(name, ()), dtype=USER_ARRAY[name].memory)
         if USER_ARRAY[name].memory == "int32":
-            arr = arr[arr >= 0]
+            arr = arr[arr >= 0]  # before the cast: -1 would wrap in an unsigned wire dtype
+        arr = arr.astype(wire)
         parts.append(arr.tobytes())
         counts.append(arr.shape[0])
     return struct.pack(f"<B{len(layout)}H", _USER_FORMAT, *counts) + b"".join(parts)
+
+
+def encode_users(data: VersionData, layout: UserLayout, rows: range) -> list[bytes]:
+    """``encode_user`` of users ``rows`` of ``data``, the same bytes, vectorised per array: what
+    publishing writes (a few us per user instead of ~15)."""
+    n = len(rows)
+    header = np.empty(n, dtype=np.dtype([("format", "u1"), ("counts", "<u2", (len(layout),))]))
+    header["format"] = _USER_FORMAT
+    buffers, offsets = [], []
+    for a, (name, wire) in enumerate(layout):
+        values, starts = _user_values(data.user_arrays.get(name), rows, name, wire)
+        header["counts"][:, a] = np.diff(starts)
+        buffers.append(values.tobytes())
+        offsets.append((starts * np.dtype(wire).itemsize).tolist())
+    heads, size = header.tobytes(), header.dtype.itemsize
+    records = [heads[i : i + size] for i in range(0, n * size, size)]
+    for buf, o in zip(buffers, offsets, strict=True):  # one pass per array: ~0.3 us per user each
+        records = [r + buf[a:b] for r, a, b in zip(records, o, o[1:], strict=False)]  # o has n + 1
+    return records
+
+
+def _user_values(source: object, rows: range, name: str, wire: str) -> tuple[np.ndarray, np.ndarray]:
+    """The values of users ``rows`` of one user array, back to back in ``wire`` dtype, and each user's
+    start (int64 (len(rows) + 1,)); index arrays without their ``-1`` entries, as ``encode_user``."""
+    index = USER_ARRAY[name].memory == "int32"
+    if source is None:
+        return np.empty(0, dtype=wire), np.zeros(len(rows) + 1, dtype=np.int64)
+    if isinstance(source, Ragged):
+        lo, hi = int(source.indptr[rows.start]), int(source.indptr[rows.stop])
+        values, starts = source.values[lo:hi], source.indptr[rows.start : rows.stop + 1] - lo
+        if index and (values < 0).any():
+            keep = values >= 0
+            starts = np.concatenate([[0], np.cumsum(keep)])[starts]
+            values = values[keep]
+    elif isinstance(source, np.ndarray) and source.ndim == 2:
+        block = source[rows.start : rows.stop]
+        keep = block >= 0 if index else np.ones(block.shape, dtype=bool)
+        values = block[keep]
+        starts = np.concatenate([[0], np.cumsum(keep.sum(axis=1))])
+    else:  # a sequence of per-user arrays
+        per_user = [np.asarray(source[i]) for i in rows]  # type: ignore[index]
+        per_user = [r[r >= 0] for r in per_user] if index else per_user
+        values = np.concatenate(per_user) if per_user else np.empty(0)
+        starts = np.concatenate([[0], np.cumsum([len(r) for r in per_user])])
+    return np.ascontiguousarray(values, dtype=wire), starts.astype(np.int64)
 
 
 def user_records_size(data: VersionData, layout: UserLayout) -> int:
