@@ -86,7 +86,8 @@ class Recommendations(BaseModel):
     model_version: str
     strategy: str = Field(description="Routing tier that served: reranked | hybrid | session | precomputed | popular")
     flags: list[str] = Field(
-        description="e.g. unknown_user, store_unavailable, store_timeout, short, reranker_over_budget"
+        description="e.g. unknown_user, store_unavailable, store_timeout, short, reranker_over_budget; cached or "
+        "semantic_cache when a cache answered"
     )
     took_ms: float
 

@@ -10,7 +10,9 @@ serves it, with the flag ``reranker_over_budget`` when the budget was the reason
 
 Flags, all decided in :meth:`RecommendationService.recommend`: ``store_timeout`` or
 ``store_unavailable`` (never both), ``unknown_user``, ``reranker_over_budget``, then the ranking's
-own ``short``.
+own ``short``; ``cached`` or ``semantic_cache`` last on an answer a cache gave (``online.cache``:
+the exact cache before the store is read, or after it for a session; the semantic one for a request
+without a user record).
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from feature_store import codecs
 from feature_store.base import OnlineStore, RequestFeatures, SessionEvent
 from online.api_models import EventIn
+from online.cache import SEMANTIC_MARGIN, ResponseCache, SemanticCache, top
 from online.model import LoadedModel, ModelHolder
 from online.monitoring import ServedCounters
 from online.ranking import Ranked, rank, similar_items
@@ -107,6 +110,12 @@ class RecommendationService:
         self.counters = counters
         self.reranker_enabled = settings.reranker_enabled
         self.budget = RerankerBudget(settings.reranker_budget_ms)
+        self.exact = ResponseCache(settings.cache_entries) if settings.response_cache else None
+        self.semantic = (
+            SemanticCache(settings.cache_entries, settings.semantic_cache_items, SEMANTIC_MARGIN)
+            if settings.semantic_cache
+            else None
+        )
         self._trimming = False  # the last append dropped un-compacted events (logged when it starts)
 
     def _model(self) -> LoadedModel:
@@ -118,14 +127,26 @@ class RecommendationService:
     async def recommend(self, user_id: str, k: int, session_id: str | None, category: str | None) -> Served:
         start = time.perf_counter()
         model = self._model()
+        exact_key = ResponseCache.key(model.version, user_id, b"", k, category)
+        if session_id is None and self.exact is not None and (hit := self.exact.get(exact_key)):
+            return self._served(hit, "cached", model, start)  # the version's user record cannot change
         flags: list[str] = []
         features: RequestFeatures | None
         try:
             stored = await self.store.read_request(model.version, user_id, session_id)
+            if session_id is not None and self.exact is not None:
+                exact_key = ResponseCache.key(model.version, user_id, stored.session_digest(), k, category)
+                if hit := self.exact.get(exact_key):
+                    return self._served(hit, "cached", model, start)
             features = codecs.decode_request(stored, model.user_layout, session_id)
         except StoreError as exc:
             features = None
             flags.append("store_timeout" if isinstance(exc, StoreTimeout) else "store_unavailable")
+        semantic_key = (
+            self.semantic.key(model, features, k, category) if self.semantic is not None and features else None
+        )
+        if semantic_key is not None and (hit := self.semantic.get(semantic_key, features, k)):  # type: ignore[union-attr,arg-type]
+            return self._served(hit, "semantic_cache", model, start)
         reranker: LinearReranker | None = None
         if features is not None and features.session and self.reranker_enabled and model.reranker is not None:
             if self.budget.admits((time.perf_counter() - start) * 1000):
@@ -133,12 +154,27 @@ class RecommendationService:
             else:
                 flags.append("reranker_over_budget")
         rank_start = time.perf_counter()
-        ranked = rank(model, features, k, category, model.params, reranker)
+        wide = k + SEMANTIC_MARGIN if semantic_key is not None else k
+        ranked = rank(model, features, wide, category, model.params, reranker)
         if ranked.strategy == "reranked":
             self.budget.record((time.perf_counter() - rank_start) * 1000)
         if features is not None and features.user is None:
             flags.append("unknown_user")
+        degraded = any(f != "unknown_user" for f in flags)  # never cached
         ranked.flags[:0] = flags
+        if semantic_key is not None and not degraded:
+            self.semantic.put(semantic_key, ranked)  # type: ignore[union-attr]
+        if wide > k:
+            ranked = top(ranked, k)
+        if self.exact is not None and not degraded:
+            self.exact.put(exact_key, ranked)
+        if self.counters is not None:
+            self.counters.record(ranked.strategy, ranked.flags)
+        return Served(ranked, model.version, (time.perf_counter() - start) * 1000)
+
+    def _served(self, hit: Ranked, how: str, model: LoadedModel, start: float) -> Served:
+        """A cached answer, flagged ``how`` (a new Ranked: the cached one stays as it was)."""
+        ranked = replace(hit, flags=[*hit.flags, how])
         if self.counters is not None:
             self.counters.record(ranked.strategy, ranked.flags)
         return Served(ranked, model.version, (time.perf_counter() - start) * 1000)
