@@ -4,11 +4,13 @@
 
     u8 format (=1) | u16 count per array of the version's user layout | each array's values (its wire dtype)
 
-The layout is the version meta's ``user_record`` ([[name, wire dtype], ...], from
-``layout.USER_ARRAYS``); versions from before it was recorded use ``layout.LEGACY_USER_LAYOUT``
-(vector float32, candidates int32), whose records are byte-identical to this format. At f=64 and 100
-candidates a user costs 661 bytes; scores are not stored because the API recomputes them from the
-vector and the in-memory item factors.
+The layout is the version meta's ``user_record`` ([[name, wire dtype], ...], ``layout.user_layout``:
+float16 vector, uint16 item indices for a version of at most 65,536 items, int32 above); versions
+from before it was recorded use ``layout.LEGACY_USER_LAYOUT`` (vector float32, candidates int32),
+whose records are byte-identical to this format. At f=64 and 100 candidates a record is 335 bytes
+plus 2 per seen item (669 with float32 / int32); scores are not stored because the API recomputes
+them from the vector and the in-memory item factors. ``encode_users`` encodes many at once, with
+the same bytes.
 
 **Item arrays** (``p:v:ver:<name>``): the row-major array in the wire dtype of its ``layout.ITEM_ARRAYS``
 entry, shape (n_items,) or (n_items, meta[width]).

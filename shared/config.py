@@ -33,7 +33,9 @@ class Settings(BaseSettings):
     key_prefix: str = Field(default="hr", pattern=r"^[A-Za-z0-9_-]{1,32}$", description="Namespace of all keys.")
     data_dir: Path = Field(default=Path("var"), description="Root of raw data, partitions, runs, quarantine.")
     store_timeout_ms: int = Field(default=50, ge=1, le=60_000, description="Per-call Redis socket timeout online.")
-    publish_batch_size: int = Field(default=2_000, ge=1, description="Keys per pipelined batch when publishing.")
+    publish_batch_size: int = Field(
+        default=2_000, ge=1, description="Keys per batch when publishing (one MULTI/MSET/EXEC each)."
+    )
     keep_versions: int = Field(default=2, ge=1, le=20, description="Published versions kept (current + rollback).")
     publish_lock_ttl_s: float = Field(
         default=30.0,
