@@ -33,6 +33,9 @@ from shared.errors import DataValidationError, ModelError
 _GROUP_WIDTH = 32
 # Blocks scored concurrently by ``top_k``; memory is about this many times ``batch_size * n_items * 9`` bytes.
 _MAX_WORKERS = 4
+# Queries per block: 128 x 20k items x 9 B = 23 MB per block in flight. Larger blocks do not score
+# faster here (the GEMM is a small part of a block) but raised run_batch's peak RSS (1,024: +~200 MiB).
+BATCH_SIZE = 128
 
 
 def _descending_key(values: np.ndarray) -> np.ndarray:
@@ -114,7 +117,7 @@ def top_k(
     *,
     exclude: csr_matrix | None = None,
     banned: np.ndarray | None = None,
-    batch_size: int = 1024,
+    batch_size: int = BATCH_SIZE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k items by (canonical) dot product for each query row, scoring every item (no sampling).
 
@@ -146,23 +149,25 @@ def top_k(
     # |GEMM - exact| <= f * 2^-24 * |q| |v| (any summation order), canonical rounding <= 2^-24 |q| |v|;
     # doubling their sum and rounding up to a power of two gives (f + 1) * 2^-22.
     max_item_norm = float(np.linalg.norm(items_t, axis=0).max())
-    slack = np.linalg.norm(queries.astype(np.float64), axis=1) * (max_item_norm * (items.shape[1] + 1) * 2.0**-22)
+    bound = max_item_norm * (items.shape[1] + 1) * 2.0**-22
 
     def run(start: int) -> None:
         stop = min(start + batch_size, q)
         rows = np.arange(start, stop)
+        # per block: a float64 copy of every query at once would be q * f * 8 bytes (51 MB at 100k users)
+        slack = np.linalg.norm(queries[start:stop].astype(np.float64), axis=1) * bound
         block = queries[start:stop] @ items.T
         if exclude is not None:
             sub = exclude[start:stop]
             block[np.repeat(np.arange(len(rows)), np.diff(sub.indptr)), sub.indices] = -np.inf
         if banned is not None:
             block[:, banned] = -np.inf
-        live = slack[rows] > 0
+        live = slack > 0
         if not live.all():  # zero queries: every item would tie at the bound in _select
             ids[rows[~live], :kk], scores[rows[~live], :kk] = _by_index(block[~live] > -np.inf, kk)
-            block, rows = block[live], rows[live]
+            block, rows, slack = block[live], rows[live], slack[live]
         q_t = np.ascontiguousarray(queries[rows].T, dtype=np.float64)
-        ids[rows, :kk], scores[rows, :kk] = _select(block, kk, slack[rows], q_t, items_t)
+        ids[rows, :kk], scores[rows, :kk] = _select(block, kk, slack, q_t, items_t)
 
     # Blocks are independent and mostly single-threaded numpy, so one per core with single-threaded
     # BLAS beats one block at a time with threaded BLAS (~30% on 2 cores). Canonical scores make the
@@ -175,7 +180,9 @@ def top_k(
     return ids, scores
 
 
-def top_n_unseen(model: AlsModel, matrix: csr_matrix, n: int, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def top_n_unseen(
+    model: AlsModel, matrix: csr_matrix, n: int, batch_size: int = BATCH_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-n items per user by ``user . item``, excluding the user's items in ``matrix`` (n_users, n_items).
 
     Returns ids int32 (n_users, n) and scores float32 (n_users, n), ``-1`` / ``-inf`` padded when a
@@ -189,7 +196,7 @@ def top_n_unseen(model: AlsModel, matrix: csr_matrix, n: int, batch_size: int = 
     return top_k(model.user_factors, model.item_factors, n, exclude=matrix, batch_size=batch_size)
 
 
-def item_neighbours(item_factors: np.ndarray, m: int, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def item_neighbours(item_factors: np.ndarray, m: int, batch_size: int = BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
     """Top-m items by cosine similarity of factors, the item itself excluded.
 
     ``item_factors`` float32 (n_items, f) -> ids int32 (n_items, m), scores float32 (n_items, m),
@@ -228,12 +235,39 @@ def decayed_popularity(
     if interactions.empty:
         return np.zeros(maps.n_items, dtype=np.float32)
     weight = interactions["weight"].to_numpy(dtype=np.float64, na_value=np.nan)
+    return popularity_from_codes(
+        maps.item_codes(interactions["item_id"]),
+        weight,
+        utc_times(interactions["ts"]),
+        maps.n_items,
+        reference_ts,
+        half_life_days,
+    )
+
+
+def utc_times(ts: pd.Series) -> np.ndarray:
+    """datetime64 (n,) in UTC, without a zone, of a (tz-aware) datetime column."""
+    if getattr(ts.dt, "tz", None) is not None:
+        ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
+    return ts.to_numpy()
+
+
+def popularity_from_codes(
+    items: np.ndarray,
+    weight: np.ndarray,
+    ts: np.ndarray,
+    n_items: int,
+    reference_ts: pd.Timestamp,
+    half_life_days: float,
+) -> np.ndarray:
+    """``decayed_popularity`` of events given as item indices, float64 weights and datetime64 times
+    (each (n_events,); ``ts`` in UTC): float32 (n_items,)."""
     if not np.isfinite(weight).all():
         raise DataValidationError("interactions.weight contains NaN/inf; fix or quarantine those events")
-    age_days = (reference_ts - interactions["ts"]).dt.total_seconds().to_numpy() / 86_400.0
+    reference = np.datetime64(reference_ts.tz_convert("UTC").tz_localize(None))
+    age_days = (reference - ts) / np.timedelta64(1, "s") / 86_400.0
     decay = np.exp2(-np.clip(age_days, 0.0, None) / half_life_days)
-    codes = maps.item_codes(interactions["item_id"])
-    return np.bincount(codes, weights=weight * decay, minlength=maps.n_items).astype(np.float32)
+    return np.bincount(items, weights=weight * decay, minlength=n_items).astype(np.float32)
 
 
 def popular_by_category(

@@ -79,7 +79,9 @@ def covisit_neighbours(
     sessions = _session_codes(interactions, maps, ts, tiebreak, session_gap_s)
     keys = (ts, sessions) if tiebreak is None else (tiebreak, ts, sessions)
     order = np.lexsort(keys)  # stable: equal keys keep row order
+    del keys, ts, tiebreak
     sess, seq = sessions[order], items[order]
+    del sessions, items, order
     step = np.ones(len(seq), dtype=bool)
     step[1:] = (sess[1:] != sess[:-1]) | (seq[1:] != seq[:-1])
     sess, seq = sess[step], seq[step]
@@ -170,12 +172,35 @@ def _distinct_steps(sess: np.ndarray, seq: np.ndarray, n_items: int) -> np.ndarr
     return codes[_run_starts(codes)]
 
 
+# Steps per chunk of whole sessions in ``_pair_counts``: its temporaries are ~50 bytes per step and
+# pair, so chunks bound them (unchunked, 1M events took ~250 MB at once); the sums do not depend on it.
+CHUNK_STEPS = 100_000
+
+
 def _pair_counts(sess: np.ndarray, seq: np.ndarray, distinct: np.ndarray, n_items: int, window: int) -> csr_matrix:
     """``C`` in integer units: int64 CSR (n_items, n_items), row a, column b = ``C(a -> b) * unit``.
 
     ``sess``/``seq`` (n_steps,): session and item of every step, each session contiguous, in order;
-    ``distinct``: their :func:`_distinct_steps`. ``unit = REVERSE_DIVISOR * lcm(1..window)``.
+    ``distinct``: their :func:`_distinct_steps`. ``unit = REVERSE_DIVISOR * lcm(1..window)``. Sessions
+    are taken ``CHUNK_STEPS`` steps at a time (never split); integer sums make the result the same for
+    any chunk size.
     """
+    if len(distinct) * n_items * 2 * window >= 2**62:
+        raise ModelError(f"too many sessions x items ({len(distinct):,} x {n_items:,}) for co-visitation codes")
+    counts = csr_matrix((n_items, n_items), dtype=np.int64)
+    starts = np.flatnonzero(_run_starts(sess))  # first step of each session
+    cut = np.searchsorted(starts, np.arange(0, len(sess), CHUNK_STEPS))
+    bounds = np.unique(np.r_[starts[np.minimum(cut, len(starts) - 1)], len(sess)])
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        counts = counts + _chunk_pair_counts(sess[lo:hi], seq[lo:hi], distinct, n_items, window)
+    counts.sort_indices()
+    return counts
+
+
+def _chunk_pair_counts(
+    sess: np.ndarray, seq: np.ndarray, distinct: np.ndarray, n_items: int, window: int
+) -> csr_matrix:
+    """``_pair_counts`` of whole sessions (``sess``/``seq``: their steps, in order)."""
     unit = _unit(window)
     # Each kind of occurrence (direction, distance) gets a rank, heaviest first, so that sorting codes
     # ending in the rank puts a session's heaviest occurrence of a pair first.
@@ -184,21 +209,23 @@ def _pair_counts(sess: np.ndarray, seq: np.ndarray, distinct: np.ndarray, n_item
     rank_of = {kind: r for r, kind in enumerate(kinds)}
     weight_of_rank = np.array([_weight(unit, *kind) for kind in kinds], dtype=np.int64)
     n_ranks = len(kinds)
-    if len(distinct) * n_items * n_ranks >= 2**62:
-        raise ModelError(f"too many sessions x items ({len(distinct):,} x {n_items:,}) for co-visitation codes")
     # Row of a step's (session, item) in ``distinct``: one number for "item a in session s".
     where = np.searchsorted(distinct, sess * n_items + seq)
-    codes = []
+    parts = []
     for d in range(1, window + 1):
-        same = (sess[:-d] == sess[d:]) & (seq[:-d] != seq[d:])
-        first, second = np.flatnonzero(same), np.flatnonzero(same) + d
+        first = np.flatnonzero((sess[:-d] == sess[d:]) & (seq[:-d] != seq[d:]))
+        second = first + d
         # forward: (session, item at i) -> item at i + d; reverse: (session, item at i + d) -> item at i
-        codes.append((where[first] * n_items + seq[second]) * n_ranks + rank_of[(False, d)])
-        codes.append((where[second] * n_items + seq[first]) * n_ranks + rank_of[(True, d)])
-    code = np.sort(np.concatenate(codes))
+        parts.append((where[first] * n_items + seq[second]) * n_ranks + rank_of[(False, d)])
+        parts.append((where[second] * n_items + seq[first]) * n_ranks + rank_of[(True, d)])
+    code = np.concatenate(parts)
+    del parts
+    code.sort()
     pair_code = code // n_ranks
     heaviest = _run_starts(pair_code)  # one per (session, a, b)
-    pair_code, w = pair_code[heaviest], weight_of_rank[code[heaviest] % n_ranks]
+    w = weight_of_rank[code[heaviest] % n_ranks]
+    del code
+    pair_code = pair_code[heaviest]
     a, b = distinct[pair_code // n_items] % n_items, pair_code % n_items
     counts = coo_matrix((w, (a, b)), shape=(n_items, n_items)).tocsr()
     counts.sum_duplicates()  # sums per pair over sessions and sorts each row's columns

@@ -14,15 +14,17 @@ from __future__ import annotations
 import datetime as dt
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from batch.memory import release_freed
 from shared.errors import ArtifactNotFound, ConfigError, DataValidationError
 from shared.ids import parse_date
 from shared.schemas import DATE_FORMAT, ITEM_COLUMNS, PARTITION_COLUMN
@@ -167,16 +169,30 @@ def load_interactions(interactions_dir: Path, end_date: dt.date, window_days: in
     return read_window(training_window(interactions_dir, end_date, window_days))
 
 
-def read_window(window: Window) -> pd.DataFrame:
-    """The interactions of ``window`` (see ``load_interactions``)."""
+def read_window(window: Window, columns: Sequence[str] = LOADED_COLUMNS) -> pd.DataFrame:
+    """The interactions of ``window`` (see ``load_interactions``), ``columns`` of LOADED_COLUMNS only.
+
+    Sorted and de-duplicated in Arrow with one ``take`` of the rows kept, then converted: the events
+    are held about twice at the peak (pandas' sort, filter and column selection made three copies).
+    String columns stay Arrow strings (pandas' ``str``), about 15 bytes per value instead of ~60.
+    """
     try:
-        table = pads.dataset(window.parts, schema=INTERACTION_SCHEMA, format="parquet").to_table()
+        table = pads.dataset(window.parts, schema=INTERACTION_SCHEMA, format="parquet").to_table(
+            columns=[*columns, "event_id"]
+        )
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataValidationError(f"cannot read interaction parts of {window.end}: {exc}") from exc
-    df = table.to_pandas()
-    df = df.sort_values("ts", kind="stable", ignore_index=True)
-    dup = df["event_id"].notna() & df["event_id"].duplicated(keep="first")
-    return df.loc[~dup, list(LOADED_COLUMNS)].reset_index(drop=True)
+    order = np.argsort(table.column("ts").to_numpy(), kind="stable")
+    event_ids = table.column("event_id").take(order).to_pandas()
+    table = table.select(list(columns))  # the ids' buffers go with the last reference to them
+    dup = (event_ids.notna() & event_ids.duplicated(keep="first")).to_numpy()
+    del event_ids
+    kept = table.take(order[~dup])
+    del table, order
+    df = kept.to_pandas(self_destruct=True)
+    del kept
+    release_freed()  # Arrow's allocator would keep the freed table's pages
+    return df
 
 
 def read_items_file(items_path: Path) -> pd.DataFrame:

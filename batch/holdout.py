@@ -17,6 +17,16 @@ from shared.errors import DataValidationError, ModelError
 def temporal_split(interactions: pd.DataFrame, holdout_per_user: int) -> tuple[pd.DataFrame, dict[str, set[str]]]:
     """Split off each user's last ``holdout_per_user`` distinct items: (train interactions, user_id -> item_ids).
 
+    The rows of :func:`temporal_holdout`'s mask, as a frame (which copies them: the pipeline uses the mask).
+    """
+    removed, holdout = temporal_holdout(interactions, holdout_per_user)
+    return interactions[~removed].copy(), holdout
+
+
+def temporal_holdout(interactions: pd.DataFrame, holdout_per_user: int) -> tuple[np.ndarray, dict[str, set[str]]]:
+    """Each user's last ``holdout_per_user`` distinct items: (bool (n_rows,) rows removed from train,
+    user_id -> held-out item_ids).
+
     Per user, events are ordered by ``ts`` (input order breaks ties). Walking back from the last event,
     the first ``holdout_per_user`` distinct items met are the candidates; the holdout point ``T`` is the
     time of the latest event of the last candidate found. Only users with at least
@@ -26,7 +36,7 @@ def temporal_split(interactions: pd.DataFrame, holdout_per_user: int) -> tuple[p
     the holdout point on leaks into training. A candidate the user also interacted with before ``T``
     is not a fair target (predicting a re-interaction is a different, easier task); it is dropped from
     the holdout, and its earlier events stay in train. Users left with no fair target are absent from
-    the returned dict. Train keeps the input's row order and columns.
+    the returned dict. Train is the rows not removed, in the input's order.
     """
     if holdout_per_user < 1:
         raise DataValidationError(f"holdout_per_user must be >= 1, got {holdout_per_user}")
@@ -34,7 +44,7 @@ def temporal_split(interactions: pd.DataFrame, holdout_per_user: int) -> tuple[p
     if missing:
         raise DataValidationError(f"interactions is missing columns {sorted(missing)}")
     if interactions.empty:
-        return interactions.copy(), {}
+        return np.zeros(0, dtype=bool), {}
 
     if not pd.api.types.is_datetime64_any_dtype(interactions["ts"]):
         raise DataValidationError(f"interactions.ts must be a datetime column, got {interactions['ts'].dtype}")
@@ -70,7 +80,7 @@ def temporal_split(interactions: pd.DataFrame, holdout_per_user: int) -> tuple[p
     user_arr, item_arr = np.asarray(user_names, dtype=object), np.asarray(item_names, dtype=object)
     for u, i in zip(fair["u"].to_numpy(), fair["i"].to_numpy(), strict=True):
         holdout.setdefault(str(user_arr[u]), set()).add(str(item_arr[i]))
-    return interactions[~removed].copy(), holdout
+    return removed, holdout
 
 
 def holdout_indices(

@@ -124,13 +124,28 @@ def confidence_matrix(
     """
     _require_columns(interactions, ("user_id", "item_id", "weight"), "interactions")
     weight = interactions["weight"].to_numpy(dtype=np.float64, na_value=np.nan)
+    rows = maps.user_codes(interactions["user_id"])
+    cols = maps.item_codes(interactions["item_id"])
+    return confidence_from_codes(rows, cols, weight, (maps.n_users, maps.n_items), scheme, bm25_k1, bm25_b)
+
+
+def confidence_from_codes(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    weight: np.ndarray,
+    shape: tuple[int, int],
+    scheme: Literal["log", "bm25"] = "log",
+    bm25_k1: float = 1.2,
+    bm25_b: float = 0.75,
+) -> csr_matrix:
+    """``confidence_matrix`` of events given as user indices, item indices and float64 weights, each
+    (n_events,): for callers that hold the codes already (the pipeline builds two matrices from one
+    set of codes instead of copying the events)."""
     if not np.isfinite(weight).all() or (weight < 0).any():
         raise DataValidationError(
             "interactions.weight must be finite and >= 0; fix or quarantine the offending events first"
         )
-    rows = maps.user_codes(interactions["user_id"])
-    cols = maps.item_codes(interactions["item_id"])
-    summed = coo_matrix((weight, (rows, cols)), shape=(maps.n_users, maps.n_items)).tocsr()
+    summed = coo_matrix((weight, (rows, cols)), shape=shape).tocsr()
     summed.sum_duplicates()
     summed.eliminate_zeros()
     if scheme == "log":

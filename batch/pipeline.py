@@ -23,16 +23,23 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import csr_matrix
 
 from batch import artifacts as art
-from batch.candidates import candidate_lists, decayed_popularity, item_neighbours, popular_lists
+from batch.candidates import (
+    candidate_lists,
+    decayed_popularity,
+    item_neighbours,
+    popular_lists,
+    popularity_from_codes,
+    utc_times,
+)
 from batch.covisit import covisit_neighbours
 from batch.dataset import load_items, read_window, training_window
 from batch.ease import EaseParams
-from batch.holdout import temporal_split
+from batch.holdout import temporal_holdout
 from batch.holdout_metrics import holdout_metrics
-from batch.matrix import build_id_maps, confidence_matrix
+from batch.matrix import build_id_maps, confidence_from_codes
+from batch.memory import release_freed
 from batch.quality import GateInputs
 from batch.seen import seen_items
 from batch.textfile import run_families, write_families
@@ -42,6 +49,8 @@ from shared.config import Settings
 from shared.schemas import DATE_FORMAT, ITEM_COLUMNS
 
 StepLog = Callable[[str, float], None]
+# The event columns the steps read (event_type is not among them: weights carry it).
+PIPELINE_COLUMNS = ("user_id", "item_id", "ts", "weight", "session_id")
 # ALS sweeps that carry the holdout-blind model over to the full data (batch.train.continue_als).
 FULL_DATA_SWEEPS = 5
 logger = logging.getLogger("hybridrec.batch")
@@ -55,6 +64,7 @@ def _noop(_: str, __: float) -> None:
 def _step(name: str, timings: dict[str, float], log: StepLog, partition: dt.date) -> Iterator[None]:
     start = time.perf_counter()
     yield
+    release_freed()  # a step's temporaries would otherwise stay resident under the next step's peak
     timings[name] = round(time.perf_counter() - start, 3)
     fields = {"step": f"run_batch.{name}", "partition": partition.isoformat(), "seconds": timings[name]}
     logger.info("run_batch %s took %.2fs", name, timings[name], extra={"fields": fields})
@@ -79,32 +89,63 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
     with art.atomic_dir(final) as out:
         with _step("load", timings, log, partition):
             window = training_window(settings.interactions_dir, partition, settings.training_window_days)
-            every = read_window(window)
+            every = read_window(window, PIPELINE_COLUMNS)
             # user models train on the events with a user; anonymous visitors' events (always with a
             # session) join what needs no user: co-visitation and popularity, for the items users know
             interactions, anonymous = _split_anonymous(every)
+            del every  # the two parts hold its rows (or are it)
+            n_interactions, n_anonymous = len(interactions), len(anonymous)
             maps = build_id_maps(interactions)
             known_items = anonymous[anonymous["item_id"].isin(maps.item_index)]
             sessions = pd.concat([interactions, known_items], ignore_index=True) if len(known_items) else interactions
+            del anonymous, known_items
             items = load_items(settings.items_path, maps.item_ids)[list(ITEM_COLUMNS)]
 
-        def matrix(df: pd.DataFrame) -> csr_matrix:
-            return confidence_matrix(df, maps, settings.confidence, settings.bm25_k1, settings.bm25_b)
-
+        # Everything that reads the events runs first, so that the event frames are freed before the
+        # model steps (train, candidates) allocate theirs: that keeps the run's peak memory down.
         with _step("split", timings, log, partition):
-            train_df, holdout = temporal_split(interactions, settings.holdout_per_user)
-            train_matrix, full_matrix = matrix(train_df), matrix(interactions)
+            removed, holdout = temporal_holdout(interactions, settings.holdout_per_user)
+            # both matrices and the train popularity from one set of codes: the train rows are a mask,
+            # not a copy of the events
+            users, items_ = maps.user_codes(interactions["user_id"]), maps.item_codes(interactions["item_id"])
+            weight = interactions["weight"].to_numpy(dtype=np.float64, na_value=np.nan)
+            train = ~removed
+            shape, scheme = (maps.n_users, maps.n_items), (settings.confidence, settings.bm25_k1, settings.bm25_b)
+            full_matrix = confidence_from_codes(users, items_, weight, shape, *scheme)
+            train_matrix = confidence_from_codes(users[train], items_[train], weight[train], shape, *scheme)
+            train_pop = popularity_from_codes(
+                items_[train],
+                weight[train],
+                utc_times(interactions["ts"])[train],
+                maps.n_items,
+                reference_ts,
+                settings.popularity_half_life_days,
+            )
+            del users, items_, weight, train, removed
             # "auto" becomes a number once, on the training matrix; every fit of the run uses that number
             regularization_rule = "auto" if params.regularization == AUTO else "fixed"
             params = params.resolved(train_matrix)
-        with _step("train", timings, log, partition):
-            model = train_als(train_matrix, params, settings.seed)
-        with _step("holdout_metrics", timings, log, partition):
             holdout_idx = {
                 maps.user_index[u]: np.fromiter((maps.item_index[i] for i in its), dtype=np.int64)
                 for u, its in holdout.items()
             }
-            train_pop = decayed_popularity(train_df, maps, reference_ts, settings.popularity_half_life_days)
+            n_holdout_users = len(holdout)
+            del holdout
+            gate_inputs = GateInputs.build(partition, interactions, maps, holdout_idx, train_matrix, train_pop)
+            holdout_idx = gate_inputs.held_out()  # the same rows, as a view over its arrays
+        with _step("covisit", timings, log, partition):  # all events of the window, anonymous ones too, like popularity
+            cov_items, cov_scores = covisit_neighbours(
+                sessions, maps, settings.n_covisit, settings.covisit_window, settings.session_gap_minutes * 60.0
+            )
+        with _step("seen", timings, log, partition):
+            seen = seen_items(interactions, maps, settings.seen_max_items)
+        with _step("popularity", timings, log, partition):
+            popularity = decayed_popularity(sessions, maps, reference_ts, settings.popularity_half_life_days)
+            popular = popular_lists(popularity, items, settings.popular_n)
+            del interactions, sessions
+        with _step("train", timings, log, partition):
+            model = train_als(train_matrix, params, settings.seed)
+        with _step("holdout_metrics", timings, log, partition):
             if holdout_idx:
                 metrics = holdout_metrics(
                     model, train_matrix, holdout_idx, settings.eval_k, settings.eval_max_users, settings.seed, train_pop
@@ -115,7 +156,9 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
                     "n_users_evaluated": 0,
                     "note": "no user has enough history for a holdout",
                 }
-        eval_model = model  # holdout-blind: what the metrics measured, kept for the quality gate
+            # holdout-blind: what the metrics measured, kept for the quality gate; written now, so
+            # that it need not stay in memory while the final model is built
+            art.save_npz(out / "eval_model.npz", user_factors=model.user_factors, item_factors=model.item_factors)
         with _step("train_full", timings, log, partition):
             model = continue_als(model, full_matrix, params, FULL_DATA_SWEEPS)
         with _step("refresh_users", timings, log, partition):
@@ -129,26 +172,15 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
                 EaseParams(ease_l2, settings.ease_max_items),
                 settings.ease_fusion_weight,
             )
+            art.save_npz(out / "candidates.npz", items=cand_items, scores=cand_scores)  # the largest artifact
+            del cand_items, cand_scores
         with _step("neighbours", timings, log, partition):
             nbr_items, nbr_scores = item_neighbours(model.item_factors, settings.n_neighbours)
-        with _step("covisit", timings, log, partition):  # all events of the window, anonymous ones too, like popularity
-            cov_items, cov_scores = covisit_neighbours(
-                sessions, maps, settings.n_covisit, settings.covisit_window, settings.session_gap_minutes * 60.0
-            )
-        with _step("seen", timings, log, partition):
-            seen = seen_items(interactions, maps, settings.seen_max_items)
-        with _step("popularity", timings, log, partition):
-            popularity = decayed_popularity(sessions, maps, reference_ts, settings.popularity_half_life_days)
-            popular = popular_lists(popularity, items, settings.popular_n)
         with _step("write", timings, log, partition):
             pd.DataFrame({"user_id": maps.user_ids}).to_parquet(out / "users.parquet", index=False)
             items.to_parquet(out / "items.parquet", index=False)
             art.save_npz(out / "model.npz", user_factors=model.user_factors, item_factors=model.item_factors)
-            art.save_npz(
-                out / "eval_model.npz", user_factors=eval_model.user_factors, item_factors=eval_model.item_factors
-            )
-            GateInputs.build(partition, interactions, maps, holdout_idx, train_matrix, train_pop).save(out)
-            art.save_npz(out / "candidates.npz", items=cand_items, scores=cand_scores)
+            gate_inputs.save(out)
             art.save_npz(out / "seen.npz", indptr=seen.indptr, items=seen.values)
             art.save_npz(out / "neighbours.npz", items=nbr_items, scores=nbr_scores)
             art.save_npz(out / "covisit.npz", items=cov_items, scores=cov_scores)
@@ -160,11 +192,11 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
                 "partition": partition.strftime(DATE_FORMAT),
                 "window_days": settings.training_window_days,
                 "window": window.to_dict(),
-                "n_interactions": len(interactions),
-                "n_anonymous_events": len(anonymous),
+                "n_interactions": n_interactions,
+                "n_anonymous_events": n_anonymous,
                 "n_users": len(maps.user_ids),
                 "n_items": len(maps.item_ids),
-                "n_holdout_users": len(holdout),
+                "n_holdout_users": n_holdout_users,
                 "params": {
                     **params.__dict__,
                     "als_source": "settings" if tuning.als is None else "tuning",

@@ -59,7 +59,7 @@ def version_data(arts: RunArtifacts) -> VersionData:
         "n_items": len(items),
         **widths,
         "n_candidates": int(arts.user_arrays["candidates"].shape[1]),  # type: ignore[union-attr]
-        "user_record": user_layout(),
+        "user_record": user_layout(len(items)),
         "n_interactions": m.get("n_interactions"),
         "window": m.get("window"),
         "params": m.get("params", {}),

@@ -14,7 +14,7 @@ the train popularity) next to ``eval_model.npz``. None of it is published or has
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,6 +124,11 @@ class GateInputs:
         train = csr_matrix((t["data"], t["indices"], t["indptr"]), shape=tuple(int(n) for n in t["shape"]))
         return cls(h["users"], h["indptr"], h["items"], h["on_day"], train, t["popularity"])
 
+    def held_out(self) -> Mapping[int, np.ndarray]:
+        """user index -> held-out item indices (int32, ascending), a view over these arrays (a dict of
+        100k small arrays costs ~20 MB of object headers)."""
+        return _HeldOut(self.users, self.indptr, self.items)
+
     def fair_targets(self, known_users: np.ndarray) -> dict[int, np.ndarray]:
         """user index -> the held-out items with an event on the partition day, for users with
         ``known_users`` (bool (n_users,)) True; users left with none are absent."""
@@ -134,6 +139,23 @@ class GateInputs:
             if known_users[user] and len(items):
                 out[user] = items
         return out
+
+
+class _HeldOut(Mapping[int, np.ndarray]):
+    def __init__(self, users: np.ndarray, indptr: np.ndarray, items: np.ndarray) -> None:
+        self._users, self._indptr, self._items = users, indptr, items  # not .items: Mapping has items()
+
+    def __getitem__(self, user: int) -> np.ndarray:
+        j = int(np.searchsorted(self._users, user))
+        if j >= len(self._users) or self._users[j] != user:
+            raise KeyError(user)
+        return self._items[self._indptr[j] : self._indptr[j + 1]]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._users.tolist())
+
+    def __len__(self) -> int:
+        return len(self._users)
 
 
 def _mapped(model_ids: np.ndarray, factors: np.ndarray, target_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -54,7 +54,7 @@ def synthetic_version(version: str, users: int, items: int, factors: int, seen_m
         "n_neighbours": n_nb,
         "n_covisit": n_nb,
         "n_candidates": n_cand,
-        "user_record": user_layout(),
+        "user_record": user_layout(items),
     }
     return VersionData(
         version=version,

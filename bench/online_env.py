@@ -93,6 +93,46 @@ class Api:
     pid: int  # uvicorn's supervisor; it leads a session, so this is also the workers' process group
 
 
+@dataclass(frozen=True)
+class Auth:
+    """How the bench runs the product's API security (README "API security").
+
+    ``on`` (the product's default): writes need an API key (one made for this run), every session id is
+    issued by ``POST /sessions`` and its HMAC is checked on every read; reads go without a key (they are
+    open by default). ``off``: no keys, any session id. Either way the rate limits are off: one client
+    IP drives hundreds of requests per second, which the per-IP limit exists to refuse.
+    """
+
+    mode: str  # "on" | "off"
+    key: str | None = None
+
+    @classmethod
+    def make(cls, mode: str) -> Auth:
+        from shared.apikeys import new_api_key
+
+        return cls(mode, new_api_key() if mode == "on" else None)
+
+    def env(self) -> dict[str, str]:
+        from shared.apikeys import key_entry, new_session_secret
+
+        env = {"HYBRIDREC_AUTH": self.mode, "HYBRIDREC_RATE_LIMIT_IP_PER_S": "0", "HYBRIDREC_RATE_LIMIT_KEY_PER_S": "0"}
+        if self.key is not None:
+            env["HYBRIDREC_API_KEYS"] = key_entry(self.key, ["write-events", "read-recs", "admin"])
+            env["HYBRIDREC_SESSION_SECRET"] = new_session_secret()
+        return env
+
+    def headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.key}"} if self.key else {}
+
+    def describe(self) -> str:
+        if self.mode == "on":
+            return (
+                "auth on: writes with an API key, session ids issued by POST /sessions and verified (HMAC) on "
+                "every read, reads without a key (open by default); rate limits off"
+            )
+        return "auth off (HYBRIDREC_AUTH=off): no keys, session ids not verified; rate limits off"
+
+
 @contextlib.contextmanager
 def api_server(
     redis_url: str,
@@ -100,20 +140,23 @@ def api_server(
     port: int,
     workers: int,
     log_path: Path,
-    extra_env: dict[str, str] | None = None,
+    env_extra: dict[str, str] | None = None,
+    app: str = "online.app:app_from_env",
+    app_dir: Path | None = None,
+    ready_path: str = "/ready",
 ) -> Iterator[Api]:
     """uvicorn with ``workers`` processes in its own session; yields where it is, stops it on exit.
 
     Access logging is off: at hundreds of requests per second it would measure the terminal.
-    ``extra_env``: more environment for the API (``HYBRIDREC_*`` settings), over the bench's own.
+    ``env_extra``: more environment for the API (``HYBRIDREC_*`` settings), over the bench's own.
+    ``app``/``app_dir``: the factory to serve (the product by default; bench/floor_app.py for the floor),
+    ready once ``ready_path`` answers 200.
     """
-    env = {**os.environ, "HYBRIDREC_REDIS_URL": redis_url, "HYBRIDREC_DATA_DIR": str(data_dir)}
-    # The bench seeds sessions with the data's own session ids and drives one client IP at hundreds of
-    # requests/s: auth off (client-chosen session ids) and no rate limit. What auth costs per request is
-    # measured in process (README "API security").
-    env |= {"HYBRIDREC_AUTH": "off", "HYBRIDREC_RATE_LIMIT_IP_PER_S": "0", **(extra_env or {})}
-    cmd = [sys.executable, "-m", "uvicorn", "online.app:app_from_env", "--factory", "--workers", str(workers)]
+    env = {**os.environ, "HYBRIDREC_REDIS_URL": redis_url, "HYBRIDREC_DATA_DIR": str(data_dir), **(env_extra or {})}
+    cmd = [sys.executable, "-m", "uvicorn", app, "--factory", "--workers", str(workers)]
     cmd += ["--host", HOST, "--port", str(port), "--log-level", "warning", "--no-access-log"]
+    if app_dir is not None:
+        cmd += ["--app-dir", str(app_dir)]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -121,15 +164,17 @@ def api_server(
         )
         try:
             base = f"http://{HOST}:{port}"
-            wait_ready(base, proc, log_path)
+            wait_ready(base, proc, log_path, ready_path)
             yield Api(base, proc.pid)
         finally:
             stop_server(proc)
 
 
-def wait_ready(base: str, proc: subprocess.Popen[bytes], log_path: Path, timeout_s: float = 120.0) -> None:
-    """Until 20 consecutive /ready on fresh connections return 200: with several workers accepting on
-    one socket, a single 200 says only that one of them has loaded the model."""
+def wait_ready(
+    base: str, proc: subprocess.Popen[bytes], log_path: Path, path: str = "/ready", timeout_s: float = 120.0
+) -> None:
+    """Until 20 consecutive GETs of ``path`` on fresh connections return 200: with several workers
+    accepting on one socket, a single 200 says only that one of them has loaded the model."""
     deadline = time.monotonic() + timeout_s
     streak = 0
     while time.monotonic() < deadline:
@@ -138,12 +183,20 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], log_path: Path, timeout
             raise RuntimeError(f"the API exited with code {proc.returncode} before it was ready:\n{tail}")
         ok = False
         with contextlib.suppress(httpx.HTTPError):
-            ok = httpx.get(f"{base}/ready", timeout=2).status_code == 200
+            ok = httpx.get(f"{base}{path}", timeout=2).status_code == 200
         streak = streak + 1 if ok else 0
         if streak >= 20:
             return
         time.sleep(0.02 if ok else 0.2)
     raise RuntimeError(f"the API at {base} was not ready after {timeout_s:.0f}s; see {log_path}")
+
+
+def worker_pids(supervisor: int) -> list[int]:
+    """The worker processes of a uvicorn supervisor (its children), for a profiler to attach to."""
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children")
+    with contextlib.suppress(OSError):
+        return [int(p) for p in children.read_text().split()]
+    return []
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
@@ -159,19 +212,28 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-@dataclass(frozen=True)
-class SeededSession:
-    user_id: str  # the data's own user (known) or an id the data never had (unknown)
-    session_id: str
-    known: bool
+@dataclass
+class BenchSession:
+    """One live session of the bench: its first events of the data, replayed through POST /events.
 
-
-def pick_sessions(data_dir: Path, end: str, n: int, per_session: int, seed: int) -> list[dict]:
-    """``n`` real sessions of the last days with at least ``per_session`` events, first events of each.
-
-    Returns event dicts for POST /events, session after session, events in time order; the first half
-    of the sessions keep their user, the second half get user ids that are not in the data.
+    ``user_id``: the data's own user (known) or, for an anonymous visitor, None: its events carry no
+    user, its session is issued for nobody, and its requests name ``path_user`` (an id the data never had).
     """
+
+    data_session: str
+    user_id: str | None
+    path_user: str
+    events: list[dict]
+    session_id: str = ""  # what the API knows it by: issued by POST /sessions (auth on) or the data's id
+
+    @property
+    def known(self) -> bool:
+        return self.user_id is not None
+
+
+def pick_sessions(data_dir: Path, end: str, n: int, per_session: int, seed: int) -> list[BenchSession]:
+    """``n`` real sessions of the last days with at least ``per_session`` events, first events of each,
+    in time order. The first half keep their (known) user; the second half are anonymous visitors."""
     from batch.dataset import load_interactions
     from shared.ids import parse_date
 
@@ -190,27 +252,38 @@ def pick_sessions(data_dir: Path, end: str, n: int, per_session: int, seed: int)
     head = df[df["session_id"].isin(chosen)].groupby("session_id", sort=False).head(per_session)
     order = pd.Series(np.arange(n), index=chosen)
     head = head.assign(_o=order.loc[head["session_id"]].to_numpy()).sort_values(["_o", "ts"], kind="stable")
-    events = []
+    sessions: dict[int, BenchSession] = {}
     for sid, user, item, etype, o in zip(
         head["session_id"], head["user_id"], head["item_id"], head["event_type"], head["_o"], strict=True
     ):
         known = o < n // 2
-        events.append(
-            {
-                "session_id": sid,
-                "item_id": item,
-                "event_type": etype,
-                "user_id": user if known else f"bench-anon-{o:05d}",
-            }
+        s = sessions.setdefault(
+            o, BenchSession(str(sid), str(user) if known else None, str(user) if known else f"bench-anon-{o:05d}", [])
         )
-    return events
+        s.events.append({"item_id": str(item), "event_type": str(etype)})
+    return [sessions[o] for o in sorted(sessions)]
 
 
-def seed_sessions(base: str, events: list[dict], timings: dict[str, float]) -> dict:
-    """POST the events in batches of POST_BATCH through the real API; fail loudly on anything but 202."""
+def seed_sessions(base: str, sessions: list[BenchSession], auth: Auth, timings: dict[str, float]) -> dict:
+    """Give each session its id (``POST /sessions`` with auth on, the data's own id with it off), then
+    POST its events in batches of POST_BATCH through the real API; fail loudly on anything but 201/202."""
     latencies = []
-    what = f"seed {len(events):,} live events through POST /events"
-    with step("seed_sessions", timings, what), httpx.Client(timeout=10) as client:
+    n_events = sum(len(s.events) for s in sessions)
+    what = f"seed {len(sessions):,} sessions, {n_events:,} live events through POST /events ({auth.mode=})"
+    with step("seed_sessions", timings, what), httpx.Client(timeout=10, headers=auth.headers()) as client:
+        for s in sessions:
+            if auth.mode == "on":
+                resp = client.post(f"{base}/sessions", json={"user_id": s.user_id} if s.user_id else {})
+                if resp.status_code != 201:
+                    raise RuntimeError(f"POST /sessions answered {resp.status_code}: {resp.text[:300]}")
+                s.session_id = resp.json()["session_id"]
+            else:
+                s.session_id = s.data_session
+        events = [
+            {**e, "session_id": s.session_id, **({"user_id": s.user_id} if s.user_id else {})}
+            for s in sessions
+            for e in s.events
+        ]
         for start in range(0, len(events), POST_BATCH):
             batch = events[start : start + POST_BATCH]
             t = time.perf_counter()
@@ -220,6 +293,7 @@ def seed_sessions(base: str, events: list[dict], timings: dict[str, float]) -> d
                 raise RuntimeError(f"POST /events answered {resp.status_code}: {resp.text[:300]}")
     lat = np.array(latencies) * 1000
     return {
+        "sessions": len(sessions),
         "events": len(events),
         "posts": len(latencies),
         "events_per_post": POST_BATCH,
@@ -227,15 +301,6 @@ def seed_sessions(base: str, events: list[dict], timings: dict[str, float]) -> d
         "post_p50_ms": round(float(np.percentile(lat, 50)), 2),
         "post_max_ms": round(float(lat.max()), 2),
     }
-
-
-def sessions_of(events: list[dict]) -> list[SeededSession]:
-    seen: dict[str, SeededSession] = {}
-    for e in events:
-        if e["session_id"] not in seen:
-            known = not e["user_id"].startswith("bench-anon-")
-            seen[e["session_id"]] = SeededSession(e["user_id"], e["session_id"], known)
-    return list(seen.values())
 
 
 def run_user_ids(run_dir: Path) -> list[str]:

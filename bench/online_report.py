@@ -1,44 +1,43 @@
-"""Statistics and tables of bench/online_latency.py, from the raw per-request records of bench/loadgen.py."""
+"""Statistics and tables of bench/online_latency.py, from the raw per-request records of bench/loadgen.py.
+
+Every mix is reported as a ratio to the floor (bench/floor_app.py) measured in the same run: CPU per
+request, closed-loop maximum (wrk), p99 at each open-loop rate, and the highest rate found to hold a
+p99 under the target.
+"""
 
 from __future__ import annotations
 
-import argparse
 import collections
+from dataclasses import dataclass
 
 import numpy as np
 from rich.table import Table
 
 from common import console, fmt_ms, fmt_ratio
 
-TARGET_P99_MS = 50.0
-FLOOR = "ready_floor"
-BLEND_FLOOR = "ready_floor_blend"
-# Round-robin order: each re-ranked mix is followed by its blend twin, so a pair samples the same background.
-MIXES = (
-    FLOOR,
-    "known_user",
-    "known_user_session",
-    "known_user_session_blend",
-    "unknown_user_session",
-    "unknown_user_session_blend",
-    BLEND_FLOOR,
-)
-# mix -> the same paths sent to the blend server (HYBRIDREC_RERANKER_ENABLED=false). The floor pair is
-# the null comparison: the same cheap route on both servers, so its ratio shows the noise of a pair.
-BLEND_OF = {
-    "known_user_session": "known_user_session_blend",
-    "unknown_user_session": "unknown_user_session_blend",
-    FLOOR: BLEND_FLOOR,
+FLOOR = "floor"
+
+
+@dataclass(frozen=True)
+class Mix:
+    """One request mix: which server answers it, what it sends, and the ``strategy`` it must be served by."""
+
+    server: str  # "floor" (bench/floor_app.py), "main" (the product), "blend" (the product, re-ranker off)
+    population: str  # "users" (random known user) | "known_sessions" | "anon_sessions"
+    expected: str | None  # the strategy every 200 response should name; None for the floor
+    what: str
+
+
+MIXES: dict[str, Mix] = {
+    FLOOR: Mix("floor", "known_sessions", None, "floor app: one pipelined read (user + session), numpy top-10"),
+    "known_user": Mix("main", "users", "precomputed", "known user, no session"),
+    "known_user_session": Mix("main", "known_sessions", "reranked", "known user + live session, re-ranked"),
+    "anon_session": Mix("main", "anon_sessions", "reranked", "anonymous visitor + live session, re-ranked"),
+    # optional: the same paths as known_user_session, served by the blend (HYBRIDREC_RERANKER_ENABLED=false)
+    "known_user_session_blend": Mix("blend", "known_sessions", "hybrid", "known user + session, blend"),
 }
-BLEND_SERVER_MIXES = frozenset(BLEND_OF.values())
-EXPECTED_STRATEGY = {
-    "known_user": "precomputed",
-    "known_user_session": "reranked",
-    "known_user_session_blend": "hybrid",
-    "unknown_user_session": "reranked",
-    "unknown_user_session_blend": "session",
-}
-_QS = {"p50": 50, "p90": 90, "p95": 95, "p99": 99, "p99_9": 99.9, "max": 100}
+DEFAULT_MIXES = (FLOOR, "known_user", "known_user_session", "anon_session")
+_QS = {"p50": 50, "p90": 90, "p99": 99, "max": 100}
 
 
 def _pct(values: np.ndarray, names: tuple[str, ...]) -> dict[str, float | None]:
@@ -48,82 +47,78 @@ def _pct(values: np.ndarray, names: tuple[str, ...]) -> dict[str, float | None]:
     return {n: round(float(v), 3) for n, v in zip(names, got, strict=True)}
 
 
-def _arrays(raw: dict) -> dict[str, np.ndarray]:
-    def opt(xs: list[float | None]) -> np.ndarray:
-        return np.array([np.nan if x is None else x for x in xs], dtype=float)
-
-    return {"due": np.array(raw["due"]), "sent": opt(raw["sent"]), "done": opt(raw["done"])}
+def _opt(xs: list[float | None]) -> np.ndarray:
+    return np.array([np.nan if x is None else x for x in xs], dtype=float)
 
 
-def percentiles(raw: dict) -> dict[str, float | None]:
-    """Latency from the scheduled time (ms) of one slice: p50 and p99."""
-    a = _arrays(raw)
-    ok = ~np.isnan(a["done"])
-    return _pct((a["done"] - a["due"])[ok] * 1000, ("p50", "p99"))
+def slice_p99(raw: dict) -> float | None:
+    """p99 latency from the scheduled time (ms) of one slice (unanswered requests left out)."""
+    done, due = _opt(raw["done"]), np.array(raw["due"])
+    ok = ~np.isnan(done)
+    return _pct((done - due)[ok] * 1000, ("p99",))["p99"]
 
 
-def summarise_mix(slices: list[dict], wrk: list[dict], rate: float) -> dict:
-    """One mix over all its slices: latency (from due), service time (from sent), send lag, errors,
-    strategies, server CPU per request, foreign CPU, and the wrk probe."""
+def summarise_rate(slices: list[dict], rate: float) -> dict:
+    """One mix at one open-loop rate, over all its slices (rounds): latency from the scheduled time,
+    service time, send lag, the server's own timer, errors, strategies, CPU per request, foreign CPU."""
     lat, service, lag, took = [], [], [], []
-    status, errors, strategies, flags = [], collections.Counter(), collections.Counter(), collections.Counter()
-    answered_n, span = 0, 0.0
+    codes_all: list[np.ndarray] = []
+    errors: collections.Counter = collections.Counter()
+    strategies: collections.Counter = collections.Counter()
+    flags: collections.Counter = collections.Counter()
+    answered, span = 0, 0.0
     for raw in slices:
-        a = _arrays(raw)
-        ok = ~np.isnan(a["done"])
-        lat.append((a["done"] - a["due"])[ok] * 1000)
-        service.append((a["done"] - a["sent"])[ok] * 1000)
-        lag.append((a["sent"] - a["due"])[~np.isnan(a["sent"])] * 1000)
+        due, sent, done = np.array(raw["due"]), _opt(raw["sent"]), _opt(raw["done"])
+        ok = ~np.isnan(done)
+        lat.append((done - due)[ok] * 1000)
+        service.append((done - sent)[ok] * 1000)
+        lag.append((sent - due)[~np.isnan(sent)] * 1000)
         t = np.array(raw["took_ms"], dtype=float)
         took.append(t[t >= 0])
-        st = np.array(raw["status"])
-        status.append(st[ok])
-        answered_n += int(ok.sum())
-        span += float(np.nanmax(a["done"])) if ok.any() else 0.0
+        codes_all.append(np.array(raw["status"])[ok])
+        answered += int(ok.sum())
+        span += float(np.nanmax(done)) if ok.any() else 0.0
         errors.update(e for e in raw["error"] if e)
-        strategies.update(s for s, code in zip(raw["strategy"], raw["status"], strict=True) if s and code == 200)
+        strategies.update(s for s, c in zip(raw["strategy"], raw["status"], strict=True) if s and c == 200)
         flags.update(f for fl in raw["flags"] for f in fl.split(",") if f)
-    codes = np.concatenate(status) if status else np.empty(0, dtype=int)
+    codes = np.concatenate(codes_all) if codes_all else np.empty(0, dtype=int)
     n = sum(raw["n"] for raw in slices)
     return {
         "target_rps": rate,
         "requests": n,
         "slices": len(slices),
-        "achieved_rps": round(answered_n / span, 1) if span else 0.0,
+        "achieved_rps": round(answered / span, 1) if span else 0.0,
         "latency_ms": _pct(np.concatenate(lat), tuple(_QS)),
-        "service_ms": _pct(np.concatenate(service), ("p50", "p99", "max")),
+        "service_ms": _pct(np.concatenate(service), ("p50", "p99")),
         "send_lag_ms": _pct(np.concatenate(lag), ("p50", "p99", "max")),
         "server_took_ms": _pct(np.concatenate(took), ("p50", "p99")),
-        "p99_ms_per_round": (per_round := [percentiles(raw)["p99"] for raw in slices]),
-        "p99_ms_median_of_rounds": _median([p for p in per_round if p is not None]),
+        "p99_ms_per_round": [slice_p99(raw) for raw in slices],
         "ok": int((codes == 200).sum()),
         "non_200": int((codes != 200).sum()),
         "status_counts": {str(k): v for k, v in collections.Counter(codes[codes != 200].tolist()).items()},
         "transport_errors": dict(errors),
         "strategies": dict(strategies),
         "flags": dict(flags),
-        # per slice, in round order: a fallback that starts in one round and never ends shows here
-        "strategies_per_round": [
-            dict(collections.Counter(s for s, c in zip(raw["strategy"], raw["status"], strict=True) if s and c == 200))
-            for raw in slices
-        ],
-        "reranker_over_budget_per_round": [
-            sum("reranker_over_budget" in fl.split(",") for fl in raw["flags"]) for raw in slices
-        ],
         "server_cpu_ms_per_request": round(float(np.mean([r["server_cpu_s_per_request"] for r in slices])) * 1000, 3),
         "foreign_cpu_cores_per_round": [round(r["foreign_cpu_cores"], 2) for r in slices],
         "client_cpu_us_per_request": round(sum(r["client_cpu_s"] for r in slices) / max(1, n) * 1e6, 1),
-        "client_sys_cpu_us_per_request": round(sum(r["client_cpu_sys_s"] for r in slices) / max(1, n) * 1e6, 1),
-        "event_loop": slices[0]["event_loop"] if slices else None,
-        "wrk": _wrk_summary(wrk),
+        "redis_connections_opened": sum(r.get("redis_connections", 0) for r in slices),
     }
 
 
-def _median(values: list[float]) -> float | None:
-    return round(float(np.median(values)), 3) if values else None
+def holds(summary: dict, p99_target_ms: float) -> bool:
+    """The rate was held: p99 under the target, at least 97% of the rate achieved, every answer a 200."""
+    p99 = summary["latency_ms"]["p99"]
+    errors = sum(summary["transport_errors"].values()) + summary["non_200"]
+    return (
+        p99 is not None
+        and p99 < p99_target_ms
+        and summary["achieved_rps"] >= 0.97 * summary["target_rps"]
+        and not errors
+    )
 
 
-def _wrk_summary(rounds: list[dict]) -> dict | None:
+def summarise_wrk(rounds: list[dict]) -> dict | None:
     if not rounds:
         return None
     requests = sum(r["requests"] for r in rounds)
@@ -137,176 +132,163 @@ def _wrk_summary(rounds: list[dict]) -> dict | None:
         "non_2xx": sum(r["non_2xx"] for r in rounds),
         "socket_errors": sum(r["socket_errors"] for r in rounds),
         "p99_ms_max_round": max(r["p99_ms"] for r in rounds),
+        "redis_connections_opened": sum(r.get("redis_connections", 0) for r in rounds),
         "server_cpu_ms_per_request": round(
-            sum(r["server_cpu_s_per_request"] * r["requests"] for r in rounds) / requests * 1000, 3
+            sum(r["server_cpu_s_per_request"] * r["requests"] for r in rounds) / max(1, requests) * 1000, 3
         ),
     }
 
 
-def add_ratios(results: dict[str, dict]) -> None:
-    """Ratios of each mix to the floor (None without a floor); the p99 target verdict."""
-    floor = results.get(FLOOR)
-    for r in results.values():
-        for q in ("p50", "p99"):
-            v, b = r["latency_ms"][q], floor["latency_ms"][q] if floor else None
-            r[f"{q}_vs_floor"] = round(v / b, 2) if v is not None and b else None
-        m, fm = r["p99_ms_median_of_rounds"], floor["p99_ms_median_of_rounds"] if floor else None
-        r["p99_median_of_rounds_vs_floor"] = round(m / fm, 2) if m is not None and fm else None
-        c, fc = r["server_cpu_ms_per_request"], floor["server_cpu_ms_per_request"] if floor else None
-        r["server_cpu_vs_floor"] = round(c / fc, 2) if fc else None
-        w, fw = r["wrk"], floor["wrk"] if floor else None
-        r["wrk_rps_vs_floor"] = round(w["rps"] / fw["rps"], 3) if w and fw else None
-        p99 = r["latency_ms"]["p99"]
-        r["meets_p99_target"] = p99 is not None and p99 < TARGET_P99_MS and r["non_200"] == 0
-    for name, r in results.items():
-        expected = EXPECTED_STRATEGY.get(name)
-        r["expected_strategy"] = expected
-        r["expected_strategy_share"] = (
-            round(r["strategies"].get(expected, 0) / r["ok"], 4) if expected and r["ok"] else None
-        )
-    for mix, twin in BLEND_OF.items():
-        if mix in results and twin in results:
-            results[mix]["vs_blend"] = vs_blend(results[mix], results[twin], twin)
-
-
-def _diff(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else round(a - b, 3)
-
-
 def _ratio(a: float | None, b: float | None) -> float | None:
-    return None if a is None or not b else round(a / b, 2)
+    return None if a is None or not b else round(a / b, 3)
 
 
-def vs_blend(r: dict, b: dict, twin: str) -> dict:
-    """What the re-ranker adds over the blend on the same paths (mix ``r`` minus its blend twin ``b``).
+def add_ratios(results: dict[str, dict], rates: list[float]) -> None:
+    """Each mix over the floor: CPU per request and p99 at every rate, wrk maximum, sustainable rate;
+    and the share of 200s served by the mix's expected strategy."""
+    floor = results.get(FLOOR)
+    for name, r in results.items():
+        ratios: dict = {}
+        for rate in rates:
+            key = f"{rate:g}"
+            mine, base = r["rates"].get(key), floor["rates"].get(key) if floor else None
+            if mine and base:
+                ratios[f"cpu_at_{key}"] = _ratio(mine["server_cpu_ms_per_request"], base["server_cpu_ms_per_request"])
+                ratios[f"p99_at_{key}"] = _ratio(mine["latency_ms"]["p99"], base["latency_ms"]["p99"])
+        if r.get("wrk") and floor and floor.get("wrk"):
+            ratios["wrk_rps"] = _ratio(r["wrk"]["rps"], floor["wrk"]["rps"])
+            ratios["cpu_at_wrk"] = _ratio(
+                r["wrk"]["server_cpu_ms_per_request"], floor["wrk"]["server_cpu_ms_per_request"]
+            )
+        if r.get("sustainable") and floor and floor.get("sustainable"):
+            ratios["sustainable_rps"] = _ratio(r["sustainable"]["max_rps"], floor["sustainable"]["max_rps"])
+        r["vs_floor"] = ratios
+        expected = MIXES[name].expected
+        served: collections.Counter = collections.Counter()
+        flags: collections.Counter = collections.Counter()
+        ok = 0
+        for s in r["rates"].values():
+            served.update(s["strategies"])
+            flags.update(s["flags"])
+            ok += s["ok"]
+        r["strategies_all"], r["flags_all"] = dict(served), dict(flags)
+        r["expected_strategy"] = expected
+        r["expected_strategy_share"] = round(served.get(expected, 0) / ok, 4) if expected and ok else None
 
-    ``p99_added_ms_median_of_rounds``: the median over rounds of (this round's p99 - the twin's p99 in the
-    same round, run right after it): a paired difference, robust to one round hit by a stall.
-    """
-    lat, blat = r["latency_ms"], b["latency_ms"]
-    paired = [_diff(x, y) for x, y in zip(r["p99_ms_per_round"], b["p99_ms_per_round"], strict=False)]
-    w, bw = r["wrk"], b["wrk"]
+
+def acceptance(results: dict[str, dict], p99_target_ms: float, cpu_rate: str) -> dict:
+    """Issue 11's acceptance, read off this run (reported, never asserted)."""
+    r = results.get("known_user_session")
+    if r is None or FLOOR not in results:
+        return {}
+    v = r["vs_floor"]
+    at500 = r["rates"].get("500")
     return {
-        "blend_mix": twin,
-        "p50_added_ms": _diff(lat["p50"], blat["p50"]),
-        "p99_added_ms": _diff(lat["p99"], blat["p99"]),
-        "p50_ratio": _ratio(lat["p50"], blat["p50"]),
-        "p99_ratio": _ratio(lat["p99"], blat["p99"]),
-        "p99_added_ms_per_round": paired,
-        "p99_added_ms_median_of_rounds": _median([p for p in paired if p is not None]),
-        "took_p50_added_ms": _diff(r["server_took_ms"]["p50"], b["server_took_ms"]["p50"]),
-        "took_p99_added_ms": _diff(r["server_took_ms"]["p99"], b["server_took_ms"]["p99"]),
-        "server_cpu_added_ms_per_request": _diff(r["server_cpu_ms_per_request"], b["server_cpu_ms_per_request"]),
-        "wrk_rps_ratio": round(w["rps"] / bw["rps"], 3) if w and bw else None,
+        "cpu_rate": cpu_rate,
+        "cpu_vs_floor": v.get(f"cpu_at_{cpu_rate}"),
+        "cpu_at_most_1_5x_floor": (v.get(f"cpu_at_{cpu_rate}") or 99) <= 1.5,
+        "wrk_vs_floor": v.get("wrk_rps"),
+        "wrk_at_least_60pct_of_floor": (v.get("wrk_rps") or 0) >= 0.6,
+        "p99_at_500_ms": at500["latency_ms"]["p99"] if at500 else None,
+        "p99_at_500_under_target": bool(at500 and holds(at500, p99_target_ms)),
+        "served_reranked_share": r["expected_strategy_share"],
     }
 
 
-def print_tables(results: dict[str, dict], args: argparse.Namespace) -> None:
+def _cell(value: str, ratio: float | None) -> str:
+    return f"{value} ({fmt_ratio(ratio)})" if ratio is not None else value
+
+
+def print_tables(payload: dict) -> None:
+    results, rates = payload["mixes"], payload["params"]["rates"]
+    target, cpu_rate = payload["params"]["p99_target"], payload["cpu_rate"]
+    console.print(f"[bold]{payload['auth']}[/]; caches: {payload['caches']}")
     t = Table(
-        title=f"Open loop at {args.rate:g} req/s, {args.duration:g}s per mix in {args.rounds} interleaved rounds "
-        "(latency from the scheduled send time, ms)"
+        title=f"Each mix against the floor in the same run (ratio to the floor in brackets). CPU = API + Redis CPU "
+        f"ms per request at {cpu_rate} req/s; wrk = -t1 -c{payload['params']['wrk_connections']} max req/s; p99 = ms "
+        f"from the scheduled send time, open loop; sustainable = highest rate found with p99 < {target:g} ms"
     )
-    cols = ("mix", "achieved/s", "p50", "p95", "p99", "max", "err/non-200", "p99 vs floor")
-    width = max(map(len, results), default=3)
-    for col in (*cols, "same, median of rounds"):
-        t.add_column(col, justify="left" if col == "mix" else "right", min_width=width if col == "mix" else None)
-    t.add_column(f"p99<{TARGET_P99_MS:g}", justify="center")
-    t.add_column(f"wrk -c{args.wrk_connections} max/s", justify="right")
-    t.add_column("wrk vs floor", justify="right")
-    t.add_column("p99 vs blend", justify="right")
-    t.add_column("added p50/p99", justify="right")
+    t.add_column("mix")
+    t.add_column("served by")
+    t.add_column("CPU ms/req", justify="right")
+    t.add_column("max req/s", justify="right")
+    for rate in rates:
+        t.add_column(f"p99 @{rate:g}/s", justify="right")
+    t.add_column(f"sustainable p99<{target:g}", justify="right")
     for name, r in results.items():
-        lat, wrk, vb = r["latency_ms"], r["wrk"], r.get("vs_blend")
-        t.add_row(
+        v = r["vs_floor"]
+        strat = ", ".join(f"{k} {n}" for k, n in sorted(r["strategies_all"].items())) or "-"
+        cpu = r["rates"].get(cpu_rate)
+        row = [
             name,
-            f"{r['achieved_rps']:.1f}",
-            fmt_ms(lat["p50"]),
-            fmt_ms(lat["p95"]),
-            fmt_ms(lat["p99"]),
-            fmt_ms(lat["max"]),
-            f"{sum(r['transport_errors'].values())}/{r['non_200']}",
-            fmt_ratio(r["p99_vs_floor"]),
-            fmt_ratio(r["p99_median_of_rounds_vs_floor"]),
-            "[green]yes[/]" if r["meets_p99_target"] else "[red]no[/]",
-            f"{wrk['rps']:.0f}" if wrk else "-",
-            fmt_ratio(r["wrk_rps_vs_floor"]),
-            fmt_ratio(vb["p99_ratio"]) if vb else "",
-            f"{_signed(vb['p50_added_ms'])} / {_signed(vb['p99_added_ms'])}" if vb else "",
-        )
-    console.print(t)
-    _print_pairs(results)
-    d = Table(
-        title="Diagnostics: service = from actual send (ms), lag = send - scheduled (ms), took = server's own timer "
-        "(ms), server CPU = API + Redis CPU per request (ms), foreign = CPU cores used by other processes"
-    )
-    cols = ("mix", "service p50", "service p99", "lag p99", "took p50", "took p99", "server CPU", "vs floor")
-    for col in (*cols, "p99 per round", "foreign cores", "strategies / flags"):
-        d.add_column(col, justify="right" if col not in ("mix", "strategies / flags", "p99 per round") else "left")
-    for name, r in results.items():
-        strat = ", ".join(f"{k}={v}" for k, v in sorted(r["strategies"].items())) or "-"
-        if r["flags"]:
-            strat += " | " + ", ".join(f"{k}={v}" for k, v in sorted(r["flags"].items()))
-        foreign = r["foreign_cpu_cores_per_round"]
-        d.add_row(
-            name,
-            fmt_ms(r["service_ms"]["p50"]),
-            fmt_ms(r["service_ms"]["p99"]),
-            fmt_ms(r["send_lag_ms"]["p99"]),
-            fmt_ms(r["server_took_ms"]["p50"]),
-            fmt_ms(r["server_took_ms"]["p99"]),
-            f"{r['server_cpu_ms_per_request']:.2f}",
-            fmt_ratio(r["server_cpu_vs_floor"]),
-            " ".join(fmt_ms(p) for p in r["p99_ms_per_round"]),
-            f"{np.mean(foreign):.2f}" if foreign else "-",
             strat,
-        )
-    console.print(d)
-
-
-def _signed(x: float | None) -> str:
-    return "-" if x is None else f"{x:+.1f}"
-
-
-def _print_pairs(results: dict[str, dict]) -> None:
-    """Re-ranker server vs blend server on the same paths, one row per pair, with the routing check."""
-    pairs = [(m, t) for m, t in BLEND_OF.items() if "vs_blend" in results.get(m, {})]
-    if not pairs:
-        return
-    p = Table(
-        title="Re-ranker vs blend: the same paths, Redis and version; the twin's server has "
-        "HYBRIDREC_RERANKER_ENABLED=false. added = this mix - its twin (ms); paired median = median over rounds of "
-        "(this round's p99 - the twin's p99 right after it); the floor pair is the null comparison"
+            _cell(f"{cpu['server_cpu_ms_per_request']:.2f}", v.get(f"cpu_at_{cpu_rate}")) if cpu else "-",
+            _cell(f"{r['wrk']['rps']:.0f}", v.get("wrk_rps")) if r.get("wrk") else "-",
+        ]
+        for rate in rates:
+            s = r["rates"].get(f"{rate:g}")
+            if s is None:
+                row.append("-")
+                continue
+            p99 = _cell(fmt_ms(s["latency_ms"]["p99"]), v.get(f"p99_at_{rate:g}"))
+            if s["achieved_rps"] < 0.97 * rate:
+                p99 += f" [red]held {s['achieved_rps']:.0f}/s[/]"
+            row.append(p99)
+        sus = r.get("sustainable")
+        row.append(_cell(f"{sus['max_rps']:.0f}", v.get("sustainable_rps")) if sus else "-")
+        t.add_row(*row)
+    console.print(t)
+    d = Table(
+        title="Per rate: achieved req/s, p50 / p99 (ms), errors, CPU ms/req, other processes' CPU (cores), "
+        "connections Redis accepted"
     )
-    cols = ("mix", "p50", "twin p50", "p99", "twin p99", "p99 ratio", "added p99", "paired median")
-    for col in (*cols, "took added p50/p99", "CPU added", "wrk ratio", "strategies (this | twin)"):
-        p.add_column(col, justify="left" if col in ("mix", "strategies (this | twin)") else "right")
-    for mix, twin in pairs:
-        r, b, vb = results[mix], results[twin], results[mix]["vs_blend"]
-
-        def strat(x: dict) -> str:
-            got = ", ".join(f"{k}={v}" for k, v in sorted(x["strategies"].items())) or "-"
-            over = x["flags"].get("reranker_over_budget")
-            return got + (f" (over budget {over})" if over else "")
-
-        p.add_row(
-            mix,
-            fmt_ms(r["latency_ms"]["p50"]),
-            fmt_ms(b["latency_ms"]["p50"]),
-            fmt_ms(r["latency_ms"]["p99"]),
-            fmt_ms(b["latency_ms"]["p99"]),
-            fmt_ratio(vb["p99_ratio"]),
-            _signed(vb["p99_added_ms"]),
-            _signed(vb["p99_added_ms_median_of_rounds"]),
-            f"{_signed(vb['took_p50_added_ms'])} / {_signed(vb['took_p99_added_ms'])}",
-            _signed(vb["server_cpu_added_ms_per_request"]),
-            fmt_ratio(vb["wrk_rps_ratio"]),
-            f"{strat(r)} | {strat(b)}",
+    d.add_column("mix")
+    for rate in rates:
+        d.add_column(f"@{rate:g}/s", justify="right")
+    d.add_column("wrk CPU ms/req", justify="right")
+    for name, r in results.items():
+        row = [name]
+        for rate in rates:
+            s = r["rates"].get(f"{rate:g}")
+            if s is None:
+                row.append("-")
+                continue
+            errs = sum(s["transport_errors"].values()) + s["non_200"]
+            foreign = np.mean(s["foreign_cpu_cores_per_round"]) if s["foreign_cpu_cores_per_round"] else 0.0
+            row.append(
+                f"{s['achieved_rps']:.0f}/s {fmt_ms(s['latency_ms']['p50'])}/{fmt_ms(s['latency_ms']['p99'])} "
+                f"err {errs} cpu {s['server_cpu_ms_per_request']:.2f} fg {foreign:.2f} conn {s['redis_connections_opened']}"
+            )
+        row.append(f"{r['wrk']['server_cpu_ms_per_request']:.2f}" if r.get("wrk") else "-")
+        d.add_row(*row)
+    console.print(d)
+    s = Table(title=f"Search for the highest rate with p99 < {target:g} ms (open loop; each step one slice)")
+    s.add_column("mix")
+    s.add_column("steps: rate → p99 ms (held?)")
+    s.add_column("max held", justify="right")
+    s.add_column("lowest failed", justify="right")
+    for name, r in results.items():
+        sus = r.get("sustainable")
+        if not sus:
+            continue
+        steps = ", ".join(f"{st['rate']:.0f}→{fmt_ms(st['p99_ms'])}{'' if st['held'] else '✗'}" for st in sus["steps"])
+        s.add_row(
+            name, steps, f"{sus['max_rps']:.0f}", f"{sus['lowest_failed_rps']:.0f}" if sus["lowest_failed_rps"] else "-"
         )
-    console.print(p)
-    for mix, _ in pairs:  # a re-ranked mix the blend served (budget fallback) does not measure the re-ranker
-        share = results[mix]["expected_strategy_share"]
+    console.print(s)
+    acc = payload.get("acceptance")
+    if acc:
+        yes = {True: "[green]yes[/]", False: "[red]no[/]"}
+        console.print(
+            f"Acceptance (known user + session, re-ranked): CPU {fmt_ratio(acc['cpu_vs_floor'])} of the floor's "
+            f"(≤1.5x: {yes[acc['cpu_at_most_1_5x_floor']]}); max req/s {fmt_ratio(acc['wrk_vs_floor'])} "
+            f"(≥0.6x: {yes[acc['wrk_at_least_60pct_of_floor']]}); p99 @500/s {fmt_ms(acc['p99_at_500_ms'])} ms "
+            f"(<{target:g} and held: {yes[acc['p99_at_500_under_target']]}); served re-ranked: "
+            f"{acc['served_reranked_share']:.1%}"
+        )
+    for name, r in results.items():
+        share = r["expected_strategy_share"]
         if share is not None and share < 0.99:
             console.print(
-                f"[yellow]{mix}: only {share:.1%} served by reranked[/] (reranker_over_budget per round "
-                f"{results[mix]['reranker_over_budget_per_round']}): its latency is partly the blend's"
+                f"[yellow]{name}: only {share:.1%} served by {r['expected_strategy']}[/]: {r['strategies_all']}"
             )

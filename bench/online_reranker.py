@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from rich.table import Table
 
 from common import console
 
@@ -59,7 +58,9 @@ def train_bench_reranker(run_dir: Path, data_dir: Path, end: str, sessions: int,
     blend = BlendParams.from_settings(settings)
     serving = serving_model(run_dir)
     sample = sample_sessions(replay_frame(data_dir, end), sessions, seed)
-    queries = collect_queries(serving, sample, blend)
+    # The last day is in every user's training history (in-sample), so with history exclusion on each
+    # target would be skipped as already seen and no query would remain: collect with it off.
+    queries = collect_queries(serving, sample, replace(blend, exclude_seen=False))
     spec = train_reranker(queries, seed=seed, blend=blend)
     spec["bench_note"] = (
         f"bench/online_reranker.py: trained on {queries.counts['n_sessions']} sessions of the last "
@@ -101,97 +102,3 @@ def manifest_reranker(run_dir: Path) -> dict | None:
     if not path.exists():
         return None
     return json.loads(path.read_text()).get("params", {}).get("reranker")
-
-
-def rank_cost(run_dir: Path, data_dir: Path, events: list[dict], k: int, repeats: int = 3) -> dict:
-    """In process, no HTTP: ``rank()`` of every seeded live session with the blend and with the re-ranker.
-
-    The same sessions, user records, version and blend the API serves, the two scorers back to back per
-    request (which goes first alternates by repeat). The HTTP mixes add the store read, the web stack and
-    the machine's scheduling on top; this is the ranking work alone, the only part the re-ranker changes.
-    Returns {"known"|"unknown": {"blend"|"reranked": {p50, p99, max}, "added_ms_p50_of_pairs", ...}}.
-    """
-    import time
-
-    import numpy as np
-
-    from feature_store.base import RequestFeatures, SessionEvent
-    from lab.serving import serving_model
-    from online.blend import BlendParams
-    from online.ranking import rank
-    from online.reranker import LinearReranker
-    from shared.config import get_settings
-
-    settings = get_settings(data_dir=data_dir)
-    serving = serving_model(run_dir)
-    meta = serving.model.bundle.meta
-    reranker, params = LinearReranker.for_version(meta), BlendParams.from_settings(settings).for_version(meta)
-    if reranker is None:
-        raise RuntimeError(f"{run_dir} has no re-ranker to time")
-    sessions: dict[str, tuple[str, list[SessionEvent]]] = {}
-    for e in events:  # oldest first, as the store returns a session
-        ev = SessionEvent(e["item_id"], e["event_type"], 0.0, "", e["user_id"], e["session_id"])
-        sessions.setdefault(e["session_id"], (e["user_id"], []))[1].append(ev)
-    ms: dict[tuple[str, str], list[float]] = {}
-    strategies: dict[str, dict[str, int]] = {}
-    for rep in range(repeats):
-        for user, evs in sessions.values():
-            features = RequestFeatures(serving.users.get(user), evs)
-            who = "known" if features.user is not None else "unknown"
-            order = (("blend", None), ("reranked", reranker))
-            for kind, scorer in order if rep % 2 == 0 else order[::-1]:
-                t = time.perf_counter()
-                got = rank(serving.model, features, k, None, params, scorer)
-                ms.setdefault((who, kind), []).append((time.perf_counter() - t) * 1000)
-                counts = strategies.setdefault(f"{who}/{kind}", {})
-                counts[got.strategy] = counts.get(got.strategy, 0) + 1
-    out: dict = {"repeats": repeats, "sessions": len(sessions), "k": k, "strategies": strategies}
-    for who in ("known", "unknown"):
-        blend, rr = np.array(ms.get((who, "blend"), [])), np.array(ms.get((who, "reranked"), []))
-        if blend.size == 0:
-            continue
-        pct = {"p50": 50, "p99": 99, "max": 100}
-        out[who] = {
-            "requests": int(blend.size),
-            **{
-                kind: {n: round(float(np.percentile(a, q)), 3) for n, q in pct.items()}
-                for kind, a in (("blend", blend), ("reranked", rr))
-            },
-            "added_ms_p50_of_pairs": round(float(np.median(rr - blend)), 3),
-            "added_ms_p99_of_pairs": round(float(np.percentile(rr - blend, 99)), 3),
-        }
-    return out
-
-
-def print_rank_cost(rc: dict) -> None:
-    """The in-process ``rank()`` timing (bench/online_reranker.py ``rank_cost``)."""
-    t = Table(
-        title=f"rank() in process, no HTTP: the {rc['sessions']:,} seeded sessions x {rc['repeats']}, blend and "
-        "re-ranker back to back per request (ms)"
-    )
-    for col in (
-        "user",
-        "requests",
-        "blend p50",
-        "blend p99",
-        "re-ranker p50",
-        "re-ranker p99",
-        "added p50",
-        "added p99",
-    ):
-        t.add_column(col, justify="left" if col == "user" else "right")
-    for who in ("known", "unknown"):
-        if who in rc:
-            r = rc[who]
-            t.add_row(
-                who,
-                f"{r['requests']:,}",
-                f"{r['blend']['p50']:.2f}",
-                f"{r['blend']['p99']:.2f}",
-                f"{r['reranked']['p50']:.2f}",
-                f"{r['reranked']['p99']:.2f}",
-                f"{r['added_ms_p50_of_pairs']:+.2f}",
-                f"{r['added_ms_p99_of_pairs']:+.2f}",
-            )
-    console.print(t)
-    console.print("  strategies: " + "; ".join(f"{k}: {v}" for k, v in sorted(rc["strategies"].items())))

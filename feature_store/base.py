@@ -1,10 +1,12 @@
 """The online store's interfaces, one per kind of user, and the records that cross them.
 
 * :class:`VersionStore`: batch publishes a :class:`VersionData` (write, verify, activate, prune,
-  rollback); the API loads an :class:`ItemBundle` once per version and, per request, a
-  :class:`RequestFeatures` (user record + live session, one round trip).
-* :class:`EventLog`: the API appends live events (to the session and to the durable stream);
+  rollback); the API loads an :class:`ItemBundle` once per version (in a background thread);
+  ``read_request`` gives tools and tests the :class:`RequestFeatures` the API reads.
+* :class:`EventLog`: live events are appended (to the session and to the durable stream);
   compaction drains the stream through a consumer group.
+* :class:`OnlineStore`: the API's request path, on an asyncio client: per request a
+  :class:`StoredRequest` (user record + live session, one round trip, still encoded), and appends.
 * :class:`Counters`: per-minute served-request counters shared by all API workers.
 
 Implementations translate their client's exceptions into ``shared.errors.StoreError`` subclasses.
@@ -13,6 +15,7 @@ Which arrays a version holds is declared once, in ``feature_store.layout``.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -125,6 +128,32 @@ class RequestFeatures:
 
 
 @dataclass(frozen=True)
+class StoredRequest:
+    """What one request read from the store, still encoded (``codecs.decode_request`` decodes it), so
+    that a response cache can answer from ``session_digest`` without decoding anything.
+
+    ``user``: the user record's bytes (None: unknown in the version); ``session``: the session list's
+    elements, oldest first; ``seen``: the members of the session's seen set.
+    """
+
+    user: bytes | None
+    session: list[bytes]
+    seen: Sequence[bytes]
+
+    def session_digest(self) -> bytes:
+        """16 bytes that change whenever the stored session does (every event appends to the list,
+        and every session element carries its event's unique id); empty without a session."""
+        if not self.session and not self.seen:
+            return b""
+        h = hashlib.blake2b(digest_size=16)
+        for raw in self.session:
+            h.update(len(raw).to_bytes(4, "little"))
+            h.update(raw)
+        h.update(len(self.seen).to_bytes(4, "little"))
+        return h.digest()
+
+
+@dataclass(frozen=True)
 class AppendResult:
     """What appending live events did: ``duplicates`` are the ids of events already accepted earlier
     (or earlier in the same batch), stored once and not again; ``trimmed`` counts un-compacted
@@ -183,6 +212,14 @@ class EventLog(Protocol):
     ) -> list[tuple[str, SessionEvent]]: ...
     def ack_events(self, group: str, ids: Sequence[str]) -> int: ...
     def pending_count(self, group: str, consumer: str | None = None) -> int: ...
+
+
+class OnlineStore(Protocol):
+    """The API's request path (asyncio): one read per request, appends of live events."""
+
+    async def read_request(self, version: str, user_id: str | None, session_id: str | None) -> StoredRequest: ...
+    async def append(self, events: Sequence[SessionEvent], dedupe: Sequence[bool] | None = None) -> AppendResult: ...
+    async def current_version(self) -> str | None: ...
 
 
 class Counters(Protocol):

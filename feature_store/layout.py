@@ -12,7 +12,7 @@ Adding an array is one line here plus the code that produces it (batch) and the 
 2-D array's row width is the meta field ``width``; ``width=None`` means one value per item.
 
 **User arrays**: one record per user (``p:v:<ver>:u:<user_id>``, ``codecs.encode_user``), one
-variable-length array each. ``kind`` says how the run stores them: ``dense`` (n_users, width) rows,
+variable-length array each, in the wire dtypes of ``user_layout`` (recorded in the version's meta). ``kind`` says how the run stores them: ``dense`` (n_users, width) rows,
 ``padded`` (n_users, n) rows whose ``-1`` entries are padding, or ``ragged`` (CSR: the npz holds
 ``indptr`` (n_users + 1,) and the values). A user's record drops padding, so every user array is a
 1-D array of that user's values.
@@ -78,11 +78,15 @@ ITEM_ARRAYS: tuple[ItemArray, ...] = (
     ItemArray("popularity", "<f4", "float32", None, ("popularity.npz", "scores"), finite=True),
 )
 
+# A user's vector travels as float16 (128 B at 64 factors instead of 256; its effect on quality is
+# measured in bench/README.md) and index arrays as uint16 when the version has at most 65,536 items
+# (``user_layout``): Redis holds one record per user, so these bytes are most of a version.
 USER_ARRAYS: tuple[UserArray, ...] = (
-    UserArray("vector", "<f4", "float32", ("model.npz", "user_factors"), "dense", finite=True),
+    UserArray("vector", "<f2", "float32", ("model.npz", "user_factors"), "dense", finite=True),
     UserArray("candidates", "<i4", "int32", ("candidates.npz", "items"), "padded"),
     UserArray("seen", "<i4", "int32", ("seen.npz", "items"), "ragged", required=False),
 )
+COMPACT_INDEX_WIRE = "<u2"  # item indices of a version with at most 2**16 items
 
 # Arrays that hold item indices (checked against n_items; -1 is padding).
 INDEX_ARRAYS = frozenset(
@@ -95,6 +99,8 @@ USER_ARRAY = {a.name: a for a in USER_ARRAYS}
 LEGACY_USER_LAYOUT: tuple[tuple[str, str], ...] = (("vector", "<f4"), ("candidates", "<i4"))
 
 
-def user_layout() -> list[list[str]]:
-    """[[name, wire dtype], ...] of the user record this code writes; recorded in each version's meta."""
-    return [[a.name, a.wire] for a in USER_ARRAYS]
+def user_layout(n_items: int) -> list[list[str]]:
+    """[[name, wire dtype], ...] of the user record this code writes for a version of ``n_items`` items;
+    recorded in each version's meta, so readers decode any version with the layout it was written in."""
+    compact = n_items <= 2**16
+    return [[a.name, COMPACT_INDEX_WIRE if compact and a.name in INDEX_ARRAYS else a.wire] for a in USER_ARRAYS]

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator
 
 import redis
+import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
 from shared.errors import ConfigError, StoreError, StoreFull, StoreTimeout, StoreUnavailable
@@ -33,4 +34,13 @@ def connect(url: str | None, timeout_s: float | None) -> redis.Redis:
         raise ConfigError("no Redis URL: set HYBRIDREC_REDIS_URL (or run `hybridrec demo`, which starts one)")
     return redis.Redis.from_url(
         url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s or 5.0, health_check_interval=30
+    )
+
+
+def connect_async(url: str | None, timeout_s: float) -> aioredis.Redis:
+    """The asyncio twin of :func:`connect` for the API's request path: every call bounded by ``timeout_s``."""
+    if not url:
+        raise ConfigError("no Redis URL: set HYBRIDREC_REDIS_URL (or run `hybridrec demo`, which starts one)")
+    return aioredis.Redis.from_url(
+        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=30
     )

@@ -82,10 +82,15 @@ return {added, before + added - redis.call('XLEN', stream), unpack(dups)}
 """
 
 
-class RedisEventLog:
+class AppendScript:
+    """The append script's arguments and reply, without a client: the API appends through the asyncio
+    client (feature_store.redis_online), batch tools and tests through :class:`RedisEventLog`, with the
+    same keys, arguments and checks."""
+
+    source = _APPEND
+
     def __init__(
         self,
-        client: redis.Redis,
         keys: Keys,
         session_max_events: int = 50,
         session_ttl_s: int = 1_800,
@@ -93,8 +98,7 @@ class RedisEventLog:
         event_id_ttl_s: int = 3_600,
         backlog_max: int = 1_000_000,
         backlog_policy: Literal["refuse", "trim"] = "refuse",
-    ):
-        self.client = client
+    ) -> None:
         self.keys = keys
         self.session_max_events = session_max_events
         self.session_ttl_s = session_ttl_s
@@ -102,18 +106,10 @@ class RedisEventLog:
         self.event_id_ttl_s = event_id_ttl_s
         self.backlog_max = backlog_max
         self.backlog_policy = backlog_policy
-        self._append = client.register_script(_APPEND)
 
-    # --- live events -------------------------------------------------------------------------
-    def append(self, events: Sequence[SessionEvent], dedupe: Sequence[bool] | None = None) -> AppendResult:
-        """Append to sessions and the durable stream, atomically (one script; see the module docstring).
-
-        ``dedupe[i]``: event i carries a client-supplied id to de-duplicate on (default: all do).
-        Raises EventsBacklogFull (policy "refuse", the stream at its cap) or StoreFull (Redis at
-        maxmemory) having stored nothing.
-        """
-        if not events:
-            return AppendResult()
+    def call(self, events: Sequence[SessionEvent], dedupe: Sequence[bool] | None) -> tuple[list[str], list[Any]]:
+        """(KEYS, ARGV) of the script for ``events`` (non-empty); ``dedupe[i]``: event i carries a
+        client-supplied id to de-duplicate on (default: all do)."""
         flags = [True] * len(events) if dedupe is None else list(dedupe)
         fields = [codecs.encode_stream_event(ev) for ev in events]
         keys, args = [self.keys.events_stream], [*self._header(len(events), len(fields[0])), *fields[0]]
@@ -125,8 +121,10 @@ class RedisEventLog:
             ]
             args += ["1" if flag else "0", codecs.encode_session_event(ev) if ev.session_id else "", ev.item_id]
             args += list(entry.values())
-        with translate_errors("appending session events"):
-            reply = self._append(keys=keys, args=args)
+        return keys, args
+
+    def result(self, reply: Sequence[Any], events: Sequence[SessionEvent]) -> AppendResult:
+        """The script's reply as an AppendResult; EventsBacklogFull if it refused the batch."""
         added, second, *dups = (int(x) for x in reply)
         if added < 0:
             raise EventsBacklogFull(
@@ -148,6 +146,32 @@ class RedisEventLog:
             COMPACTION_GROUP,
             n_fields,
         ]
+
+
+class RedisEventLog:
+    """The event log over redis-py's blocking client: compaction's reads and acknowledgements, and
+    appends for batch tools and tests (``AppendScript``'s keyword arguments configure them)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, **append: Any) -> None:
+        self.client = client
+        self.keys = keys
+        self.script = AppendScript(keys, **append)
+        self._append = client.register_script(AppendScript.source)
+
+    # --- live events -------------------------------------------------------------------------
+    def append(self, events: Sequence[SessionEvent], dedupe: Sequence[bool] | None = None) -> AppendResult:
+        """Append to sessions and the durable stream, atomically (one script; see the module docstring).
+
+        ``dedupe[i]``: event i carries a client-supplied id to de-duplicate on (default: all do).
+        Raises EventsBacklogFull (policy "refuse", the stream at its cap) or StoreFull (Redis at
+        maxmemory) having stored nothing.
+        """
+        if not events:
+            return AppendResult()
+        keys, args = self.script.call(events, dedupe)
+        with translate_errors("appending session events"):
+            reply = self._append(keys=keys, args=args)
+        return self.script.result(reply, events)
 
     def read_session(self, session_id: str) -> list[SessionEvent]:
         with translate_errors("reading a session"):

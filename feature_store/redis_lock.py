@@ -6,8 +6,9 @@
   (the lease expired while we were stalled: another publisher may hold it now).
 * Released by a compare-and-delete Lua script, so a holder whose lease expired never deletes the
   lock a newer holder took.
-* Fencing: writers check the token inside the same Lua script that writes (see
-  ``redis_versions``), so a stalled holder that lost its lease cannot write after another took it.
+* Fencing: writers check the token in the same atomic step that writes (a Lua script, or a
+  transaction under WATCH of the lock key: see ``redis_versions``), so a stalled holder that lost
+  its lease cannot write after another took it.
 
 Under ``maxmemory`` + ``noeviction`` Redis refuses ``SET`` (it may grow memory); taking the lock then
 retries with a script flagged ``allow-oom`` (Redis >= 7), because the publish that follows is what

@@ -71,7 +71,9 @@ class RedisStore:
         self.client = client
         self.keys = Keys(prefix)
         self.versions = RedisVersionStore(client, self.keys, batch_size, lock_ttl_s, lock_wait_s)
-        self.events = RedisEventLog(client, self.keys, session_max_events, session_ttl_s, **(events or {}))
+        self.events = RedisEventLog(
+            client, self.keys, session_max_events=session_max_events, session_ttl_s=session_ttl_s, **(events or {})
+        )
         self.counters = RedisCounters(client, self.keys)
 
     @classmethod

@@ -60,6 +60,19 @@ class EventsAccepted(BaseModel):
     )
 
 
+class RecommendationQuery(BaseModel):
+    """The query of ``GET /recommendations/{user_id}`` (other query parameters are ignored)."""
+
+    k: int = Field(default=10, ge=1, le=100, description="How many items (1..100).")
+    session_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        description="From POST /sessions, for this user or anonymous.",
+    )
+    category: str | None = Field(default=None, min_length=1, max_length=MAX_ID_LENGTH)
+
+
 class ScoredItem(BaseModel):
     item_id: str
     score: float
@@ -73,7 +86,8 @@ class Recommendations(BaseModel):
     model_version: str
     strategy: str = Field(description="Routing tier that served: reranked | hybrid | session | precomputed | popular")
     flags: list[str] = Field(
-        description="e.g. unknown_user, store_unavailable, store_timeout, short, reranker_over_budget"
+        description="e.g. unknown_user, store_unavailable, store_timeout, short, reranker_over_budget; cached or "
+        "semantic_cache when a cache answered"
     )
     took_ms: float
 

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
+from feature_store.redis_online import RedisOnline
 from feature_store.redis_store import RedisStore
 from online.auth import AUTH_OFF_WARNING, Gate
 from online.blend import BlendParams
@@ -42,6 +43,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # requests use the asyncio store on this event loop; model reload and counters use the blocking
+        # one from their background threads
+        online = RedisOnline.from_settings(settings)
         store = RedisStore.from_settings(settings, online=True)
         window = WindowCounters(store.counters, settings.reload_interval_s) if settings.metrics_enabled else None
         telemetry.attach(window)
@@ -59,8 +63,9 @@ def create_app(settings: Settings) -> FastAPI:
             window.start()
         app.state.settings = settings
         app.state.store = store
+        app.state.online = online
         app.state.holder = holder
-        app.state.service = RecommendationService(store.versions, store.events, holder, settings, telemetry)
+        app.state.service = RecommendationService(online, holder, settings, telemetry, versions=store.versions)
         app.state.operations = Operations(holder, store.versions, store.events, window)
         app.state.scrape_time = ScrapeTime(lambda: _data_end(holder), lambda: _backlog(store))
         try:
@@ -71,6 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
                 telemetry.attach(None)
                 window.stop()
             store.close()
+            await online.aclose()
 
     app = FastAPI(
         title="hybridrec",

@@ -11,6 +11,7 @@ ALS+EASE fusion: in the list's own order, ``candidate_rank``); the session tiers
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -77,24 +78,36 @@ class BlendParams:
 def precomputed_score(pool: Pool, params: BlendParams) -> np.ndarray:
     """float32 (n,): the precomputed tier's own blend. Weights chosen for session requests (where the
     session carries the signal) would otherwise reorder a user's batch list by popularity."""
+    return pool.score(_precomputed_weights(params))
+
+
+def blend_score(pool: Pool, params: BlendParams) -> np.ndarray:
+    """float32 (n,) hand-set blend of the pool's z-scored signals (module docstring): one weight vector
+    over ``Pool.features``, a signal the request lacks weighted 0."""
+    return pool.score(_blend_weights(params, pool.user is not None, pool.s_vec is not None, bool(pool.seeds.size)))
+
+
+@functools.lru_cache(maxsize=256)
+def _precomputed_weights(params: BlendParams) -> np.ndarray:
     w = np.zeros(len(FEATURE_NAMES), dtype=np.float32)
     if params.precomputed_by_rank:
         w[COLUMN["candidate_rank"]] = 1.0  # the batch list as the candidate model ordered it
     else:
         w[COLUMN["user_z"]] = 1.0
         w[COLUMN["popularity_z"]] = params.precomputed_weight_popularity
-    return pool.features @ w
+    w.flags.writeable = False  # shared by every request with these params
+    return w
 
 
-def blend_score(pool: Pool, params: BlendParams) -> np.ndarray:
-    """float32 (n,) hand-set blend of the pool's z-scored signals (module docstring): one weight vector
-    over ``Pool.features``, a signal the request lacks weighted 0."""
+@functools.lru_cache(maxsize=256)
+def _blend_weights(params: BlendParams, user: bool, session: bool, seeds: bool) -> np.ndarray:
     w = np.zeros(len(FEATURE_NAMES), dtype=np.float32)
     w[COLUMN["popularity_z"]] = params.weight_popularity
-    if pool.user is not None:
+    if user:
         w[COLUMN["user_z"]] = params.weight_user
-    if pool.s_vec is not None:
+    if session:
         w[COLUMN["session_z"]] = params.weight_session
-    if pool.seeds.size:
+    if seeds:
         w[COLUMN["covisit_z"]] = params.weight_covisit
-    return pool.features @ w
+    w.flags.writeable = False
+    return w

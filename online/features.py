@@ -37,7 +37,9 @@ over those columns. Reasons are worked out for the served top-k only.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -66,24 +68,49 @@ FEATURES = frozenset(FEATURE_NAMES)  # what a re-ranker may name
 _Z_SRC = np.array([COLUMN[src] for src in Z_OF.values()])
 _Z_DST = np.array([COLUMN[name] for name in Z_OF])
 _EMPTY = np.empty(0, dtype=np.int64)
+_RANK_DISCOUNT = 1.0 / np.log2(2.0 + np.arange(2_000))  # candidate_rank of rank r (n_candidates <= 2,000)
 
 
 @dataclass(frozen=True)
 class Pool:
-    """One request's candidates and their features. Per request, not shared."""
+    """One request's candidates and their features. Per request, not shared.
+
+    The raw features are kept feature-major with the mean and inverse standard deviation of the z
+    columns; :meth:`score` folds the standardisation into the weights, so serving never materialises
+    the (n, len(FEATURE_NAMES)) matrix, which :attr:`features` builds on first use (the lab trains on it).
+    """
 
     model: LoadedModel
     user: UserRecord | None
     seeds: np.ndarray  # int64 (n_seeds,) recent distinct session items, newest first
     s_vec: np.ndarray | None  # float32 (f,) unit session vector, None without a known session item
     items: np.ndarray  # int64 (n,) candidate item indices, ascending
-    excluded: np.ndarray  # int64 sorted unique: items never served to this request (see build_pool)
-    features: np.ndarray  # float32 (n, len(FEATURE_NAMES))
+    blocked: np.ndarray  # bool (n_items,): items never served to this request (unavailable, or see build_pool)
+    raw: np.ndarray  # float32 (len(RAW_FEATURES), n): the raw features, one row each
+    z_mean: np.ndarray  # float64 (len(Z_OF),): mean over the pool of each z column's raw feature
+    z_scale: np.ndarray  # float64 (len(Z_OF),): 1 / its standard deviation (0 for a constant one)
     history_reason: bool  # exclude_seen is off: history items are labelled seen_before
+
+    @cached_property
+    def features(self) -> np.ndarray:
+        """float32 (n, len(FEATURE_NAMES)), columns in FEATURE_NAMES order."""
+        out = np.empty((len(self.items), len(FEATURE_NAMES)), dtype=np.float32)
+        out[:, : len(RAW_FEATURES)] = self.raw.T
+        z = (self.raw[_Z_SRC].astype(np.float64) - self.z_mean[:, None]) * self.z_scale[:, None]
+        out[:, _Z_DST] = z.T
+        return out
+
+    def score(self, weights: np.ndarray, bias: float = 0.0) -> np.ndarray:
+        """float32 (n,): ``features @ weights + bias`` (``weights`` (len(FEATURE_NAMES),)), computed from
+        the raw rows: a z column's weight w becomes w / std on its raw row and -w * mean / std in the bias."""
+        w_z = weights[_Z_DST].astype(np.float64) * self.z_scale
+        w_raw = weights[: len(RAW_FEATURES)].astype(np.float64)
+        w_raw[_Z_SRC] += w_z
+        return (w_raw @ self.raw + (bias - float(w_z @ self.z_mean))).astype(np.float32)
 
     def column(self, name: str) -> np.ndarray:
         """Feature ``name`` over the pool, float32 (n,)."""
-        return self.features[:, COLUMN[name]]
+        return self.raw[COLUMN[name]] if COLUMN[name] < len(RAW_FEATURES) else self.features[:, COLUMN[name]]
 
     def matrix(self, names: tuple[str, ...] | list[str]) -> np.ndarray:
         """float32 (n, len(names)) of the named features."""
@@ -94,20 +121,22 @@ class Pool:
         newest seed whose ALS, then co-visitation, neighbours hold it, else the user's list
         (``for_you``), else ``popular``; ``seen_before`` for a history item when exclusion is off.
         Vectorised over the k items."""
-        bundle = self.model.bundle
+        model = self.model
         chosen = self.items[rows]
-        out = ["popular"] * len(chosen)
-        for i in np.flatnonzero(self.features[rows, COLUMN["in_candidates"]] > 0).tolist():
+        k = len(chosen)
+        out = ["popular"] * k
+        for i in np.flatnonzero(self.raw[COLUMN["in_candidates"], rows]).tolist():
             out[i] = "for_you"
-        if self.seeds.size:
-            # columns: seed 0's ALS neighbours, seed 0's co-visitors, seed 1's ..., newest seed first
-            als, covisit = _same_width(bundle.neighbours[self.seeds], bundle.covisit[self.seeds])
-            lists = np.stack([als, covisit], axis=1).reshape(2 * self.seeds.size, -1)
-            hits = (lists[None, :, :] == chosen[:, None, None]).any(axis=2)  # (k, 2 * n_seeds)
-            first = hits.argmax(axis=1)
-            for i in np.flatnonzero(hits.any(axis=1)).tolist():
-                seed = bundle.item_ids[int(self.seeds[first[i] // 2])]
-                out[i] = f"{'similar_to' if first[i] % 2 == 0 else 'often_next_to'}:{seed}"
+        if self.seeds.size and k:
+            # Each seed's row of seed_lists is its ALS neighbours then its co-visitors, newest seed first,
+            # so the first match in the flattened rows is the first in the order of precedence.
+            width = model.seed_lists.shape[1]
+            same = (model.seed_lists[self.seeds].ravel() == chosen[:, None]).view(np.uint8)  # (k, n_seeds * width)
+            first = same.argmax(axis=1)
+            found = same[np.arange(k), first].nonzero()[0].tolist()
+            for i, at in zip(found, first[found].tolist(), strict=True):
+                seed = model.bundle.item_ids[int(self.seeds[at // width])]
+                out[i] = f"{'similar_to' if at % width < model.n_neighbours else 'often_next_to'}:{seed}"
         if self.history_reason and self.user is not None and self.user.seen.size:
             seen = np.sort(self.user.seen)
             pos = np.minimum(np.searchsorted(seen, chosen), seen.size - 1)
@@ -116,25 +145,19 @@ class Pool:
         return out
 
 
-def _same_width(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two (s, m_a) and (s, m_b) index arrays padded with -1 to the same width, so they stack."""
-    m = max(a.shape[1], b.shape[1])
-    return (
-        np.pad(a, ((0, 0), (0, m - a.shape[1])), constant_values=-1),
-        np.pad(b, ((0, 0), (0, m - b.shape[1])), constant_values=-1),
-    )
-
-
-def z_scores(x: np.ndarray) -> np.ndarray:
-    """Column-wise z-scores of float64 (n, m); a constant (or empty) column gives zeros. Written out
-    (sum, not ``mean``/``std``): numpy's reductions cost more in call overhead than in arithmetic here."""
-    n = x.shape[0]
+def z_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and inverse standard deviation (0 for a constant, or empty, row) of each row of (m, n)
+    values (m signals over n candidates), in float64: ``(x - mean) * scale`` are the z-scores.
+    Written out (sum, not ``mean``/``std``): numpy's reductions cost more in call overhead than in
+    arithmetic here."""
+    n = x.shape[1]
     if n == 0:
-        return np.zeros(x.shape, dtype=np.float32)
-    d = x - x.sum(axis=0) / n
-    std = np.sqrt(np.einsum("ij,ij->j", d, d) / n)
-    ok = std >= 1e-9
-    return (d * np.where(ok, 1.0 / np.where(ok, std, 1.0), 0.0)).astype(np.float32)
+        return np.zeros(x.shape[0]), np.zeros(x.shape[0])
+    d = x.astype(np.float64)
+    mean = d.sum(axis=1) / n
+    d -= mean[:, None]
+    std = np.sqrt(np.einsum("ij,ij->i", d, d) / n)
+    return mean, np.divide(1.0, std, out=np.zeros_like(std), where=std >= 1e-9)
 
 
 def _session(
@@ -183,7 +206,7 @@ def _unit_mean(model: LoadedModel, idx: np.ndarray, weights: np.ndarray) -> np.n
     if idx.size == 0:
         return None
     vec = weights @ model.unit_factors[idx]
-    norm = float(np.linalg.norm(vec))
+    norm = math.sqrt(float(vec @ vec))
     return (vec / norm).astype(np.float32) if norm > 0 else None
 
 
@@ -202,106 +225,117 @@ def build_pool(
     Never served: every item of the live session (its seen set, beyond the session list's cap) and,
     with ``exclude_seen``, every item of the user's training history (``user.seen``). Without
     ``exclude_seen`` (repeat-purchase domains) history items may come back, with reason ``seen_before``.
+
+    One pass: the candidate lists are concatenated and de-duplicated once (``np.unique`` with the
+    inverse, which places every list entry in the pool without a search), the raw features computed for
+    every distinct candidate, then the rows that may not be served dropped before the z-scores.
     """
     bundle = model.bundle
     user = features.user if features else None
     events = features.session if features else []
     session_idx, session_w, seeds, seed_decay = _session(model, events, half_life, seed_items)
 
-    # the user's list and the popular list hold each item once: only the seeds' lists need de-duplicating
     base = user.candidates if user is not None else model.popular(category)[:popular_pool]
-    if seeds.size:
-        items = np.concatenate([base, bundle.neighbours[seeds].ravel(), bundle.covisit[seeds].ravel()])
-        items = np.unique(items.astype(np.int64))
-        items = items[items >= 0]
-    else:
-        items = np.sort(base.astype(np.int64))
-
-    index = bundle.item_index
-    seen_ids = features.session_seen if features else ()
-    excluded_parts = [session_idx] if session_idx.size else []
-    if seen_ids:
-        excluded_parts.append(np.fromiter((index[i] for i in seen_ids if i in index), dtype=np.int64))
-    if exclude_seen and user is not None and user.seen.size:
-        excluded_parts.append(user.seen.astype(np.int64))
-    excluded = np.unique(np.concatenate(excluded_parts)) if excluded_parts else _EMPTY
-    keep = model.available[items]
-    if category:
-        keep &= bundle.categories[items] == category
-    if excluded.size:
-        pos = np.minimum(np.searchsorted(excluded, items), excluded.size - 1)
-        keep &= excluded[pos] != items
-    items = items[keep]
+    lists = model.seed_lists[seeds].ravel() if seeds.size else _EMPTY  # seeds' neighbours, then co-visitors
+    items, where = _unique_inverse(np.concatenate([base, lists]))
     s_vec = _unit_mean(model, session_idx, session_w)
+    raw = _raw_features(model, user, s_vec, items, where, len(base), seeds, seed_decay, session_idx, session_w)
+
+    # one flag per item of the version (n_items bytes, 20 KB at 20k items): cheaper than sorting the
+    # exclusions for a membership test, and what the popular fill reads too
+    blocked = ~model.available
+    blocked[session_idx] = True
+    seen_ids = features.session_seen if features else ()
+    if seen_ids:
+        index = bundle.item_index
+        blocked[[index[i] for i in seen_ids if i in index]] = True
+    if exclude_seen and user is not None:
+        blocked[user.seen] = True
+    keep = ~blocked[items]
+    keep &= items >= 0  # -1 pads the neighbour lists (and read blocked's last flag)
+    if category:
+        keep &= model.category_codes[items] == model.category_index.get(category, -1)
+    items = items[keep]
+    raw = raw[:, keep]
+    z_mean, z_scale = z_stats(raw[_Z_SRC])
     return Pool(
         model=model,
         user=user,
         seeds=seeds,
         s_vec=s_vec,
         items=items,
-        excluded=excluded,
-        features=_features(model, user, items, s_vec, seeds, seed_decay, session_idx, session_w),
+        blocked=blocked,
+        raw=raw,
+        z_mean=z_mean,
+        z_scale=z_scale,
         history_reason=not exclude_seen,
     )
 
 
-def _features(
+def _raw_features(
     model: LoadedModel,
     user: UserRecord | None,
-    items: np.ndarray,
     s_vec: np.ndarray | None,
+    items: np.ndarray,
+    where: np.ndarray,
+    n_base: int,
     seeds: np.ndarray,
     seed_decay: np.ndarray,
     session_idx: np.ndarray,
     session_w: np.ndarray,
 ) -> np.ndarray:
-    """float32 (n, len(FEATURE_NAMES)): every feature of the module docstring in one pass."""
+    """float32 (len(RAW_FEATURES), n), feature-major (each feature one contiguous row): the raw features
+    of every distinct candidate ``items`` (int64 (n,), ascending; -1 included when a list is padded).
+    ``where``: the position in ``items`` of each entry of the concatenated lists: the first ``n_base``
+    the user's candidates (or the popular head), then, per seed, its ALS neighbours and its co-visitors
+    (``LoadedModel.seed_lists``)."""
     n = len(items)
-    out = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
+    raw = np.zeros((len(RAW_FEATURES), n), dtype=np.float32)
     if n == 0:
-        return out
-    unit = model.unit_factors[items]  # (n, f): the one gather of item vectors
-    queries, cols = [], []
+        return raw
+    queries, rows = [], []
     if user is not None:
         queries.append(user.vector)
-        cols.append(COLUMN["user_dot"])
+        rows.append(COLUMN["user_dot"])
     if s_vec is not None:
         queries.append(s_vec)
-        cols.append(COLUMN["session_cos"])
+        rows.append(COLUMN["session_cos"])
     if seeds.size:
         queries.append(model.unit_factors[seeds[0]])
-        cols.append(COLUMN["last_item_sim"])
+        rows.append(COLUMN["last_item_sim"])
     if queries:
-        out[:, cols] = unit @ np.stack(queries, axis=1)
+        raw[rows] = np.stack(queries) @ model.unit_factors[items].T  # the one gather of item vectors
         if user is not None:
-            out[:, COLUMN["user_dot"]] *= model.norms[items]  # u . v_c = |v_c| (u . v_c / |v_c|)
-    out[:, COLUMN["log_popularity"]] = model.log_popularity[items]
+            raw[COLUMN["user_dot"]] *= model.norms[items]  # u . v_c = |v_c| (u . v_c / |v_c|)
+    raw[COLUMN["log_popularity"]] = model.log_popularity[items]
     if seeds.size:
-        out[:, COLUMN["covisit"]] = _covisit(model, items, seeds, seed_decay)
+        # sum over seeds s of decay_s * covis(s -> c): seed_scores is 0 outside the co-visitors' columns
+        weights = (model.seed_scores[seeds] * seed_decay[:, None]).ravel()
+        raw[COLUMN["covisit"]] = np.bincount(where[n_base:], weights=weights, minlength=n)
         total = float(session_w.sum())
         if total > 0:
             codes = model.category_codes
             per_category = np.bincount(codes[session_idx], weights=session_w, minlength=model.n_categories)
-            out[:, COLUMN["category_share"]] = per_category[codes[items]] / total
-    if user is not None and user.candidates.size:
-        cands = user.candidates.astype(np.int64)
-        pos = np.minimum(np.searchsorted(items, cands), n - 1)
-        hit = items[pos] == cands
-        out[pos[hit], COLUMN["candidate_rank"]] = 1.0 / np.log2(2.0 + np.flatnonzero(hit))
-        out[pos[hit], COLUMN["in_candidates"]] = 1.0
-    out[:, _Z_DST] = z_scores(out[:, _Z_SRC].astype(np.float64))
-    return out
+            raw[COLUMN["category_share"]] = per_category[codes[items]] / total
+    if user is not None and n_base:
+        at = where[:n_base]
+        raw[COLUMN["candidate_rank"], at] = _rank_discount(n_base)
+        raw[COLUMN["in_candidates"], at] = 1.0
+    return raw
 
 
-def _covisit(model: LoadedModel, items: np.ndarray, seeds: np.ndarray, seed_decay: np.ndarray) -> np.ndarray:
-    """float32 (n,): sum over seeds s of decay_s * covis(s -> c)."""
-    bundle = model.bundle
-    out = np.zeros(len(items), dtype=np.float32)
-    rows = bundle.covisit[seeds]  # (n_seeds, m)
-    valid = rows >= 0
-    targets = rows[valid].astype(np.int64)
-    vals = (bundle.covisit_scores[seeds] * seed_decay[:, None])[valid]
-    pos = np.minimum(np.searchsorted(items, targets), len(items) - 1)
-    hit = items[pos] == targets
-    np.add.at(out, pos[hit], vals[hit])
-    return out
+def _unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` for a 1-D int64 array, without its generality."""
+    order = values.argsort(kind="stable")
+    ordered = values[order]
+    first = np.empty(len(values), dtype=bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    where = np.empty(len(values), dtype=np.int64)
+    where[order] = np.cumsum(first) - 1
+    return ordered[first], where
+
+
+def _rank_discount(n: int) -> np.ndarray:
+    """1 / log2(2 + r) for ranks r = 0..n-1."""
+    return _RANK_DISCOUNT[:n] if n <= _RANK_DISCOUNT.size else 1.0 / np.log2(2.0 + np.arange(n))

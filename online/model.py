@@ -17,6 +17,7 @@ from functools import cached_property
 
 import numpy as np
 
+from feature_store import codecs
 from feature_store.base import ItemBundle, VersionStore
 from feature_store.keys import ALL_CATEGORIES
 from online.blend import BlendParams
@@ -26,6 +27,7 @@ from online.reranker import LinearReranker, RerankerFormatError
 from shared.errors import StoreError
 
 log = logging.getLogger("hybridrec.online")
+_NO_ITEMS = np.empty(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,13 @@ class LoadedModel:
     n_categories: int
     params: BlendParams  # the configured blend with this version's tuned fields
     reranker: LinearReranker | None  # the version's learned re-ranker, None without a usable one
+    user_layout: codecs.UserLayout  # how this version's user records are encoded
+    popular_lists: dict[str, np.ndarray]  # category (ALL_CATEGORIES: all) -> int64 item indices, best first
+    category_index: dict[str, int]  # category -> its code in category_codes
+    seed_lists: np.ndarray  # int64 (n_items, n_neighbours + n_covisit): each item's ALS neighbours, then
+    # its co-visitors (-1 padded): the candidates a session item brings, in one gather
+    seed_scores: np.ndarray  # float32, same shape: the co-visitation score of each co-visitor, 0 elsewhere
+    n_neighbours: int  # the width of the ALS part of seed_lists
 
     @classmethod
     def from_bundle(cls, bundle: ItemBundle, defaults: BlendParams | None = None) -> LoadedModel:
@@ -63,6 +72,12 @@ class LoadedModel:
             n_categories=len(names),
             params=(defaults or BlendParams()).for_version(bundle.meta),
             reranker=reranker,
+            user_layout=codecs.user_layout_of(bundle.meta),
+            popular_lists={cat: idx.astype(np.int64) for cat, idx in bundle.popular.items()},
+            category_index={str(name): i for i, name in enumerate(names)},
+            seed_lists=np.concatenate([bundle.neighbours, bundle.covisit], axis=1).astype(np.int64),
+            seed_scores=_seed_scores(bundle),
+            n_neighbours=bundle.neighbours.shape[1],
         )
 
     @property
@@ -82,8 +97,15 @@ class LoadedModel:
         return pca_2d(self.unit_factors)
 
     def popular(self, category: str | None) -> np.ndarray:
-        """Popular list for ``category`` (global list when None); empty for an unknown category."""
-        return self.bundle.popular.get(category or ALL_CATEGORIES, np.empty(0, dtype=np.int32))
+        """int64 popular list for ``category`` (global list when None); empty for an unknown category."""
+        return self.popular_lists.get(category or ALL_CATEGORIES, _NO_ITEMS)
+
+
+def _seed_scores(bundle: ItemBundle) -> np.ndarray:
+    """float32 (n_items, n_neighbours + n_covisit): 0 for the ALS neighbours and the padding, the
+    co-visitation score for each co-visitor (see ``LoadedModel.seed_scores``)."""
+    covisit = np.where(bundle.covisit >= 0, bundle.covisit_scores, 0.0).astype(np.float32)
+    return np.concatenate([np.zeros(bundle.neighbours.shape, dtype=np.float32), covisit], axis=1)
 
 
 class ModelHolder:

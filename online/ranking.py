@@ -84,13 +84,13 @@ def rank(
     )
     tier = next(t for t in TIERS if t.serves(pool, reranker))
     score = tier.score(pool, params, reranker)
-    order = np.lexsort((pool.items, -score))[:k]  # best score first, ties by index: deterministic
+    order = np.argsort(-score, kind="stable")[:k]  # best score first, ties by index (items ascend): deterministic
     chosen = pool.items[order].tolist()
     scores = score[order].tolist()
     why = pool.reasons(order)
     flags = []
     if len(chosen) < k:
-        _fill_popular(model, category, k, chosen, scores, why, pool.excluded)
+        _fill_popular(model, category, k, chosen, scores, why, pool.blocked)
         if len(chosen) < k:
             flags.append("short")
     bundle = model.bundle
@@ -104,12 +104,12 @@ def _fill_popular(
     chosen: list[int],
     scores: list[float],
     why: list[str],
-    excluded: np.ndarray,
+    blocked: np.ndarray,
 ) -> None:
-    """Append popular items (of the category, when one is requested) until there are k; never an
-    ``excluded``, unavailable or already chosen item."""
-    popular = model.popular(category).astype(np.int64)
-    ok = model.bundle.available[popular] & ~np.isin(popular, excluded) & ~np.isin(popular, chosen)
+    """Append popular items (of the category, when one is requested) until there are k; never a
+    ``blocked`` (unavailable or excluded) or already chosen item."""
+    popular = model.popular(category)
+    ok = ~blocked[popular] & ~np.isin(popular, chosen)
     reason = "popular_in_category" if category else "popular"
     floor = min(scores, default=0.0)
     for j in popular[ok][: k - len(chosen)].tolist():

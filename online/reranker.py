@@ -70,7 +70,7 @@ class LinearReranker:
 
     def score(self, pool: Pool) -> np.ndarray:
         """float32 (n,) scores of the pool's candidates: one matrix-vector product."""
-        return pool.features @ self._full + np.float32(self.bias)
+        return pool.score(self._full, self.bias)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_full", self.full_weights)

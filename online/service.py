@@ -10,22 +10,25 @@ serves it, with the flag ``reranker_over_budget`` when the budget was the reason
 
 Flags, all decided in :meth:`RecommendationService.recommend`: ``store_timeout`` or
 ``store_unavailable`` (never both), ``unknown_user``, ``reranker_over_budget``, then the ranking's
-own ``short``.
+own ``short``; ``cached`` or ``semantic_cache`` last on an answer a cache gave (``online.cache``:
+the exact cache before the store is read, or after it for a session; the semantic one for a request
+without a user record).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from feature_store.base import EventLog, RequestFeatures, SessionEvent, VersionStore
+from feature_store import codecs
+from feature_store.base import OnlineStore, RequestFeatures, SessionEvent, VersionStore
 from feature_store.keys import ALL_CATEGORIES
 from online.api_models import EventIn
+from online.cache import SEMANTIC_MARGIN, ResponseCache, SemanticCache, top
 from online.model import LoadedModel, ModelHolder
 from online.ranking import Ranked, rank, similar_items
 from online.reranker import LinearReranker
@@ -73,8 +76,8 @@ class RerankerBudget:
     exponential moving average of its measured ranking time) fits ``budget_ms``.
 
     Every skip decays the average by the same factor, so a transient stall (GC, a noisy neighbour)
-    cannot switch the re-ranker off for good. Shared by the threads of one worker: a lock guards the
-    average.
+    cannot switch the re-ranker off for good. One per worker, used from its event loop only (requests
+    are served there, never in threads), so it needs no lock.
     """
 
     SMOOTHING = 0.1  # weight of the newest measurement in the average
@@ -82,35 +85,40 @@ class RerankerBudget:
     def __init__(self, budget_ms: float) -> None:
         self.budget_ms = budget_ms
         self.cost_ms = 0.0  # 0 until measured
-        self._lock = threading.Lock()
 
     def admits(self, spent_ms: float) -> bool:
-        with self._lock:
-            if spent_ms + self.cost_ms <= self.budget_ms:
-                return True
-            self.cost_ms *= 1 - self.SMOOTHING
-            return False
+        if spent_ms + self.cost_ms <= self.budget_ms:
+            return True
+        self.cost_ms *= 1 - self.SMOOTHING
+        return False
 
     def record(self, cost_ms: float) -> None:
-        with self._lock:
-            self.cost_ms += self.SMOOTHING * (cost_ms - self.cost_ms)
+        self.cost_ms += self.SMOOTHING * (cost_ms - self.cost_ms)
 
 
 class RecommendationService:
+    """Per worker; its coroutines run on the worker's event loop (``store`` is the asyncio store)."""
+
     def __init__(
         self,
-        versions: VersionStore,
-        events: EventLog,
+        store: OnlineStore,
         holder: ModelHolder,
         settings: Settings,
         telemetry: Telemetry | None = None,
+        versions: VersionStore | None = None,
     ) -> None:
-        self.versions = versions
-        self.events = events
+        self.store = store
+        self.versions = versions  # blocking; only the demo page's user sample (a thread-pool route) uses it
         self.holder = holder
         self.telemetry = telemetry or Telemetry(enabled=False)
         self.reranker_enabled = settings.reranker_enabled
         self.budget = RerankerBudget(settings.reranker_budget_ms)
+        self.exact = ResponseCache(settings.cache_entries) if settings.response_cache else None
+        self.semantic = (
+            SemanticCache(settings.cache_entries, settings.semantic_cache_items, SEMANTIC_MARGIN)
+            if settings.semantic_cache
+            else None
+        )
         self._trimming = False  # the last append dropped un-compacted events (logged when it starts)
 
     def _model(self) -> LoadedModel:
@@ -119,16 +127,29 @@ class RecommendationService:
             raise VersionNotFound(f"no model loaded yet: {self.holder.last_error or 'still starting'}")
         return model
 
-    def recommend(self, user_id: str, k: int, session_id: str | None, category: str | None) -> Served:
+    async def recommend(self, user_id: str, k: int, session_id: str | None, category: str | None) -> Served:
         start = time.perf_counter()
         model = self._model()
+        exact_key = ResponseCache.key(model.version, user_id, b"", k, category)
+        if session_id is None and self.exact is not None and (hit := self.exact.get(exact_key)):
+            return self._served(hit, "cached", model, start)  # the version's user record cannot change
         flags: list[str] = []
         features: RequestFeatures | None
         try:
-            features = self.versions.read_request(model.version, user_id, session_id)
+            stored = await self.store.read_request(model.version, user_id, session_id)
+            if session_id is not None and self.exact is not None:
+                exact_key = ResponseCache.key(model.version, user_id, stored.session_digest(), k, category)
+                if hit := self.exact.get(exact_key):
+                    return self._served(hit, "cached", model, start)
+            features = codecs.decode_request(stored, model.user_layout, session_id)
         except StoreError as exc:
             features = None
             flags.append("store_timeout" if isinstance(exc, StoreTimeout) else "store_unavailable")
+        semantic_key = (
+            self.semantic.key(model, features, k, category) if self.semantic is not None and features else None
+        )
+        if semantic_key is not None and (hit := self.semantic.get(semantic_key, features, k)):  # type: ignore[union-attr,arg-type]
+            return self._served(hit, "semantic_cache", model, start)
         reranker: LinearReranker | None = None
         if features is not None and features.session and self.reranker_enabled and model.reranker is not None:
             if self.budget.admits((time.perf_counter() - start) * 1000):
@@ -136,12 +157,25 @@ class RecommendationService:
             else:
                 flags.append("reranker_over_budget")
         rank_start = time.perf_counter()
-        ranked = rank(model, features, k, category, model.params, reranker)
+        wide = k + SEMANTIC_MARGIN if semantic_key is not None else k
+        ranked = rank(model, features, wide, category, model.params, reranker)
         if ranked.strategy == "reranked":
             self.budget.record((time.perf_counter() - rank_start) * 1000)
         if features is not None and features.user is None:
             flags.append("unknown_user")
+        degraded = any(f != "unknown_user" for f in flags)  # never cached
         ranked.flags[:0] = flags
+        if semantic_key is not None and not degraded:
+            self.semantic.put(semantic_key, ranked)  # type: ignore[union-attr]
+        if wide > k:
+            ranked = top(ranked, k)
+        if self.exact is not None and not degraded:
+            self.exact.put(exact_key, ranked)
+        return Served(ranked, model.version, (time.perf_counter() - start) * 1000)
+
+    def _served(self, hit: Ranked, how: str, model: LoadedModel, start: float) -> Served:
+        """A cached answer, flagged ``how`` (a new Ranked: the cached one stays as it was)."""
+        ranked = replace(hit, flags=[*hit.flags, how])
         return Served(ranked, model.version, (time.perf_counter() - start) * 1000)
 
     def similar(self, item_id: str, k: int, kind: str = "als") -> tuple[list[str], list[float], str]:
@@ -159,16 +193,18 @@ class RecommendationService:
         bundle = model.bundle
         shelves = []
         for category in sorted(c for c in bundle.popular if c != ALL_CATEGORIES):
-            top = [int(j) for j in model.popular(category) if bundle.available[j]][:per_category]
-            shelves.append((category, [(bundle.item_ids[j], bundle.titles[j]) for j in top]))
+            shown = [int(j) for j in model.popular(category) if bundle.available[j]][:per_category]
+            shelves.append((category, [(bundle.item_ids[j], bundle.titles[j]) for j in shown]))
         return model.version, shelves
 
     def sample_users(self, n: int) -> tuple[str, list[str]]:
         """The served version and up to ``n`` of its users (one SCAN or a few: the demo page's picker)."""
         model = self._model()
+        if self.versions is None:
+            raise VersionNotFound("this service was built without a version store to sample users from")
         return model.version, self.versions.sample_users(model.version, n)
 
-    def record_events(self, events: Sequence[EventIn]) -> Recorded:
+    async def record_events(self, events: Sequence[EventIn]) -> Recorded:
         """Append to sessions and the durable stream, each client event_id once (see ``Recorded``).
 
         Raises StoreError (-> 503): EventsBacklogFull and StoreFull mean nothing was stored; a
@@ -188,7 +224,7 @@ class RecommendationService:
             for e in events
         ]
         try:
-            result = self.events.append(records, dedupe=[e.event_id is not None for e in events])
+            result = await self.store.append(records, dedupe=[e.event_id is not None for e in events])
         except StoreTimeout as exc:
             self.telemetry.store_error("write", "timeout")
             raise StoreTimeout(str(exc), public=OUTCOME_UNKNOWN) from exc

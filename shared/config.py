@@ -33,7 +33,9 @@ class Settings(BaseSettings):
     key_prefix: str = Field(default="hr", pattern=r"^[A-Za-z0-9_-]{1,32}$", description="Namespace of all keys.")
     data_dir: Path = Field(default=Path("var"), description="Root of raw data, partitions, runs, quarantine.")
     store_timeout_ms: int = Field(default=50, ge=1, le=60_000, description="Per-call Redis socket timeout online.")
-    publish_batch_size: int = Field(default=2_000, ge=1, description="Keys per pipelined batch when publishing.")
+    publish_batch_size: int = Field(
+        default=2_000, ge=1, description="Keys per batch when publishing (one MULTI/MSET/EXEC each)."
+    )
     keep_versions: int = Field(default=2, ge=1, le=20, description="Published versions kept (current + rollback).")
     publish_lock_ttl_s: float = Field(
         default=30.0,
@@ -158,6 +160,22 @@ class Settings(BaseSettings):
         gt=0.0,
         description="Skip the re-ranker (blend instead, flag reranker_over_budget) when the request so far "
         "plus its typical cost would exceed this.",
+    )
+    response_cache: bool = Field(
+        default=True,
+        description="Answer a repeated request (same version, user, session state, k and category) from the "
+        'worker\'s memory: exact, a new event or version is a new key (README "Caches").',
+    )
+    semantic_cache: bool = Field(
+        default=False,
+        description="Answer a visitor without a user record from the ranking computed for an earlier session that "
+        'ended on the same items (minus what this session saw): approximate (README "Caches").',
+    )
+    semantic_cache_items: int = Field(
+        default=2, ge=1, le=10, description="Last distinct session items that key the semantic cache."
+    )
+    cache_entries: int = Field(
+        default=50_000, ge=1, description="Answers each cache keeps per API worker (least recently used dropped)."
     )
     reload_interval_s: float = Field(default=2.0, gt=0.0, description="How often the API checks the version pointer.")
     ready_max_lag_intervals: int = Field(

@@ -176,7 +176,11 @@ def test_redis_restarted_empty_makes_the_api_unready_until_a_publish(
         wait_for(lambda: probe.get("/ready").status_code == 503, "/ready to notice the empty store")
         problems = probe.get("/ready").json()["problems"]
         assert any("no published version" in p for p in problems), problems
-        body = probe.get(f"/recommendations/{USER}").json()  # served, and says the user is unknown
+        # the answer the worker computed for this request before is still the loaded version's answer
+        # (its user records are immutable), so the response cache serves it without reading the store;
+        # a request it has not seen reads the empty store: served, and says the user is unknown
+        assert "cached" in probe.get(f"/recommendations/{USER}").json()["flags"]
+        body = probe.get(f"/recommendations/{USER}", params={"k": 7}).json()
         assert body["strategy"] != "precomputed" and "unknown_user" in body["flags"]
         _publish(world, server.url)
         wait_for(lambda: probe.get("/ready").status_code == 200, "a publish to restore service")

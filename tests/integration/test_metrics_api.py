@@ -149,6 +149,8 @@ def test_serve_with_two_workers_sums_their_metrics_and_logs_json(
         "HYBRIDREC_METRICS_DIR": str(metrics_dir),
         "HYBRIDREC_LOG_FORMAT": "json",
         "HYBRIDREC_RELOAD_INTERVAL_S": "0.2",
+        # the same request 40 times: with the response cache on, all but each worker's first are "cached"
+        "HYBRIDREC_RESPONSE_CACHE": "false",
     }
     cmd = [str(HYBRIDREC), "serve", "--port", str(port), "--workers", "2"]
     with log.open("w") as out:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,6 +75,7 @@ def test_disabled_or_absent_or_unusable_reranker_serves_the_blend(settings: Sett
 def test_a_stall_does_not_switch_the_reranker_off_for_good(settings: Settings, store: RedisStore) -> None:
     """The cost average only moves on re-ranked requests; skips must decay it or one stall lasts forever."""
     from feature_store.base import SessionEvent
+    from feature_store.redis_online import RedisOnline
     from online.model import ModelHolder
     from online.service import RecommendationService
 
@@ -83,11 +85,18 @@ def test_a_stall_does_not_switch_the_reranker_off_for_good(settings: Settings, s
     store.events.append([SessionEvent(item_id="a0", event_type="view", ts=0.0, event_id="e1", session_id="s1")])
     holder = ModelHolder(store.versions, 60.0)
     assert holder.refresh()
-    service = RecommendationService(
-        store.versions, store.events, holder, settings.model_copy(update={"reranker_budget_ms": 30.0})
-    )
-    service.budget.cost_ms = 500.0  # as after a 5-second stall of one re-ranked request
-    strategies = [service.recommend("u0", 5, "s1", None).ranked.strategy for _ in range(60)]
+    tight = settings.model_copy(update={"reranker_budget_ms": 30.0})
+
+    async def serve_60() -> list[str]:
+        online = RedisOnline.from_settings(tight)
+        try:
+            service = RecommendationService(online, holder, tight)
+            service.budget.cost_ms = 500.0  # as after a 5-second stall of one re-ranked request
+            return [(await service.recommend("u0", 5, "s1", None)).ranked.strategy for _ in range(60)]
+        finally:
+            await online.aclose()
+
+    strategies = asyncio.run(serve_60())
     assert strategies[0] == "hybrid"  # over budget: the blend serves, flagged
     assert "reranked" in strategies  # and the re-ranker is back once the average has decayed
     # (that it then stays on depends on this machine's timing: tests/unit/test_reranker_budget.py pins the rule)

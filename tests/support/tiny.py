@@ -55,7 +55,7 @@ def version_data(version: str = "2026-01-01.00000000aa", n_users: int = 3) -> Ve
             "n_neighbours": 2,
             "n_covisit": 2,
             "n_users": n_users,
-            "user_record": user_layout(),
+            "user_record": user_layout(6),
         },
         user_ids=user_ids,
         user_arrays={"vector": user_factors, "candidates": candidates},

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -7,16 +9,61 @@ from feature_store.keys import Keys
 from shared.errors import StoreError
 from tests.support import tiny
 
-LAYOUT = layout.user_layout()
+LAYOUT = layout.user_layout(6)
 
 
 def test_user_record_round_trip_drops_padding_and_keeps_order() -> None:
-    vec = np.array([0.5, -1.25, 3.0], dtype=np.float32)
+    vec = np.array([0.5, -1.25, 3.0], dtype=np.float32)  # exact in float16
     raw = codecs.encode_user(UserRecord(vector=vec, candidates=np.array([7, 2, 9, -1, -1], dtype=np.int32)), LAYOUT)
-    assert len(raw) == 1 + 2 * len(LAYOUT) + 4 * 3 + 4 * 3
+    assert len(raw) == 1 + 2 * len(LAYOUT) + 2 * 3 + 2 * 3  # float16 vector, uint16 indices
     rec = codecs.decode_user(raw, LAYOUT)
     np.testing.assert_array_equal(rec.vector, vec)
-    assert rec.candidates.tolist() == [7, 2, 9]
+    assert rec.candidates.tolist() == [7, 2, 9] and rec.candidates.dtype == np.int32
+
+
+def test_index_arrays_are_uint16_only_while_every_item_index_fits() -> None:
+    compact, wide = dict(layout.user_layout(2**16)), dict(layout.user_layout(2**16 + 1))
+    assert compact["candidates"] == compact["seen"] == "<u2" and compact["vector"] == "<f2"
+    assert wide["candidates"] == wide["seen"] == "<i4"
+    big = np.array([70_000, 3], dtype=np.int32)
+    raw = codecs.encode_user(UserRecord(vector=np.ones(1, np.float32), candidates=big), layout.user_layout(80_000))
+    assert codecs.decode_user(raw, layout.user_layout(80_000)).candidates.tolist() == [70_000, 3]
+
+
+def test_a_float16_vector_keeps_about_three_significant_digits() -> None:
+    vec = np.random.default_rng(0).normal(0, 0.5, 64).astype(np.float32)
+    got = codecs.decode_user(codecs.encode_user(UserRecord(vector=vec), LAYOUT), LAYOUT).vector
+    assert got.dtype == np.float32 and not np.array_equal(got, vec)
+    np.testing.assert_allclose(got, vec, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("n_items", [6, 2**17])
+def test_publishing_encodes_every_user_as_encode_user_does(n_items: int) -> None:
+    """``encode_users`` (vectorised, what publish writes) gives each user the bytes of ``encode_user``:
+    padding dropped from dense and ragged index arrays, empty rows, any slice of users."""
+    rng = np.random.default_rng(5)
+    n = 9
+    candidates = rng.integers(0, 6, (n, 4), dtype=np.int32)
+    candidates[2, 2:] = -1
+    candidates[5, :] = -1
+    lengths = np.array([0, 3, 1, 0, 2, 5, 0, 1, 2])
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    seen_values = rng.integers(0, 6, indptr[-1], dtype=np.int32)
+    seen_values[4] = -1
+    data = dataclasses.replace(
+        tiny.version_data("v"),
+        user_ids=[f"u{i}" for i in range(n)],
+        user_arrays={
+            "vector": rng.normal(size=(n, 2)).astype(np.float32),
+            "candidates": candidates,
+            "seen": layout.Ragged(indptr, seen_values),
+        },
+    )
+    wire = layout.user_layout(n_items)
+    expected = [codecs.encode_user(data.user_record(i), wire) for i in range(n)]
+    assert codecs.encode_users(data, wire, range(n)) == expected
+    assert codecs.encode_users(data, wire, range(3, 8)) == expected[3:8]
+    assert codecs.decode_user(expected[5], wire).candidates.size == 0
 
 
 def test_user_record_is_little_endian_on_the_wire() -> None:
@@ -103,4 +150,4 @@ def test_a_corrupt_session_event_is_a_store_error(raw: bytes) -> None:
 def test_a_corrupt_user_layout_is_a_store_error() -> None:
     raw = codecs.encode_user(UserRecord(vector=np.ones(2, dtype=np.float32)), LAYOUT)
     with pytest.raises(StoreError, match="corrupt user record or layout"):
-        codecs.decode_user(raw, [["no_such_array", "<f4"]] * len(LAYOUT))
+        codecs.decode_user(raw, [["no_such_array", wire] for _, wire in LAYOUT])

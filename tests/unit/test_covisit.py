@@ -213,3 +213,18 @@ def test_matches_a_slow_reference_on_random_sessions() -> None:
         expected = sorted(((-s, b) for (x, b), s in want.items() if x == a))[:4]
         assert ids[a][ids[a] >= 0].tolist() == [b for _, b in expected]
         np.testing.assert_allclose(scores[a][ids[a] >= 0], [-s for s, _ in expected], rtol=1e-6)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 50])
+def test_chunks_of_sessions_give_the_same_counts(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    """The pair counts are summed over chunks of whole sessions (to bound memory): any chunk size
+    gives the same bytes as one chunk."""
+    from batch import covisit
+
+    rng = np.random.default_rng(11)
+    frame = _log(*("".join("abcde"[x] for x in rng.integers(0, 5, rng.integers(2, 15))) for _ in range(60)))
+    whole = _covisit(frame, n=5, window=3)
+    monkeypatch.setattr(covisit, "CHUNK_STEPS", chunk)
+    chunked = _covisit(frame, n=5, window=3)
+    assert np.array_equal(whole[0], chunked[0]) and np.array_equal(whole[1], chunked[1])
+    assert (whole[0] >= 0).sum() >= 15  # the data does have pairs to count (at most 5 x 4)
