@@ -72,13 +72,19 @@ def _require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> 
         raise DataValidationError(f"{what} is missing columns {missing}; it has {list(frame.columns)}")
 
 
-def _sorted_unique(series: pd.Series, column: str) -> np.ndarray:
+def _unique_strings(series: pd.Series, column: str) -> np.ndarray:
+    """The distinct values of ``series`` as an object array (unsorted); DataValidationError on nulls or non-strings.
+
+    Only the distinct values become Python strings: converting the whole column first (``astype(object)``)
+    made one string object per event, and the few that survive (the ids) then pinned pymalloc's arenas,
+    so tens of MB of freed strings stayed resident for the rest of the run.
+    """
     if series.isna().any():
         raise DataValidationError(f"{column} contains nulls; drop or repair those rows before training")
     unique = np.asarray(series.unique(), dtype=object)  # iterating an Arrow array is slow per element
     if not all(isinstance(v, str) for v in unique):
         raise DataValidationError(f"{column} must contain only strings")
-    return np.array(sorted(unique), dtype=object)
+    return unique
 
 
 def build_id_maps(interactions: pd.DataFrame, item_ids_extra: Iterable[str] = ()) -> IdMaps:
@@ -89,10 +95,12 @@ def build_id_maps(interactions: pd.DataFrame, item_ids_extra: Iterable[str] = ()
     sorted, which makes the indices independent of event order.
     """
     _require_columns(interactions, ("user_id", "item_id"), "interactions")
-    users = _sorted_unique(interactions["user_id"], "user_id")
+    users = _unique_strings(interactions["user_id"], "user_id")
+    items = _unique_strings(interactions["item_id"], "item_id")
     extra = pd.Series(list(item_ids_extra), dtype=object)
-    items = _sorted_unique(pd.concat([interactions["item_id"].astype(object), extra]), "item_id")
-    return IdMaps(user_ids=users, item_ids=items)
+    if len(extra):
+        items = np.concatenate([items, _unique_strings(extra, "item_id")])
+    return IdMaps(user_ids=np.array(sorted(users), dtype=object), item_ids=np.array(sorted(set(items)), dtype=object))
 
 
 def confidence_matrix(

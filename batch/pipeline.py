@@ -39,7 +39,7 @@ from batch.ease import EaseParams
 from batch.holdout import temporal_holdout
 from batch.holdout_metrics import holdout_metrics
 from batch.matrix import build_id_maps, confidence_from_codes
-from batch.memory import release_freed
+from batch.memory import release_freed, use_system_allocator
 from batch.quality import GateInputs
 from batch.seen import seen_items
 from batch.textfile import run_families, write_families
@@ -79,6 +79,7 @@ def partition_end(partition: dt.date) -> pd.Timestamp:
 def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> Path:
     """Build the complete run directory for ``partition`` and return its path."""
     timings: dict[str, float] = {}
+    use_system_allocator()  # Arrow's freed buffers then go back to the OS with glibc's (batch.memory)
     tuning = read_tuning(settings.tuning_path)  # read first: a bad file fails before any work
     params = tuning.als or AlsParams.from_settings(settings)
     blend, reranker = tuning.blend, tuning.reranker

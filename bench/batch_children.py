@@ -98,10 +98,16 @@ def child_implicit(data_dir: Path, out: Path) -> None:
     matrix = sp.load_npz(data_dir / MATRIX_FILE).tocsr()
     rss0 = current_rss_mib()
     userids = np.arange(matrix.shape[0])
+    regularization = s.als_regularization
+    if regularization == "auto":
+        # the number the pipeline resolves "auto" to (batch.train.auto_regularization: 4 x the median
+        # confidence 1 + alpha * w), computed here without importing the project
+        data = matrix.data[matrix.data > 0].astype(np.float64)
+        regularization = float(f"{4 * float(np.median(1.0 + s.als_alpha * data)):.4g}") if data.size else 4.0
     with threadpool_limits(1, "blas"):
         model = AlternatingLeastSquares(
             factors=s.als_factors,
-            regularization=s.als_regularization,
+            regularization=regularization,
             alpha=s.als_alpha,
             iterations=s.als_iterations,
             random_state=s.seed,
@@ -124,6 +130,7 @@ def child_implicit(data_dir: Path, out: Path) -> None:
             "params": {
                 "factors": s.als_factors,
                 "regularization": s.als_regularization,
+                "regularization_resolved": regularization,
                 "alpha": s.als_alpha,
                 "iterations": s.als_iterations,
                 "seed": s.seed,
