@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -153,6 +154,12 @@ def api_server(
     ready once ``ready_path`` answers 200.
     """
     env = {**os.environ, "HYBRIDREC_REDIS_URL": redis_url, "HYBRIDREC_DATA_DIR": str(data_dir), **(env_extra or {})}
+    if app == "online.app:app_from_env" and "PROMETHEUS_MULTIPROC_DIR" not in env:
+        # as `hybridrec serve` runs it (cli/serve.py): metrics in per-worker files, merged at scrape time
+        metrics = log_path.parent / f"metrics-{port}"
+        shutil.rmtree(metrics, ignore_errors=True)
+        metrics.mkdir(parents=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
     cmd = [sys.executable, "-m", "uvicorn", app, "--factory", "--workers", str(workers)]
     cmd += ["--host", HOST, "--port", str(port), "--log-level", "warning", "--no-access-log"]
     if app_dir is not None:
@@ -195,8 +202,15 @@ def worker_pids(supervisor: int) -> list[int]:
     """The worker processes of a uvicorn supervisor (its children), for a profiler to attach to."""
     children = Path(f"/proc/{supervisor}/task/{supervisor}/children")
     with contextlib.suppress(OSError):
-        return [int(p) for p in children.read_text().split()]
+        pids = [int(p) for p in children.read_text().split()]
+        return [p for p in pids if b"resource_tracker" not in _cmdline(p)]  # multiprocessing's, not a worker
     return []
+
+
+def _cmdline(pid: int) -> bytes:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    return b""
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
