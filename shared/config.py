@@ -175,7 +175,9 @@ class Settings(BaseSettings):
         default=2, ge=1, le=10, description="Last distinct session items that key the semantic cache."
     )
     cache_entries: int = Field(
-        default=50_000, ge=1, description="Answers each cache keeps per API worker (least recently used dropped)."
+        default=10_000,
+        ge=1,
+        description="Answers each cache keeps per API worker (least recently used dropped); 1-1.4 KB each.",
     )
     reload_interval_s: float = Field(default=2.0, gt=0.0, description="How often the API checks the version pointer.")
     ready_max_lag_intervals: int = Field(
