@@ -218,7 +218,10 @@ def summarise(minutes: list[dict], samples: list[dict], t_marks: list[float]) ->
     head = float(np.median([r["p99_ms"] for r in rows[:n3]]))
     tail = float(np.median([r["p99_ms"] for r in rows[-n3:]]))
     growth = (last["workers_rss_mib"] / first["workers_rss_mib"] - 1) if first["workers_rss_mib"] else None
+    x = np.arange(1, len(rows) + 1, dtype=float)
+    slope = float(np.polyfit(x, [r["p99_ms"] for r in rows], 1)[0]) if len(rows) > 1 else 0.0
     return {
+        "p99_slope_ms_per_minute": round(slope, 3),  # least squares over the minutes
         "minutes": rows,
         "rss_growth": round(growth, 4) if growth is not None else None,
         "p99_first_minutes_ms": round(head, 2),
@@ -340,7 +343,8 @@ def print_table(payload: dict) -> None:
     console.print(
         f"worker RSS growth {payload['rss_growth']:+.1%} (last minute over first); p99 {payload['p99_first_minutes_ms']} "
         f"-> {payload['p99_last_minutes_ms']} ms (median of the first/last {payload['minutes_compared_for_p99']} "
-        f"minutes, x{payload['p99_last_over_first']}); errors {payload['errors']}; events posted "
+        f"minutes, x{payload['p99_last_over_first']}; least-squares slope {payload.get('p99_slope_ms_per_minute')} "
+        f"ms/min); errors {payload['errors']}; events posted "
         f"{payload['events_posted']:,} {payload['events_status']}; machine busy {payload['machine_busy_cores_during_soak']} cores"
     )
 
