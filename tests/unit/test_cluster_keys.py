@@ -6,7 +6,9 @@ import pytest
 from pydantic import ValidationError
 from redis.crc import key_slot
 
+from feature_store.base import SessionEvent
 from feature_store.keys import Keys
+from feature_store.redis_events import AppendScript
 from feature_store.redis_online import request_reads
 from online.sessions import SessionIds
 from shared.config import cluster_url, get_settings
@@ -88,3 +90,26 @@ def test_cluster_urls() -> None:
     ]:
         with pytest.raises(ValidationError, match=problem):
             get_settings(redis_url=url)
+
+
+def test_a_cluster_append_is_one_script_on_the_events_slot_then_one_per_session_slot() -> None:
+    k = Keys("hr", cluster=True)
+    script = AppendScript(k)
+    mine, theirs, anonymous = IDS.issue("u1"), IDS.issue("u2"), IDS.issue(None)
+    events = [
+        SessionEvent("a0", "view", 1.0, "e0", "u1", mine),
+        SessionEvent("a1", "view", 2.0, "e1", "u2", theirs),
+        SessionEvent("a2", "view", 3.0, "e2", None, anonymous),
+        SessionEvent("a3", "view", 4.0, "e3", "u1", mine),
+        SessionEvent("a4", "view", 5.0, "e4", "u1", None),  # no session: the stream only
+    ]
+    keys, _ = script.call(events, None)
+    assert {_slot(key) for key in keys} == {_slot(k.events_stream)}  # de-duplication + stream: one slot
+    assert "" not in keys and k.session(mine, "u1") not in keys  # sessions are left to step 2
+    calls = script.session_calls(events, [4, 0, 1])  # the script's reply: event 1 was a duplicate
+    by_slot = {_slot(c_keys[0]): c_keys for c_keys, _ in calls}
+    assert len(calls) == len(by_slot)
+    assert all(len({_slot(key) for key in c_keys}) == 1 for c_keys, _ in calls)
+    written = sorted(key for c_keys, _ in calls for key in c_keys if ":sess:" in key)
+    assert written == sorted([k.session(mine, "u1"), k.session(mine, "u1"), k.session(anonymous)])
+    assert k.session(theirs, "u2") not in written  # the duplicate is not written again
