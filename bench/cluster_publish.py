@@ -20,7 +20,9 @@ the cluster's as a ratio of the single server's of the same run. Measured per ru
   what a user costs in Redis wherever it lives;
 * used_memory after minus before, summed over the nodes, less the item-side keys' own ``MEMORY
   USAGE``, per user (so it includes each node's keyspace overhead);
-* the user records on each node (the spread over the cluster).
+* the user records on each node (the spread over the cluster);
+* CPU seconds during ``write_version`` of this client (all its threads) and of the servers together
+  (``/proc``), which say which side the time goes to.
 
 All nodes and this client share the machine's cores (2 on the development machine), so the cluster's
 throughput here is a floor: the client (one Python process routing every key to its slot) is the
@@ -30,6 +32,8 @@ bottleneck, not the servers. Results: a table and bench/results/cluster_publish.
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import os
 import random
 import statistics
 import sys
@@ -42,6 +46,7 @@ from common import (
     DataSpec,
     build_dataset,
     console,
+    group_cpu_s,
     interrupt_on_signals,
     machine_info,
     write_json,
@@ -67,7 +72,9 @@ def prepare(spec: DataSpec, reuse: bool) -> object:
     return version_data(RunArtifacts.load(run_dir))
 
 
-def publish_once(url: str, data: object, sample: int, seed: int) -> dict:
+def publish_once(url: str, servers: set[int], data: object, sample: int, seed: int) -> dict:
+    """One publish into the emptied server(s) at ``url``; ``servers``: their process groups, whose CPU
+    seconds during ``write_version`` are reported next to this client's."""
     from feature_store.redis_client import node_clients
     from feature_store.redis_store import RedisStore
     from shared.config import get_settings
@@ -77,15 +84,21 @@ def publish_once(url: str, data: object, sample: int, seed: int) -> dict:
         for _, node in nodes:
             node.flushall()
         before = sum(int(node.info("memory")["used_memory"]) for _, node in nodes)
-        start = time.perf_counter()
+        start, cpu, server_cpu = time.perf_counter(), time.process_time(), group_cpu_s(servers)
         store.versions.write_version(data)  # type: ignore[arg-type]
         seconds = time.perf_counter() - start
+        client_cpu, server_cpu = time.process_time() - cpu, group_cpu_s(servers) - server_cpu
         start = time.perf_counter()
         store.versions.activate(data.version)  # type: ignore[attr-defined]
         flip_s = time.perf_counter() - start
         after = sum(int(node.info("memory")["used_memory"]) for _, node in nodes)
         keys, ver = store.keys, data.version  # type: ignore[attr-defined]
-        item_keys = [k for _, node in nodes for k in node.scan_iter(match=keys.version_pattern(ver), count=10_000)]
+        item_keys = [
+            k
+            for _, node in nodes
+            for k in node.scan_iter(match=keys.version_pattern(ver), count=10_000)
+            if not fnmatch.fnmatchcase(k.decode(), keys.user_pattern(ver))  # one server: the pattern has users too
+        ]
         item_bytes = sum(int(store.client.memory_usage(k, samples=0) or 0) for k in item_keys)
         users = random.Random(seed).sample(list(data.user_ids), min(sample, len(data.user_ids)))  # type: ignore[attr-defined]
         usage = [int(store.client.memory_usage(keys.user(ver, u), samples=0) or 0) for u in users]
@@ -95,10 +108,13 @@ def publish_once(url: str, data: object, sample: int, seed: int) -> dict:
         "seconds": seconds,
         "users_per_s": n / seconds,
         "flip_s": flip_s,
+        "client_cpu_s": client_cpu,  # this process, all threads (encoding, routing, sending)
+        "server_cpu_s": server_cpu,  # every redis-server of the mode together
         "memory_usage_bytes_per_user": statistics.fmean(usage),
         "used_memory_bytes_per_user": (after - before - item_bytes) / n,
         "item_side_bytes": item_bytes,
         "users_per_node": sorted(per_node.values()),
+        "loadavg_1m_after": os.getloadavg()[0],  # the machine is shared: how busy it was
     }
 
 
@@ -122,13 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[dict]] = {"single": [], "cluster": []}
     with EmbeddedRedis() as single, EmbeddedCluster(args.nodes) as cluster:
         urls = {"single": single.url, "cluster": cluster.url}
+        groups = {"single": {single.proc.pid}, "cluster": {node.proc.pid for node in cluster.nodes}}  # type: ignore[union-attr]
         for r in range(args.repeats):
             for mode, url in urls.items():
-                got = publish_once(url, data, args.sample, args.seed)
+                got = publish_once(url, groups[mode], data, args.sample, args.seed)
                 runs[mode].append(got)
                 console.print(
                     f"  repeat {r + 1} {mode:<8}: {got['users_per_s']:>9,.0f} users/s, "
-                    f"{got['memory_usage_bytes_per_user']:.0f} B/user (MEMORY USAGE), per node {got['users_per_node']}"
+                    f"{got['memory_usage_bytes_per_user']:.0f} B/user (MEMORY USAGE), CPU s client "
+                    f"{got['client_cpu_s']:.2f} servers {got['server_cpu_s']:.2f}, per node {got['users_per_node']}"
                 )
     medians = {
         mode: {k: statistics.median(x[k] for x in rs) for k in rs[0] if k != "users_per_node"}
@@ -163,7 +181,17 @@ def print_table(medians: dict[str, dict], ratios: dict[str, float], n_users: int
     from rich.table import Table
 
     t = Table(title=f"write_version + activate of {n_users:,} users: one redis-server vs a {nodes}-master cluster")
-    for col in ("mode", "s", "users/s", "flip s", "MEMORY USAGE B/user", "used_memory B/user", "users per node"):
+    cols = (
+        "mode",
+        "s",
+        "users/s",
+        "flip",
+        "CPU s client",
+        "CPU s servers",
+        "MEMORY USAGE B/user",
+        "used_memory B/user",
+    )
+    for col in (*cols, "users per node"):
         t.add_column(col, justify="left" if col == "mode" else "right")
     for mode, r in medians.items():
         t.add_row(
@@ -171,6 +199,8 @@ def print_table(medians: dict[str, dict], ratios: dict[str, float], n_users: int
             f"{r['seconds']:.2f}",
             f"{r['users_per_s']:,.0f}",
             f"{r['flip_s'] * 1000:.1f} ms",
+            f"{r['client_cpu_s']:.2f}",
+            f"{r['server_cpu_s']:.2f}",
             f"{r['memory_usage_bytes_per_user']:.0f}",
             f"{r['used_memory_bytes_per_user']:.0f}",
             " / ".join(f"{n:,}" for n in r["users_per_node"]),
@@ -179,6 +209,8 @@ def print_table(medians: dict[str, dict], ratios: dict[str, float], n_users: int
         "cluster / single",
         "",
         f"{ratios['users_per_s']:.2f}x",
+        "",
+        "",
         "",
         f"{ratios['memory_usage_bytes_per_user']:.2f}x",
         f"{ratios['used_memory_bytes_per_user']:.2f}x",
