@@ -157,10 +157,14 @@ class StoredRequest:
 class AppendResult:
     """What appending live events did: ``duplicates`` are the ids of events already accepted earlier
     (or earlier in the same batch), stored once and not again; ``trimmed`` counts un-compacted
-    events the stream's cap dropped to make room (backlog policy "trim")."""
+    events the stream's cap dropped to make room (backlog policy "trim"); ``sessions_missed`` (Redis
+    Cluster only) counts stored events that could not be added to their live sessions, and
+    ``sessions_error`` says why (feature_store.redis_events)."""
 
     duplicates: list[str] = field(default_factory=list)
     trimmed: int = 0
+    sessions_missed: int = 0
+    sessions_error: str = ""
 
 
 @dataclass(frozen=True)
@@ -202,7 +206,7 @@ class VersionStore(Protocol):
 class EventLog(Protocol):
     # --- live events (online) ---
     def append(self, events: Sequence[SessionEvent], dedupe: Sequence[bool] | None = None) -> AppendResult: ...
-    def read_session(self, session_id: str) -> list[SessionEvent]: ...
+    def read_session(self, session_id: str, user_id: str | None = None) -> list[SessionEvent]: ...
 
     # --- draining the stream (batch compaction) ---
     def stream_length(self) -> int: ...

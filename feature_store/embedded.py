@@ -57,13 +57,15 @@ class EmbeddedRedis:
         persistent: bool = False,
         binary: str | None = None,
         config: Mapping[str, str] | None = None,
+        port: int = 0,
     ) -> None:
+        """``port``: a fixed port (0: a free one, chosen at start)."""
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="hybridrec-redis-")
         self.data_dir = Path(data_dir or self._tmp.name)  # type: ignore[union-attr]
         self.persistent = persistent
         self.binary = binary or find_redis_server()
         self.config = dict(config or {})
-        self.port = 0
+        self.port = port
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

@@ -18,6 +18,17 @@ accepted event is ever lost. ``"trim"``: ``XADD MAXLEN ~ backlog_max`` keeps acc
 live) and drops the OLDEST un-compacted events, which then never reach training; the script returns
 how many it dropped so the API can count and log it.
 
+**On Redis Cluster** a script may only touch one hash slot, and a batch's sessions live in their own
+slots (``feature_store.keys``: a user's session in the user's slot), apart from the stream. So the
+append is two steps there: (1) the same script, on the stream's slot, de-duplicates and appends to the
+stream atomically, exactly as above (the ``p:eid`` keys share the stream's slot) but writes no session;
+(2) for the events it stored (not the duplicates), one small script per session slot appends them to
+their lists and seen sets. The durable promise holds as on one server: a 202 means every event is in
+the stream once. What is weaker: if step 2 fails (a node unreachable or full after step 1), those
+events are in the stream but missing from their live sessions, and a retry with the same ids does not
+add them (they are duplicates now): the append reports them in ``AppendResult.sessions_missed`` rather
+than fail a batch that is stored. Step 1 refusing (backlog full, OOM) still stores nothing anywhere.
+
 **A full Redis** (``maxmemory`` + ``noeviction``): Redis refuses a script's first command that may
 grow memory, and every event's first write here is such a command, so under OOM a batch is refused
 whole (StoreFull) before it writes anything. Compaction reads (XREADGROUP) and frees memory (XACK,
@@ -27,23 +38,39 @@ created with the stream, by the first append, so compaction never needs XGROUP C
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import redis
 from redis import exceptions as rexc
+from redis.crc import key_slot
 
 from feature_store import codecs
 from feature_store.base import AppendResult, SessionEvent
 from feature_store.keys import COMPACTION_GROUP, Keys
-from feature_store.redis_client import translate_errors
-from shared.errors import EventsBacklogFull
+from feature_store.redis_client import Client, translate_errors
+from shared.errors import EventsBacklogFull, StoreError
 
-# KEYS: the stream, then per event: its dedup key, session list, session seen set ('' when unused).
-# ARGV: the 9 header values of RedisEventLog._header, the nf stream field names, then per event: '1' to
-# de-duplicate it, its encoded session event ('' without a session), its item id, its nf field values.
+# One event into its session: the capped list (newest max_events) and the seen set (at most seen_max
+# items), both with the session TTL.
+_PUSH = """
+local function push(list, seen, event, item, max_events, ttl, seen_max)
+  redis.call('RPUSH', list, event)
+  redis.call('LTRIM', list, -max_events, -1)
+  redis.call('EXPIRE', list, ttl)
+  if redis.call('SCARD', seen) < seen_max then redis.call('SADD', seen, item) end
+  redis.call('EXPIRE', seen, ttl)
+end
+"""
+
+# KEYS: the stream, then per event: its dedup key, session list, session seen set (when unused: '' on
+# one server, the stream's key on a cluster, which must see one slot). ARGV: the 9 header values of
+# AppendScript._header, the nf stream field names, then per event: '1' to de-duplicate it, its encoded
+# session event ('' without a session, and always on a cluster), its item id, its nf field values.
 # Returns {added, trimmed, 0-based indexes of the duplicates...}, or {-1, stream length} if refused.
-_APPEND = """
+_APPEND = (
+    _PUSH
+    + """
 local max_events, sess_ttl, eid_ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local backlog_max, trim, seen_max = tonumber(ARGV[4]), ARGV[5] == '1', tonumber(ARGV[6])
 local n, group, nf = tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
@@ -56,13 +83,7 @@ for i = 0, n - 1 do
   local fresh = true
   if ARGV[a] == '1' then fresh = redis.call('SET', KEYS[k], '1', 'NX', 'EX', eid_ttl) end
   if fresh then
-    if ARGV[a + 1] ~= '' then
-      redis.call('RPUSH', KEYS[k + 1], ARGV[a + 1])
-      redis.call('LTRIM', KEYS[k + 1], -max_events, -1)
-      redis.call('EXPIRE', KEYS[k + 1], sess_ttl)
-      if redis.call('SCARD', KEYS[k + 2]) < seen_max then redis.call('SADD', KEYS[k + 2], ARGV[a + 2]) end
-      redis.call('EXPIRE', KEYS[k + 2], sess_ttl)
-    end
+    if ARGV[a + 1] ~= '' then push(KEYS[k + 1], KEYS[k + 2], ARGV[a + 1], ARGV[a + 2], max_events, sess_ttl, seen_max) end
     if before + added == 0 and redis.call('EXISTS', stream) == 0 then
       redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
     end
@@ -80,6 +101,19 @@ for i = 0, n - 1 do
 end
 return {added, before + added - redis.call('XLEN', stream), unpack(dups)}
 """
+)
+# Cluster mode, step 2: KEYS per event: session list, seen set (all of one slot). ARGV: max events, TTL,
+# seen cap, then per event its encoded session event and item id. Returns the number of events.
+_SESSIONS = (
+    _PUSH
+    + """
+local max_events, ttl, seen_max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 1, #KEYS / 2 do
+  push(KEYS[2 * i - 1], KEYS[2 * i], ARGV[2 + 2 * i], ARGV[3 + 2 * i], max_events, ttl, seen_max)
+end
+return #KEYS / 2
+"""
+)
 
 
 class AppendScript:
@@ -88,6 +122,7 @@ class AppendScript:
     same keys, arguments and checks."""
 
     source = _APPEND
+    sessions_source = _SESSIONS
 
     def __init__(
         self,
@@ -109,19 +144,46 @@ class AppendScript:
 
     def call(self, events: Sequence[SessionEvent], dedupe: Sequence[bool] | None) -> tuple[list[str], list[Any]]:
         """(KEYS, ARGV) of the script for ``events`` (non-empty); ``dedupe[i]``: event i carries a
-        client-supplied id to de-duplicate on (default: all do)."""
+        client-supplied id to de-duplicate on (default: all do). On a cluster it writes no session
+        (:meth:`session_calls` does)."""
         flags = [True] * len(events) if dedupe is None else list(dedupe)
         fields = [codecs.encode_stream_event(ev) for ev in events]
-        keys, args = [self.keys.events_stream], [*self._header(len(events), len(fields[0])), *fields[0]]
+        stream, here = self.keys.events_stream, not self.keys.cluster
+        unused = "" if here else stream
+        keys, args = [stream], [*self._header(len(events), len(fields[0])), *fields[0]]
         for ev, flag, entry in zip(events, flags, fields, strict=True):
+            session = here and bool(ev.session_id)
             keys += [
-                self.keys.event_id(ev.event_id) if flag else "",
-                self.keys.session(ev.session_id) if ev.session_id else "",
-                self.keys.session_seen(ev.session_id) if ev.session_id else "",
+                self.keys.event_id(ev.event_id) if flag else unused,
+                self.keys.session(ev.session_id, ev.user_id) if session else unused,  # type: ignore[arg-type]
+                self.keys.session_seen(ev.session_id, ev.user_id) if session else unused,  # type: ignore[arg-type]
             ]
-            args += ["1" if flag else "0", codecs.encode_session_event(ev) if ev.session_id else "", ev.item_id]
+            args += ["1" if flag else "0", codecs.encode_session_event(ev) if session else "", ev.item_id]
             args += list(entry.values())
         return keys, args
+
+    def session_calls(self, events: Sequence[SessionEvent], reply: Sequence[Any]) -> list[tuple[list[str], list[Any]]]:
+        """Cluster mode, step 2: (KEYS, ARGV) of the session script for each hash slot of the sessions of
+        the events the append script stored (``reply``: its answer; duplicates are left out)."""
+        dups = {int(i) for i in reply[2:]}
+        calls: dict[int, tuple[list[str], list[Any]]] = {}
+        header = [self.session_max_events, self.session_ttl_s, self.session_seen_max_items]
+        for i, ev in enumerate(events):
+            if i in dups or not ev.session_id:
+                continue
+            session = self.keys.session(ev.session_id, ev.user_id)
+            keys, args = calls.setdefault(key_slot(session.encode()), ([], list(header)))
+            keys += [session, self.keys.session_seen(ev.session_id, ev.user_id)]
+            args += [codecs.encode_session_event(ev), ev.item_id]
+        return list(calls.values())
+
+    def sessions_missed(
+        self, result: AppendResult, events: Sequence[SessionEvent], reply: Sequence[Any], error: StoreError
+    ) -> AppendResult:
+        """``result`` noting that step 2 failed (``error``): the stored events with a session are in the
+        stream, not in their live sessions."""
+        n = sum(len(keys) // 2 for keys, _ in self.session_calls(events, reply))
+        return dataclasses.replace(result, sessions_missed=n, sessions_error=str(error))
 
     def result(self, reply: Sequence[Any], events: Sequence[SessionEvent]) -> AppendResult:
         """The script's reply as an AppendResult; EventsBacklogFull if it refused the batch."""
@@ -152,11 +214,12 @@ class RedisEventLog:
     """The event log over redis-py's blocking client: compaction's reads and acknowledgements, and
     appends for batch tools and tests (``AppendScript``'s keyword arguments configure them)."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, **append: Any) -> None:
+    def __init__(self, client: Client, keys: Keys, **append: Any) -> None:
         self.client = client
         self.keys = keys
         self.script = AppendScript(keys, **append)
         self._append = client.register_script(AppendScript.source)
+        self._sessions = client.register_script(AppendScript.sessions_source)
 
     # --- live events -------------------------------------------------------------------------
     def append(self, events: Sequence[SessionEvent], dedupe: Sequence[bool] | None = None) -> AppendResult:
@@ -171,11 +234,22 @@ class RedisEventLog:
         keys, args = self.script.call(events, dedupe)
         with translate_errors("appending session events"):
             reply = self._append(keys=keys, args=args)
-        return self.script.result(reply, events)
+        result = self.script.result(reply, events)
+        if not self.keys.cluster:
+            return result
+        try:  # step 2 on a cluster (module docstring)
+            with translate_errors("writing live sessions"):
+                for keys, args in self.script.session_calls(events, reply):
+                    self._sessions(keys=keys, args=args)
+        except StoreError as exc:
+            return self.script.sessions_missed(result, events, reply, exc)
+        return result
 
-    def read_session(self, session_id: str) -> list[SessionEvent]:
+    def read_session(self, session_id: str, user_id: str | None = None) -> list[SessionEvent]:
+        """The session's list, oldest first; ``user_id``: the user its events carry (on a cluster, a
+        session issued for a user lives in that user's slot)."""
         with translate_errors("reading a session"):
-            raw = self.client.lrange(self.keys.session(session_id), 0, -1)
+            raw = self.client.lrange(self.keys.session(session_id, user_id), 0, -1)
         return [codecs.decode_session_event(r, session_id) for r in raw]
 
     # --- draining the stream (batch compaction) ------------------------------------------------

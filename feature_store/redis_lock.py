@@ -23,9 +23,9 @@ import threading
 import time
 import uuid
 
-import redis
 from redis import exceptions as rexc
 
+from feature_store.redis_client import Client
 from shared.errors import PublishError
 
 _RELEASE = """
@@ -45,7 +45,7 @@ return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
 class RedisLock:
     """One lease on ``key``; not re-entrant (see ``RedisVersionStore.publishing`` for that)."""
 
-    def __init__(self, client: redis.Redis, key: str, ttl_s: float, wait_s: float, what: str = "publish") -> None:
+    def __init__(self, client: Client, key: str, ttl_s: float, wait_s: float, what: str = "publish") -> None:
         self.client = client
         self.key = key
         self.ttl_ms = max(1, round(ttl_s * 1000))

@@ -3,11 +3,10 @@ message when it does not fit. Numbers measured with ``bench/memory_sizing.py``."
 
 from __future__ import annotations
 
-import redis
-
 from feature_store import codecs
 from feature_store.base import VersionData
 from feature_store.keys import Keys
+from feature_store.redis_client import Client, node_clients
 
 # Redis memory per key beyond its name and value bytes (dict entry, key and value headers, allocator
 # rounding), measured with bench/memory_sizing.py on Redis 7.0 (jemalloc): 135 B at 100k users, 243 B
@@ -28,10 +27,18 @@ def version_bytes(keys: Keys, data: VersionData, blobs: dict[str, bytes]) -> int
     return size + (len(blobs) + 1 + n_users) * KEY_OVERHEAD_BYTES
 
 
-def usage(client: redis.Redis) -> tuple[int, int]:
-    """(used_memory, maxmemory) from INFO memory, in bytes; maxmemory 0 means no limit."""
-    info = client.info("memory")
-    return int(info["used_memory"]), int(info.get("maxmemory", 0))
+def usage(client: Client) -> tuple[int, int]:
+    """(used_memory, maxmemory) from INFO memory, in bytes; maxmemory 0 means no limit. On a cluster, the
+    sums over its primaries (0 if any has no limit): a version's user records spread evenly over them
+    (hash slots), so the sum is the room it has; its item blobs sit on the control slot's node."""
+    used = limit = 0
+    unlimited = False
+    for _, node in node_clients(client):
+        info = node.info("memory")
+        used += int(info["used_memory"])
+        limit += int(info.get("maxmemory", 0))
+        unlimited |= not int(info.get("maxmemory", 0))
+    return used, 0 if unlimited else limit
 
 
 def mib(n: int) -> str:

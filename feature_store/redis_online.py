@@ -8,65 +8,101 @@ and appends live events with the one Lua script of ``redis_events`` (same keys, 
 the blocking :class:`~feature_store.redis_events.RedisEventLog`). Background work (model reload,
 counters) keeps the blocking client of ``redis_store``: it runs in threads, off the request path.
 
+**On Redis Cluster** a script may only touch keys of one hash slot, so the key layout
+(``feature_store.keys``) puts what one request reads in one slot wherever that can be done:
+
+* a request without a session reads only the user record (one script, the user's node);
+* a session issued for a user (``u<random>.<mac>``) keeps its list and seen set under that user's tag,
+  so ``/recommendations/{user}?session_id=`` with the user's own session is one script on one node:
+  record, list and seen set, as on one server;
+* an anonymous session (or an id a client chose with auth off) is tagged by its own id. Its events are
+  written before anyone knows who will read them (they carry no user id), and the user record is
+  written by the batch under the user id alone, so no key name both writers can compute puts the two
+  in one slot for every reader. Such a request (a user id with an anonymous session: e.g. the demo's
+  visitor, ``/recommendations/anonymous?session_id=a...``) reads with TWO scripts, the user's record
+  and the session, issued concurrently (``asyncio.gather``): two commands, on two nodes, in about one
+  round trip of wall time. (Two reads in every case would cost the common one, a user with their own
+  session, a second command; keying sessions by user would leave anonymous visitors without a slot.)
+
 Every call is bounded by the client's socket timeout (``store_timeout_ms``); redis-py's exceptions
 become ours (``translate_errors``), so the API decides what to degrade to.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
+from redis.crc import key_slot
 
 from feature_store.base import AppendResult, SessionEvent, StoredRequest
 from feature_store.keys import Keys
-from feature_store.redis_client import connect_async, translate_errors
+from feature_store.redis_client import AsyncClient, connect_async, is_cluster, translate_errors
 from feature_store.redis_events import AppendScript
 from shared.config import Settings
+from shared.errors import StoreError
 
-# KEYS: the user record ('' for none), the session list and seen set ('' for none). Returns
-# {user record or false, list elements, seen members}. Reads only, so a full Redis runs it too.
+# ARGV[1]: what to read, 'u' the user record, 's' the session, 'us' both. KEYS: the user record (with
+# 'u'), then the session list and seen set (with 's'). Returns {user record or false, list elements, seen
+# members}. Reads only, so a full Redis runs it too.
 READ_SCRIPT = """
 local user, events, seen = false, {}, {}
-if KEYS[1] ~= '' then user = redis.call('GET', KEYS[1]) end
-if KEYS[2] ~= '' then
-  events = redis.call('LRANGE', KEYS[2], 0, -1)
-  seen = redis.call('SMEMBERS', KEYS[3])
+local n = 0
+if ARGV[1] ~= 's' then
+  user = redis.call('GET', KEYS[1])
+  n = 1
+end
+if ARGV[1] ~= 'u' then
+  events = redis.call('LRANGE', KEYS[n + 1], 0, -1)
+  seen = redis.call('SMEMBERS', KEYS[n + 2])
 end
 return {user, events, seen}
 """
+ReadCall = tuple[list[str], list[str]]  # (KEYS, ARGV) of one read script call
 
 
-def request_keys(keys: Keys, version: str, user_id: str | None, session_id: str | None) -> list[str]:
-    """KEYS of the read script for one request."""
-    return [
-        keys.user(version, user_id) if user_id is not None else "",
-        keys.session(session_id) if session_id is not None else "",
-        keys.session_seen(session_id) if session_id is not None else "",
-    ]
+def request_reads(keys: Keys, version: str, user_id: str | None, session_id: str | None) -> list[ReadCall]:
+    """The read script's calls for one request that has a user id or a session id or both: ONE whenever
+    its keys share a slot (always on one server), else two, the user's and the session's (see the
+    module docstring)."""
+    user = [keys.user(version, user_id)] if user_id is not None else []
+    session = (
+        [keys.session(session_id, user_id), keys.session_seen(session_id, user_id)] if session_id is not None else []
+    )
+    if user and session and keys.cluster and key_slot(user[0].encode()) != key_slot(session[0].encode()):
+        return [(user, ["u"]), (session, ["s"])]
+    return [(user + session, [("u" if user else "") + ("s" if session else "")])]
 
 
-def stored_request(reply: Sequence[Any]) -> StoredRequest:
-    """The read script's reply, still encoded."""
-    user, events, seen = reply
-    return StoredRequest(user=user or None, session=list(events), seen=list(seen))
+def stored_request(replies: Sequence[Sequence[Any]]) -> StoredRequest:
+    """The read calls' replies, still encoded."""
+    user: bytes | None = None
+    events: list[bytes] = []
+    seen: list[bytes] = []
+    for one_user, one_events, one_seen in replies:
+        user = user or one_user or None
+        events += one_events
+        seen += one_seen
+    return StoredRequest(user=user, session=events, seen=seen)
 
 
 class RedisOnline:
     """The API's asyncio store: create it inside the event loop that uses it, ``aclose()`` it there."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys, script: AppendScript) -> None:
+    def __init__(self, client: AsyncClient, keys: Keys, script: AppendScript) -> None:
         self.client = client
         self.keys = keys
         self.script = script
         self._append = client.register_script(AppendScript.source)
+        self._sessions = client.register_script(AppendScript.sessions_source)
         self._read = client.register_script(READ_SCRIPT)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisOnline:
         """Bounded by ``store_timeout_ms``; the session settings configure appends."""
-        keys = Keys(settings.key_prefix)
+        client = connect_async(settings.redis_url, settings.store_timeout_ms / 1000)
+        keys = Keys(settings.key_prefix, cluster=is_cluster(client))
         script = AppendScript(
             keys,
             session_max_events=settings.session_max_events,
@@ -76,15 +112,20 @@ class RedisOnline:
             backlog_max=settings.events_backlog_max,
             backlog_policy=settings.events_backlog_policy,
         )
-        return cls(connect_async(settings.redis_url, settings.store_timeout_ms / 1000), keys, script)
+        return cls(client, keys, script)
 
     async def read_request(self, version: str, user_id: str | None, session_id: str | None) -> StoredRequest:
-        """User record, session list and seen set in ONE round trip (one script), still encoded."""
+        """User record, session list and seen set in ONE round trip (one script; on a cluster, two
+        concurrent ones for a user id with an anonymous session), still encoded."""
         if user_id is None and session_id is None:
             return StoredRequest(None, [], [])
+        calls = request_reads(self.keys, version, user_id, session_id)
         with translate_errors("reading request features"):
-            reply = await self._read(keys=request_keys(self.keys, version, user_id, session_id))
-        return stored_request(reply)
+            if len(calls) == 1:
+                replies = [await self._read(keys=calls[0][0], args=calls[0][1])]
+            else:
+                replies = await asyncio.gather(*(self._read(keys=keys, args=args) for keys, args in calls))
+        return stored_request(replies)
 
     async def append(self, events: Sequence[SessionEvent], dedupe: Sequence[bool] | None = None) -> AppendResult:
         """As ``RedisEventLog.append``: atomically, each client event id once; EventsBacklogFull or
@@ -94,7 +135,16 @@ class RedisOnline:
         keys, args = self.script.call(events, dedupe)
         with translate_errors("appending session events"):
             reply = await self._append(keys=keys, args=args)
-        return self.script.result(reply, events)
+        result = self.script.result(reply, events)
+        if not self.keys.cluster:
+            return result
+        try:  # a cluster writes the sessions in their own slots: see redis_events
+            with translate_errors("writing live sessions"):
+                for keys, args in self.script.session_calls(events, reply):
+                    await self._sessions(keys=keys, args=args)
+        except StoreError as exc:
+            return self.script.sessions_missed(result, events, reply, exc)
+        return result
 
     async def current_version(self) -> str | None:
         with translate_errors("reading the version pointer"):

@@ -1,4 +1,5 @@
-"""hybridrec's stores on one Redis: the version store, the event log and the counters, sharing a client.
+"""hybridrec's stores on one Redis (or one Redis Cluster): the version store, the event log and the
+counters, sharing a client.
 
 ``RedisStore.from_settings(settings)`` connects; use it as a context manager (``with ... as store:``)
 so the connection pool is closed whatever happens. Each user of the store takes the narrow part it
@@ -11,10 +12,8 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-import redis
-
 from feature_store.keys import STATS_TTL_S, Keys
-from feature_store.redis_client import connect, translate_errors
+from feature_store.redis_client import Client, connect, is_cluster, translate_errors
 from feature_store.redis_events import RedisEventLog
 from feature_store.redis_versions import RedisVersionStore
 from shared.config import Settings
@@ -24,7 +23,7 @@ from shared.errors import StoreError
 class RedisCounters:
     """Per-minute served-request counters, summed over API workers and replicas (see online.window)."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: Client, keys: Keys) -> None:
         self.client = client
         self.keys = keys
 
@@ -57,7 +56,7 @@ class RedisStore:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: Client,
         prefix: str = "hr",
         batch_size: int = 2_000,
         session_max_events: int = 50,
@@ -69,7 +68,7 @@ class RedisStore:
         """``events``: keyword arguments of :class:`RedisEventLog` beyond the session ones (dedup TTL,
         backlog cap and policy, seen-set cap)."""
         self.client = client
-        self.keys = Keys(prefix)
+        self.keys = Keys(prefix, cluster=is_cluster(client))
         self.versions = RedisVersionStore(client, self.keys, batch_size, lock_ttl_s, lock_wait_s)
         self.events = RedisEventLog(
             client, self.keys, session_max_events=session_max_events, session_ttl_s=session_ttl_s, **(events or {})

@@ -12,6 +12,19 @@ Publishing protocol (a reader never sees a mix of versions; a killed publish lea
 4. write ``p:v:ver:meta`` last (its presence marks the version complete);
 5. :meth:`activate` flips ``p:current`` (and ``p:previous``) atomically in one Lua script.
 
+**On Redis Cluster** (``feature_store.keys``: ``{p}`` tags the control slot) the same protocol holds
+with one difference, in step 2. The lock, the registry, both pointers, every version's meta and its
+item blobs share the control slot, so the blob and meta writes stay fenced transactions (WATCH of the
+lock key, on its node) and the flip stays the one script above. User records live in their users'
+slots, which no transaction or script can span together with the lock: each batch is written after
+checking the lock holds our token (``_write_users``), as one MSET per slot pipelined per node. So a
+publisher that stalls past its lease between that check and its write can land one more batch of its
+own version after another took the lock; that version has no meta (its meta write IS fenced), so it is
+never flipped to, and republishing it first deletes what it left. Step 3 counts the version's user
+records with SCAN on every primary node (a missing record anywhere fails the publish, naming the counts
+per node) before the meta exists and before the flip, so readers, who resolve the one pointer
+``{p}:current`` and then address every key by that version id, see all of a version or none of it.
+
 Every step that changes versions (write, activate, prune) runs under the lock, and
 :meth:`publishing` holds it across all of them (``batch.publish.publish_run``), so prune never
 deletes a version another publisher is writing and two publishes never interleave. Republishing a
@@ -30,19 +43,18 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-import redis
 from redis import exceptions as rexc
 
 from feature_store import codecs, redis_memory
 from feature_store.base import ItemBundle, ProgressFn, RequestFeatures, StoredRequest, VersionData, VersionInfo
 from feature_store.keys import Keys
 from feature_store.layout import ITEM_ARRAYS
-from feature_store.redis_client import translate_errors
+from feature_store.redis_client import Client, node_clients, translate_errors
 from feature_store.redis_lock import RedisLock
-from feature_store.redis_online import READ_SCRIPT, request_keys, stored_request
+from feature_store.redis_online import READ_SCRIPT, request_reads, stored_request
 from shared.errors import PublishError, VersionNotFound
 
-_SAMPLE_SCANS = 20  # SCAN calls sample_users makes at most
+_SAMPLE_SCANS = 20  # SCAN calls sample_users makes at most (per node)
 
 _LOCK_LOST = "LOCKLOST"
 _WRITE_ATTEMPTS = 5  # fenced batches discarded by a change of the lock key before giving up
@@ -78,7 +90,7 @@ class RedisVersionStore:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: Client,
         keys: Keys,
         batch_size: int = 2_000,
         lock_ttl_s: float = 30.0,
@@ -147,7 +159,7 @@ class RedisVersionStore:
                     batch = {k.user(ver, data.user_ids[i]): r for i, r in zip(rows, records, strict=True)}
                     if pending is not None:
                         pending.result()  # in order, and the first failure stops the publish
-                    pending = writer.submit(self._write, lock, batch)
+                    pending = writer.submit(self._write_users, lock, batch)
                     if progress:
                         progress(len(rows))
                 if pending is not None:
@@ -180,7 +192,8 @@ class RedisVersionStore:
         which Redis discards if the lock key changed meanwhile. A renewal of our own lease also changes
         it, so a discarded batch is retried while the token is still ours (a batch is a few ms, a
         renewal every ttl/3). Measured ~1.5x the keys/s of the Lua script that checked and SET each key
-        (bench/README.md, publish_speed)."""
+        (bench/README.md, publish_speed). On a cluster every key must share the lock's slot (blobs, meta:
+        the control slot); user records go through :meth:`_write_users`."""
         lock.check()
         for _ in range(_WRITE_ATTEMPTS):
             with self.client.pipeline(transaction=True) as pipe:
@@ -189,13 +202,31 @@ class RedisVersionStore:
                     lock.lost = True
                     lock.check()  # raises: another publisher holds the lock now
                 pipe.multi()
-                pipe.mset(values)
+                if self.keys.cluster:  # redis-py's cluster pipeline has no MSET; one slot, one transaction
+                    for key, value in values.items():
+                        pipe.set(key, value)
+                else:
+                    pipe.mset(values)
                 try:
                     pipe.execute()
                     return
                 except rexc.WatchError:
                     continue
         raise PublishError(f"the publish lock {lock.key} kept changing under {_WRITE_ATTEMPTS} attempts to write")
+
+    def _write_users(self, lock: RedisLock, records: dict[str, bytes]) -> None:
+        """A batch of user records (key -> record). One server: :meth:`_write`, fenced atomically. A
+        cluster: the token is checked, then the records are SET as one MSET per slot, pipelined per node
+        (``mset_nonatomic``): fenced by the check, not atomically (the module docstring says what that
+        allows)."""
+        if not self.keys.cluster:
+            self._write(lock, records)
+            return
+        lock.check()
+        if self.client.get(lock.key) != lock.token.encode():
+            lock.lost = True
+            lock.check()
+        self.client.mset_nonatomic(records)  # type: ignore[union-attr]
 
     def _item_blobs(self, data: VersionData) -> dict[str, bytes]:
         k, ver = self.keys, data.version
@@ -210,16 +241,27 @@ class RedisVersionStore:
             pipe.strlen(key)
         lengths = pipe.execute()
         wrong = [key for key, n in zip(blobs, lengths, strict=True) if n != len(blobs[key])]
-        found = self.count_user_keys(ver)
+        per_node = self.user_keys_per_node(ver)
+        found = sum(per_node.values())
         if wrong or found != n_users:
+            nodes = f" (per node: {', '.join(f'{n}: {c}' for n, c in per_node.items())})" if self.keys.cluster else ""
             raise PublishError(
-                f"version {ver} did not verify: {found}/{n_users} user keys, blobs with wrong length: {wrong or 'none'}; "
-                "the current version is unchanged"
+                f"version {ver} did not verify: {found}/{n_users} user keys{nodes}, blobs with wrong length: "
+                f"{wrong or 'none'}; the current version is unchanged"
             )
 
     def count_user_keys(self, version: str) -> int:
+        return sum(self.user_keys_per_node(version).values())
+
+    def user_keys_per_node(self, version: str) -> dict[str, int]:
+        """How many user records of ``version`` each primary node holds, counted with SCAN (one server:
+        one entry, named "")."""
+        pattern = self.keys.user_pattern(version)
         with translate_errors("counting user keys"):
-            return sum(1 for _ in self.client.scan_iter(match=self.keys.user_pattern(version), count=10_000))
+            return {
+                name: sum(1 for _ in node.scan_iter(match=pattern, count=10_000))
+                for name, node in node_clients(self.client)
+            }
 
     def activate(self, version: str) -> str | None:
         k = self.keys
@@ -259,14 +301,18 @@ class RedisVersionStore:
             return doomed
 
     def _delete_version_keys(self, ver: str) -> None:
-        batch: list[bytes] = []
-        for key in self.client.scan_iter(match=self.keys.version_pattern(ver), count=10_000):
-            batch.append(key)
-            if len(batch) >= 5_000:
-                self.client.unlink(*batch)
-                batch.clear()
-        if batch:
-            self.client.unlink(*batch)
+        """Every key of ``ver``, found with SCAN on each node (version-wide keys first: on a cluster the
+        meta goes before any user record) and UNLINKed in batches (a cluster client splits those by slot)."""
+        for pattern in self.keys.version_patterns(ver):
+            for _, node in node_clients(self.client):
+                batch: list[bytes] = []
+                for key in node.scan_iter(match=pattern, count=10_000):
+                    batch.append(key)
+                    if len(batch) >= 5_000:
+                        self.client.unlink(*batch)
+                        batch.clear()
+                if batch:
+                    self.client.unlink(*batch)
 
     # --- reading ---------------------------------------------------------------------------
     def current_version(self) -> str | None:
@@ -332,22 +378,24 @@ class RedisVersionStore:
         layout = self._layout(version) if user_id is not None else ()
         stored = StoredRequest(None, [], [])
         if user_id is not None or session_id is not None:
+            calls = request_reads(self.keys, version, user_id, session_id)
             with translate_errors("reading request features"):
-                stored = stored_request(self._read(keys=request_keys(self.keys, version, user_id, session_id)))
+                stored = stored_request([self._read(keys=keys, args=args) for keys, args in calls])
         return codecs.decode_request(stored, layout, session_id)
 
     def sample_users(self, version: str, n: int) -> list[str]:
-        """Up to ``n`` user ids that have a record in ``version`` (SCAN, a few round trips at most; for the
-        demo page's user picker, never on the request path). Sorted, so a page shows a stable list."""
-        prefix = self.keys.user(version, "")
+        """Up to ``n`` user ids that have a record in ``version`` (SCAN, a few round trips per node at
+        most; for the demo page's user picker, never on the request path). Sorted, so a page shows a
+        stable list."""
         found: set[str] = set()
-        cursor = 0
         with translate_errors("sampling users"):
-            for _ in range(_SAMPLE_SCANS):
-                cursor, keys = self.client.scan(cursor, match=self.keys.user_pattern(version), count=500)
-                found.update(key.decode()[len(prefix) :] for key in keys)
-                if cursor == 0 or len(found) >= n:
-                    break
+            for _, node in node_clients(self.client):
+                cursor = 0
+                for _ in range(_SAMPLE_SCANS if len(found) < n else 0):
+                    cursor, keys = node.scan(cursor, match=self.keys.user_pattern(version), count=500)
+                    found.update(self.keys.user_id_of(version, key.decode()) for key in keys)
+                    if cursor == 0 or len(found) >= n:
+                        break
         return sorted(found)[:n]
 
     def record_gate(self, decision: Mapping[str, Any]) -> None:

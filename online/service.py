@@ -249,6 +249,13 @@ class RecommendationService:
                 result.trimmed,
             )
         self._trimming = result.trimmed > 0
+        if result.sessions_missed:  # Redis Cluster: stored durably, but not in the live sessions
+            self.telemetry.events_outcome("session_missed", result.sessions_missed)
+            log.warning(
+                "%d stored events could not be added to their live sessions (%s); they reach training",
+                result.sessions_missed,
+                result.sessions_error,
+            )
         return Recorded([r.event_id for r in records], result.duplicates)
 
 

@@ -26,6 +26,8 @@ import hashlib
 import hmac
 import secrets
 
+from shared.ids import ANONYMOUS_SESSION, USER_SESSION
+
 _CONTEXT = b"hybridrec-session\n"  # domain separation: this key signs nothing else
 _MAC_BYTES = 16
 
@@ -44,7 +46,7 @@ class SessionIds:
         return base64.urlsafe_b64encode(mac.digest()[:_MAC_BYTES]).rstrip(b"=")
 
     def issue(self, user_id: str | None) -> str:
-        random_part = ("u" if user_id else "a") + secrets.token_urlsafe(16)
+        random_part = (USER_SESSION if user_id else ANONYMOUS_SESSION) + secrets.token_urlsafe(16)
         return f"{random_part}.{self._mac(random_part, user_id).decode()}"
 
     def check_write(self, session_id: str, user_id: str | None) -> str | None:
@@ -54,7 +56,7 @@ class SessionIds:
         random_part, mac = _split(session_id)
         if random_part is None:
             return _NOT_OURS
-        if (random_part[0] == "u") != bool(user_id):
+        if (random_part[0] == USER_SESSION) != bool(user_id):
             if user_id:
                 return f"this session id is anonymous; events of user {user_id!r} need a session issued for that user"
             return "this session id belongs to a user: send that user_id with its events"
@@ -67,7 +69,7 @@ class SessionIds:
         random_part, mac = _split(session_id)
         if random_part is None:
             return _NOT_OURS
-        bound = user_id if random_part[0] == "u" else None
+        bound = user_id if random_part[0] == USER_SESSION else None
         return None if hmac.compare_digest(mac, self._mac(random_part, bound)) else _not_for(bound)
 
 
@@ -81,6 +83,6 @@ def _not_for(user_id: str | None) -> str:
 
 def _split(session_id: str) -> tuple[str | None, bytes]:
     random_part, dot, mac = session_id.rpartition(".")
-    if not dot or len(random_part) < 2 or random_part[0] not in "ua":
+    if not dot or len(random_part) < 2 or random_part[0] not in (USER_SESSION, ANONYMOUS_SESSION):
         return None, b""
     return random_part, mac.encode()

@@ -92,7 +92,8 @@ class Telemetry:
         self.events = Counter(
             "hybridrec_events",
             "Live events posted, by outcome: accepted (stored), duplicate (an event_id accepted before: stored "
-            "once), trimmed (un-compacted events the stream's cap dropped), refused_backlog (the backlog is full).",
+            "once), trimmed (un-compacted events the stream's cap dropped), refused_backlog (the backlog is full), "
+            "session_missed (Redis Cluster: stored, but a node failed before they reached their live session).",
             ["outcome"],
             registry=reg,
         )

@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     # --- storage -----------------------------------------------------------------------------
     redis_url: str | None = Field(
         default=None,
-        description="External Redis/Valkey URL. Unset: `hybridrec demo` starts an embedded redis-server.",
+        description="External Redis/Valkey URL: `redis://host:6379/0` (or `rediss://`, `unix://`) for one server, "
+        "`redis+cluster://host:6379` (or `rediss+cluster://`) for a Redis Cluster, any of its nodes (README "
+        '"Running on Redis Cluster"). Unset: `hybridrec demo` starts an embedded redis-server.',
     )
     key_prefix: str = Field(default="hr", pattern=r"^[A-Za-z0-9_-]{1,32}$", description="Namespace of all keys.")
     data_dir: Path = Field(default=Path("var"), description="Root of raw data, partitions, runs, quarantine.")
@@ -250,6 +252,13 @@ class Settings(BaseSettings):
         description="Requests per second per API key, per API worker (bursts of 2 s worth); 0 = no limit.",
     )
 
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value:
+            cluster_url(value)  # ValueError says what is wrong
+        return value
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
@@ -307,6 +316,30 @@ class Settings(BaseSettings):
     def tuning_path(self) -> Path:
         """The blend ``hybridrec tune`` chose; the next batch run publishes it (see batch.tuning_file)."""
         return self.data_dir / "tuning" / "best.json"
+
+
+SINGLE_SCHEMES = ("redis", "rediss", "unix")
+# hybridrec's scheme of a Redis Cluster URL -> the scheme redis-py's cluster client takes for its first node
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def cluster_url(url: str) -> str | None:
+    """For a Redis Cluster URL (``redis+cluster://[user:password@]host:port``, ``rediss+cluster://``), the
+    ``redis://`` URL of that first node, which redis-py's cluster client discovers the others from; None
+    for a single server's URL. ValueError, naming the problem, for anything else (a cluster has only
+    database 0, so a cluster URL naming another is refused rather than silently ignored)."""
+    parts = urlsplit(url)
+    if parts.scheme in SINGLE_SCHEMES:
+        return None
+    if parts.scheme not in CLUSTER_SCHEMES:
+        known = ", ".join(f"{s}://" for s in (*SINGLE_SCHEMES, *CLUSTER_SCHEMES))
+        raise ValueError(f"HYBRIDREC_REDIS_URL has the scheme {parts.scheme or '(none)'!r}; use one of {known}")
+    if not parts.hostname:
+        raise ValueError("a redis+cluster:// URL needs a host (and port) of one of the cluster's nodes")
+    db = parts.path.strip("/") or dict(parse_qsl(parts.query)).get("db", "0")
+    if db != "0":
+        raise ValueError(f"a Redis Cluster has only database 0, but the URL asks for database {db!r}")
+    return parts._replace(scheme=CLUSTER_SCHEMES[parts.scheme], path="").geturl()
 
 
 def redact_url(url: str | None) -> str:

@@ -1,4 +1,4 @@
-"""Identifiers: version ids and partition dates."""
+"""Identifiers: version ids, partition dates, and what a session id says about its owner."""
 
 from __future__ import annotations
 
@@ -34,3 +34,23 @@ def make_version_id(partition: dt.date, content_hash: str) -> str:
     is idempotent, and ids sort by date.
     """
     return f"{partition.strftime(DATE_FORMAT)}.{content_hash[:10]}"
+
+
+# The first character of a session id's random part (online.sessions issues ``<mark><random>.<mac>``):
+# a session bound to a user, or an anonymous one. Here, not in online/, because the store's key layout on
+# Redis Cluster keeps a user's sessions in that user's hash slot (feature_store.keys).
+USER_SESSION = "u"
+ANONYMOUS_SESSION = "a"
+
+
+def session_owner(session_id: str, user_id: str | None) -> str | None:
+    """The user whose session ``session_id`` is: ``user_id`` when the id has the form of a session issued
+    for a user (``u<random>.<mac>``), else None (anonymous, or an id a client chose with auth off).
+
+    The form is not checked cryptographically here (online.sessions does that with auth on, so there
+    ``user_id`` IS the user the session was issued for, on writes and on reads alike).
+    """
+    if not user_id or not session_id.startswith(USER_SESSION):
+        return None
+    random_part, dot, _ = session_id.rpartition(".")
+    return user_id if dot and len(random_part) >= 2 else None

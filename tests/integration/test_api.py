@@ -1,4 +1,5 @@
-"""The HTTP API over real HTTP (uvicorn) against a real redis-server."""
+"""The HTTP API over real HTTP (uvicorn) against a real redis-server (and the request path against a real
+3-node Redis Cluster too)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from feature_store.redis_store import RedisStore
 from shared.config import Settings
 from tests.support import auth, tiny
 from tests.support.auth import new_session
+from tests.support.modes import both_modes
 from tests.support.server import serve
 
 pytestmark = pytest.mark.integration
@@ -27,6 +29,7 @@ def api(settings: Settings, store: RedisStore) -> Iterator[httpx.Client]:
         yield client
 
 
+@both_modes
 def test_known_user_gets_precomputed_personal_results(api: httpx.Client) -> None:
     body = api.get("/recommendations/u0", params={"k": 3}).json()
     assert body["strategy"] == "precomputed"
@@ -34,6 +37,7 @@ def test_known_user_gets_precomputed_personal_results(api: httpx.Client) -> None
     assert body["model_version"] == V1 and body["flags"] == [] and body["took_ms"] >= 0
 
 
+@both_modes
 def test_a_posted_event_changes_the_very_next_response(api: httpx.Client) -> None:
     s1 = new_session(api, "u0")
     before = api.get("/recommendations/u0", params={"k": 3, "session_id": s1}).json()
@@ -46,6 +50,7 @@ def test_a_posted_event_changes_the_very_next_response(api: httpx.Client) -> Non
     assert any(i["reason"] == "similar_to:b0" for i in after["items"])
 
 
+@both_modes
 def test_unknown_user_gets_popular_with_a_flag(api: httpx.Client) -> None:
     body = api.get("/recommendations/stranger", params={"k": 2}).json()
     assert body["strategy"] == "popular" and "unknown_user" in body["flags"]
@@ -113,6 +118,7 @@ def test_health_ready_and_docs(api: httpx.Client) -> None:
     assert "/recommendations/{user_id}" in api.get("/openapi.json").json()["paths"]
 
 
+@both_modes
 def test_a_new_publish_is_picked_up_without_restart(api: httpx.Client, store: RedisStore) -> None:
     store.versions.write_version(tiny.version_data(V2))
     store.versions.activate(V2)
@@ -149,6 +155,7 @@ def test_store_outage_degrades_instead_of_failing(tmp_path) -> None:
         server.close()
 
 
+@both_modes
 def test_no_model_yet_is_a_503_not_a_500(settings: Settings) -> None:
     with serve(settings) as base, httpx.Client(base_url=base) as api:
         r = api.get("/recommendations/u0")
@@ -156,6 +163,7 @@ def test_no_model_yet_is_a_503_not_a_500(settings: Settings) -> None:
         assert api.get("/ready").status_code == 503
 
 
+@both_modes
 def test_metrics_count_requests_per_routing_tier(api: httpx.Client) -> None:
     api.get("/recommendations/u0")  # precomputed
     api.get("/recommendations/stranger")  # popular + unknown_user

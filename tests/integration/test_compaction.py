@@ -1,6 +1,6 @@
-"""Compaction of the live events stream against a real redis-server: every event lands in the Parquet
-dataset exactly once, bad ones in quarantine, and a run killed before its acknowledgement is retried
-without loss or duplicates."""
+"""Compaction of the live events stream against a real redis-server and a real 3-node Redis Cluster: every
+event lands in the Parquet dataset exactly once, bad ones in quarantine, and a run killed before its
+acknowledgement is retried without loss or duplicates."""
 
 from __future__ import annotations
 
@@ -28,9 +28,10 @@ from shared.config import Settings
 from shared.errors import StoreUnavailable
 from shared.schemas import EVENT_WEIGHTS
 from tests.support import tiny
+from tests.support.modes import both_modes, node_of
 from tests.support.server import serve
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, both_modes]
 BIN = Path(sys.executable).parent / "hybridrec"
 DAY0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 TYPES = ("view", "click", "purchase")
@@ -213,6 +214,7 @@ def test_a_compaction_killed_before_its_acknowledgement_is_retried_without_loss_
     total = n + 2
     env = {**os.environ, "HYBRIDREC_REDIS_URL": settings.redis_url or "", "HYBRIDREC_DATA_DIR": str(settings.data_dir)}
     parts = settings.interactions_dir
+    node = node_of(store, stream)  # on a cluster, the node that holds the stream is the one to pause
 
     proc = subprocess.Popen(
         [str(BIN), "compact", "--batch-size", "40"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -226,12 +228,12 @@ def test_a_compaction_killed_before_its_acknowledgement_is_retried_without_loss_
         # Pause until we catch the compactor holding a batch (it reads with XREADGROUP, a write, so
         # a pause can also find it between batches; then let it run on and try again).
         for _ in range(200):
-            client.execute_command("CLIENT", "PAUSE", "10000", "WRITE")
+            node.execute_command("CLIENT", "PAUSE", "10000", "WRITE")
             paused = True
             held = client.xpending(stream, COMPACTION_GROUP)
             if held["pending"]:
                 break
-            client.execute_command("CLIENT", "UNPAUSE")
+            node.execute_command("CLIENT", "UNPAUSE")
             paused = False
             time.sleep(0.002)
         assert held["pending"] == 40, "never caught the compactor holding a batch"
@@ -249,7 +251,7 @@ def test_a_compaction_killed_before_its_acknowledgement_is_retried_without_loss_
         proc.wait(10)
     finally:
         if paused:
-            client.execute_command("CLIENT", "UNPAUSE")
+            node.execute_command("CLIENT", "UNPAUSE")
         if proc.poll() is None:
             proc.kill()
             proc.wait()

@@ -1,5 +1,5 @@
-"""Live events against a real redis-server (and the API under uvicorn): a client's own event_id is the
-idempotency key, the backlog is bounded, and a refused batch stores nothing."""
+"""Live events against a real redis-server and a real 3-node Redis Cluster (and the API under uvicorn): a
+client's own event_id is the idempotency key, the backlog is bounded, and a refused batch stores nothing."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from feature_store.redis_store import RedisStore
 from shared.config import Settings
 from shared.errors import EventsBacklogFull
 from tests.support import auth, tiny
+from tests.support.modes import both_modes, dbsize
 from tests.support.server import serve
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, both_modes]
 
 
 def _ev(i: int, session: str | None = "s1", event_id: str | None = None) -> SessionEvent:
@@ -60,7 +61,7 @@ def test_a_retried_batch_stores_each_client_event_once(api: httpx.Client, store:
     mixed = api.post("/events", json=[batch[0], {**batch[1], "event_id": "client-new"}, batch[0]])
     assert mixed.json()["accepted"] == 1 and mixed.json()["duplicates"] == ["client-0", "client-0"]
     assert _stream_ids(store) == [*(f"client-{i}" for i in range(5)), "client-new"]
-    assert [e.event_id for e in store.events.read_session(s1)] == _stream_ids(store)
+    assert [e.event_id for e in store.events.read_session(s1, "u0")] == _stream_ids(store)
 
 
 def test_a_reused_event_id_is_reported_not_dropped_silently(api: httpx.Client, store: RedisStore) -> None:
@@ -81,17 +82,18 @@ def test_events_without_an_id_get_new_ones_in_the_answer(api: httpx.Client, stor
     ids = [b["event_ids"][0] for b in bodies]
     assert all(b["accepted"] == 1 and b["duplicates"] == [] for b in bodies)
     assert len(set(ids)) == 2 and _stream_ids(store) == ids
-    assert not list(store.client.scan_iter(match="hr:eid:*"))  # server-made ids take no de-duplication key
+    # server-made ids take no de-duplication key
+    assert not list(store.client.scan_iter(match=store.keys.event_id("*")))
 
 
 def test_a_full_backlog_refuses_the_whole_batch_until_compaction_drains_it(settings: Settings) -> None:
     store = RedisStore.from_settings(settings)
     log = RedisEventLog(store.client, store.keys, backlog_max=10)
     log.append([_ev(i) for i in range(8)])
-    before = store.client.dbsize()
+    before = dbsize(store)
     with pytest.raises(EventsBacklogFull, match=r"backlog is full \(8 events wait for compaction; the cap is 10\)"):
         log.append([_ev(i) for i in range(8, 11)])
-    assert store.client.dbsize() == before and log.stream_length() == 8  # nothing of the batch, anywhere
+    assert dbsize(store) == before and log.stream_length() == 8  # nothing of the batch, anywhere
     assert not store.client.exists(store.keys.event_id("e8"))
     assert compact_events(log, settings).events_read == 8
     assert log.append([_ev(i) for i in range(8, 11)]).duplicates == []  # room again
@@ -116,18 +118,18 @@ def test_the_stream_is_created_with_the_compaction_group(store: RedisStore) -> N
 
 def test_compaction_without_a_stream_creates_nothing(settings: Settings, store: RedisStore) -> None:
     assert compact_events(store.events, settings).events_read == 0
-    assert store.client.dbsize() == 0
+    assert dbsize(store) == 0
 
 
 def test_a_session_remembers_at_most_its_cap_of_distinct_items(store: RedisStore) -> None:
     log = RedisEventLog(store.client, store.keys, session_max_events=5, session_seen_max_items=20)
     log.append([_ev(i) for i in range(100)])
-    assert store.client.scard(store.keys.session_seen("s1")) == 20
-    assert store.client.llen(store.keys.session("s1")) == 5
+    assert store.client.scard(store.keys.session_seen("s1", "u1")) == 20
+    assert store.client.llen(store.keys.session("s1", "u1")) == 5
 
 
 def test_a_session_named_like_a_seen_set_is_its_own_session(store: RedisStore) -> None:
     """``s1:seen`` used to be both the list of session "s1:seen" and the seen set of session "s1"."""
     store.events.append([_ev(0, "s1"), _ev(1, "s1:seen")])
-    assert [e.item_id for e in store.events.read_session("s1:seen")] == ["i1"]
+    assert [e.item_id for e in store.events.read_session("s1:seen", "u1")] == ["i1"]
     assert store.versions.read_request("v", None, "s1").session_seen == frozenset({"i0"})

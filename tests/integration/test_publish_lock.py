@@ -11,8 +11,9 @@ from feature_store.redis_store import RedisStore
 from shared.config import Settings
 from shared.errors import PublishError
 from tests.support import tiny
+from tests.support.modes import all_keys, both_modes
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, both_modes]
 V1, V2, V3 = "2026-01-01.00000000a1", "2026-01-02.00000000a2", "2026-01-03.00000000a3"
 
 
@@ -27,7 +28,7 @@ def _publish(store: RedisStore, version: str, n_users: int = 3) -> list[str]:
 def _assert_consistent(store: RedisStore) -> None:
     """Every version key belongs to a registered, complete version; current and previous are complete."""
     registered = {v.version: v for v in store.versions.list_versions()}
-    on_redis = {key.decode().split(":")[2] for key in store.client.scan_iter(match="hr:v:*", count=10_000)}
+    on_redis = {key.split(":")[2] for key in all_keys(store) if key.split(":")[1] == "v"}
     assert on_redis <= set(registered), f"keys of unregistered versions: {on_redis - set(registered)}"
     assert all(v.meta is not None for v in registered.values()), registered
     for info in registered.values():
@@ -56,14 +57,14 @@ def test_a_publish_started_while_another_writes_waits_then_refuses_and_touches_n
     a.versions.batch_size = 1
     a.versions.write_version(tiny.version_data(V2, n_users=5), progress=b_publishes_midway)
     a.versions.activate(V2)
-    assert outcome[0].startswith("another publish is running (lock hr:lock:publish held by "), outcome
+    assert outcome[0].startswith(f"another publish is running (lock {a.keys.publish_lock} held by "), outcome
     assert "waited 0.3s" in outcome[0]
     assert a.versions.current_version() == V2 and a.versions.count_user_keys(V2) == 5
     _assert_consistent(a)
     assert _publish(b, V3) == [V1]  # once A is done, B goes through
-    assert (a.versions.current_version(), a.client.get("hr:previous").decode()) == (V3, V2)
+    assert (a.versions.current_version(), a.client.get(a.keys.previous).decode()) == (V3, V2)
     _assert_consistent(a)
-    assert not a.client.exists("hr:lock:publish")
+    assert not a.client.exists(a.keys.publish_lock)
     a.close()
     b.close()
 
@@ -88,7 +89,7 @@ def test_two_publishes_serialise_when_the_second_may_wait(settings: Settings) ->
     for t in threads:
         t.join()
     assert errors == []
-    current, previous = stores[0].versions.current_version(), stores[0].client.get("hr:previous").decode()
+    current, previous = stores[0].versions.current_version(), stores[0].client.get(stores[0].keys.previous).decode()
     assert {current, previous} == {V2, V3}
     _assert_consistent(stores[0])
     for s in stores:

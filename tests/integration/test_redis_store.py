@@ -1,4 +1,5 @@
-"""RedisStore against a real redis-server: versioned publish, atomic switch, rollback, prune, sessions."""
+"""RedisStore against a real redis-server and a real 3-node Redis Cluster: versioned publish, atomic
+switch, rollback, prune, sessions."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from feature_store.base import SessionEvent
 from feature_store.redis_store import RedisStore
 from shared.errors import PublishError, StoreError, StoreUnavailable, VersionNotFound
 from tests.support import tiny
+from tests.support.modes import both_modes, version_keys
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, both_modes]
 V1, V2, V3 = "2026-01-01.00000000a1", "2026-01-02.00000000a2", "2026-01-03.00000000a3"
 
 
@@ -87,22 +89,22 @@ def test_a_publish_killed_half_way_leaves_the_old_version_serving(store: RedisSt
     states = {v.version: v.meta is not None for v in store.versions.list_versions()}
     assert states == {V1: True, V2: False}
     assert store.versions.prune(keep=2) == [V2]  # the half-written version is cleaned up
-    assert store.client.keys("hr:v:" + V2 + ":*") == []
+    assert version_keys(store, V2) == set()
     assert store.versions.read_request(V1, "u0", None).user is not None
 
 
 def test_republishing_a_complete_version_is_a_no_op(store: RedisStore) -> None:
     _publish(store, V1)
-    before = {k: store.client.get(k) for k in store.client.keys("hr:v:*")}
+    before = {k: store.client.get(k) for k in version_keys(store, V1)}
     _publish(store, V1)
-    assert {k: store.client.get(k) for k in store.client.keys("hr:v:*")} == before
+    assert {k: store.client.get(k) for k in version_keys(store, V1)} == before
     assert store.versions.current_version() == V1
 
 
 def test_switch_rollback_and_prune_keep_current_and_previous(store: RedisStore) -> None:
     _publish(store, V1)
     _publish(store, V2)
-    assert store.client.get("hr:previous") == V1.encode()
+    assert store.client.get(store.keys.previous) == V1.encode()
     assert store.versions.rollback() == V1
     assert store.versions.current_version() == V1
     assert store.versions.rollback() == V2
@@ -128,7 +130,7 @@ def test_session_events_are_capped_expire_and_reach_the_stream(settings) -> None
     store.events.append(events)
     session = store.events.read_session("s1")
     assert [e.item_id for e in session] == ["i2", "i3", "i4"]  # oldest first, capped at 3
-    assert 0 < store.client.ttl("hr:sess:s1") <= 60
+    assert 0 < store.client.ttl(store.keys.session("s1", "u1")) <= 60
     assert store.events.stream_length() == 5  # the durable log keeps every accepted event
     feats = store.versions.read_request("any-version", None, "s1")
     assert feats.user is None and [e.event_id for e in feats.session] == ["e2", "e3", "e4"]

@@ -1,4 +1,5 @@
-"""Nothing a visitor already has comes back, through the real API on a real Redis (issue 8)."""
+"""Nothing a visitor already has comes back, through the real API on a real Redis and a real 3-node Redis
+Cluster (issue 8)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from feature_store.redis_store import RedisStore
 from shared.config import Settings
 from tests.support import auth, tiny
 from tests.support.auth import new_session
+from tests.support.modes import both_modes
 from tests.support.server import serve
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, both_modes]
 V1 = "2026-01-01.00000000a1"
 
 
