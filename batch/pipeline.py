@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -87,6 +88,8 @@ def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> P
         manifest, metrics = _build(settings, partition, out, log, sharded=False)
         manifest["content_hash"] = art.content_hash(out)
         art.write_json(out / "manifest.json", manifest)
+    # a sharded run of the same day staged earlier is obsolete now: never seal it over this one
+    shutil.rmtree(art.staging_dir_for(settings.runs_dir, partition), ignore_errors=True)
     write_families(settings.textfile_dir / "hybridrec_run_batch.prom", run_families(manifest, metrics))
     return final
 
