@@ -32,16 +32,29 @@ def test_daily_task_graph(dagbag) -> None:
     edges = {(t.task_id, d) for t in dag.tasks for d in t.downstream_task_ids}
     assert edges == {
         ("ingest", "train"),
-        ("train", "compare_with_serving"),
-        ("train", "publish"),
+        ("train", "shard_users"),
+        ("shard_users", "candidates_shard"),
+        ("candidates_shard", "seal_run"),
+        ("seal_run", "compare_with_serving"),
         ("compare_with_serving", "quality_gate"),
-        ("quality_gate", "publish"),
+        ("quality_gate", "begin_publish"),
+        ("begin_publish", "publish_shard"),
+        ("begin_publish", "publish"),
+        ("publish_shard", "publish"),
         ("publish", "prune"),
     }
     assert dag.max_active_runs == 1 and dag.doc_md
     assert all(t.doc_md for t in dag.tasks)
     assert dag.get_task("quality_gate").retries == 0
     assert dag.get_task("publish").retries >= 2 and dag.get_task("publish").retry_exponential_backoff
+    # the user-range tasks are mapped over the ranges their upstream returns (dynamic task mapping) ...
+    for mapped in ("candidates_shard", "publish_shard"):
+        task = dag.get_task(mapped)
+        assert task.is_mapped and "shard" in task.op_kwargs_expand_input.value, mapped
+        assert task.retries >= 2, mapped
+    # ... and what follows them also runs when the map is empty (unsharded: the mapped task is skipped)
+    assert dag.get_task("seal_run").trigger_rule == "none_failed"
+    assert dag.get_task("publish").trigger_rule == "none_failed"
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES)
