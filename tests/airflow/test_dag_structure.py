@@ -76,3 +76,14 @@ def test_dag_file_does_no_heavy_work_at_import(dag_file: str) -> None:
     report = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"{dag_file}: module body took {report['seconds'] * 1000:.1f} ms, added {report['added']}")
     assert not HEAVY & set(report["added"]), f"{dag_file} imports {HEAVY & set(report['added'])} at module level"
+
+
+def test_the_celery_executor_loads_with_the_locked_celery(airflow_db) -> None:
+    """docker-compose's `celery` profile runs CeleryExecutor from the image's `celery` extra, so it must import
+    with the celery the lock holds (celery 5.7 removed what the provider imports from celery.backends.database)."""
+    pytest.importorskip("airflow.providers.celery", reason="the 'celery' extra: ./dev test installs it")
+    from airflow.providers.celery.executors import celery_executor
+    from airflow.providers.celery.executors.celery_executor import CeleryExecutor
+
+    assert CeleryExecutor.__name__ == "CeleryExecutor"
+    assert celery_executor.app.main  # the Celery app the workers run (`airflow celery worker`)
