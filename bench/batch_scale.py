@@ -132,17 +132,33 @@ def scale_mode(args: argparse.Namespace) -> dict:
         "run_batch",
     )
     manifest = json.loads((data_dir / f"runs/date={end}/manifest.json").read_text())
-    n_users, nnz = manifest["n_users"], None
+    n_users = manifest["n_users"]
     shard_ns = [int(n) for n in args.shards.split(",") if n]
-    stage = measured(
-        _child("stage", str(data_dir), end, str(max(shard_ns)), str(work / "stage.json")),
-        work / "stage.json",
-        args.timeout,
-        "sharded train (stage)",
-    )
+    result = {
+        "dataset": {**info, "cache_dir": str(data_dir)},
+        "run": {
+            "n_users": n_users,
+            "n_items": manifest["n_items"],
+            "n_interactions": manifest["n_interactions"],
+            "params": manifest["params"],
+        },
+        "run_batch": pipe,
+    }
+    if shard_ns:
+        result.update(sharded_run(args, data_dir, spec, n_users, shard_ns, manifest["content_hash"]))
+    return result
+
+
+def sharded_run(
+    args: argparse.Namespace, data_dir: Path, spec: DataSpec, n_users: int, shard_ns: list[int], content_hash: str
+) -> dict:
+    """The sharded run's tasks on the same data: stage once, then each N of ``shard_ns``, then seal."""
     from batch import artifacts as art
     from batch.shards import PLAN_FILE, user_ranges
 
+    work, end = data_dir / "bench", spec.end_date
+    stage_cmd = _child("stage", str(data_dir), end, str(max(shard_ns)), str(work / "stage.json"))
+    stage = measured(stage_cmd, work / "stage.json", args.timeout, "sharded train (stage)")
     staging = art.staging_dir_for(data_dir / "runs", spec.end)
     plan_path = staging / PLAN_FILE
     plan = json.loads(plan_path.read_text())
@@ -156,23 +172,14 @@ def scale_mode(args: argparse.Namespace) -> dict:
         outs = [work / f"shard-{n}-{i}.json" for i in range(n)]
         cmds = [_child("shard", str(data_dir), end, str(i), str(o)) for i, o in enumerate(outs)]
         sharded[n] = measured_together(cmds, outs, args.timeout, f"{n} candidates_shard task(s) at once")
-    seal = measured(
-        _child("seal", str(data_dir), end, str(work / "seal.json")), work / "seal.json", args.timeout, "seal_run"
-    )
+    seal_cmd = _child("seal", str(data_dir), end, str(work / "seal.json"))
+    seal = measured(seal_cmd, work / "seal.json", args.timeout, "seal_run")
     return {
-        "dataset": {**info, "cache_dir": str(data_dir)},
-        "run": {
-            "n_users": n_users,
-            "n_items": manifest["n_items"],
-            "n_interactions": manifest["n_interactions"],
-            "full_matrix_nnz": nnz,
-            "params": manifest["params"],
-        },
-        "run_batch": pipe,
+        "full_matrix_nnz": nnz,
         "stage": stage,
         "candidates_shards": sharded,
         "seal": seal,
-        "sealed_equals_run_batch": seal["content_hash"] == manifest["content_hash"],
+        "sealed_equals_run_batch": seal["content_hash"] == content_hash,
     }
 
 
@@ -180,8 +187,8 @@ def print_scale(r: dict) -> None:
     run, pipe = r["run"], r["run_batch"]
     n = run["n_users"]
     t = Table(
-        title=f"run_batch at {n:,} users x {run['n_items']:,} items, {run['n_interactions']:,} events "
-        f"({run['full_matrix_nnz']:,} non-zeros): {pipe['work_s']:.0f}s, peak RSS {pipe['peak_rss_mib']:,.0f} MiB",
+        title=f"run_batch at {n:,} users x {run['n_items']:,} items, {run['n_interactions']:,} events: "
+        f"{pipe['work_s']:.0f}s, peak RSS {pipe['peak_rss_mib']:,.0f} MiB",
         caption=f"other processes used {pipe['foreign_cpu_cores']:.2f} of the 2 cores meanwhile",
     )
     for col in ("step", "s", "us per user", "peak RSS MiB"):
@@ -190,6 +197,8 @@ def print_scale(r: dict) -> None:
         secs = pipe["timings_s"][name]
         t.add_row(name, f"{secs:.2f}", f"{secs / n * 1e6:.1f}", f"{pipe['step_peak_rss_mib'][name]:,.0f}")
     console.print(t)
+    if "stage" not in r:
+        return
     s = Table(title="The sharded run's tasks (each child a task; N shards started together on 2 cores)")
     for col in ("task", "wall s", "CPU s", "peak RSS MiB", "us per user (work)", "other cores busy"):
         s.add_column(col, justify="left" if col == "task" else "right")
@@ -248,6 +257,7 @@ def als_cost(args: argparse.Namespace) -> dict:
 
     points = []
     for users, per_user in ((100_000, 5), (100_000, 50), (400_000, 5)):
+        users = max(1, int(users * args.als_scale))
         m = _random_matrix(users, args.items, per_user, args.seed)
         with threadpool_limits(1, "blas"):
             als = AlternatingLeastSquares(
@@ -335,6 +345,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reuse", action="store_true", help="reuse the cached data set")
     p.add_argument("--als-cost", action="store_true", help="measure ALS's cost per non-zero and per row instead")
     p.add_argument("--als-iterations", type=int, default=3)
+    p.add_argument("--als-scale", type=float, default=1.0, help="multiply the ALS matrices' users (a smoke run: 0.01)")
     p.add_argument("--window-h", type=float, default=4.0, help="training window of the crossover table")
     p.add_argument("--out", type=Path, default=None)
     return p.parse_args(argv)
