@@ -92,21 +92,21 @@ return prev
 """
 
 
-def _chunks(n: int, size: int) -> Iterator[range]:
-    for start in range(0, n, size):
-        yield range(start, min(n, start + size))
-
-
 class _StagingLease:
     """The fence of a staged writer, used by ``_write`` as it uses the publish lock: ``check()`` before
     each batch, the token compared under WATCH of ``key`` inside the transaction, ``lost`` set when the
-    key no longer holds it. ``check()`` also renews the lease every third of its length."""
+    key no longer holds it. ``check()`` also renews the lease once a third of it has run down.
 
-    def __init__(self, renew: Any, key: str, token: str, ttl_ms: int, version: str) -> None:
+    A renewal changes the key, which aborts the transactions other writers have in flight under WATCH
+    of it (they retry), so writers renew rarely: not at their start unless the lease has already run
+    down by a third (N shard tasks start together right after begin_version), then every third of it.
+    """
+
+    def __init__(self, renew: Any, key: str, token: str, ttl_ms: int, remaining_ms: int, version: str) -> None:
         self.key, self.token, self.ttl_ms, self.version = key, token, ttl_ms, version
         self.lost = False
         self._renew = renew
-        self._due = 0.0  # renew at the first check: the writer may start long after begin_version
+        self._due = time.monotonic() + max(0, remaining_ms - 2 * ttl_ms // 3) / 1000
 
     def check(self) -> None:
         if not self.lost and time.monotonic() >= self._due:
@@ -256,13 +256,16 @@ class RedisVersionStore:
         if self._held is not None and self._held_by == threading.get_ident():
             return self._held
         key = self.keys.staging(version)
-        token = self.client.get(key)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(key)
+        pipe.pttl(key)
+        token, remaining_ms = pipe.execute()
         if token is None:
             raise PublishError(
                 f"version {version} is not being staged: run begin_version first (or its staging lease of "
                 f"{self.staging_ttl_ms / 1000:g}s ran out and it was pruned); publish again from the first step"
             )
-        return _StagingLease(self._renew_staging, key, token.decode(), self.staging_ttl_ms, version)
+        return _StagingLease(self._renew_staging, key, token.decode(), self.staging_ttl_ms, remaining_ms, version)
 
     def finish_version(self, data: VersionData) -> None:
         """Stage 3, under the publish lock; a no-op for a complete version. Verifies that every user key is

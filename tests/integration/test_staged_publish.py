@@ -89,7 +89,7 @@ def test_prune_keeps_a_staged_version_while_its_lease_runs_and_then_its_writers_
     store.versions.activate(V1)
     data = tiny.version_data(V2, N_USERS)
     store.versions.begin_version(data)
-    store.versions.write_user_range(V2, data, RANGES[0])  # renews the lease
+    store.versions.write_user_range(V2, data, RANGES[0])
     assert store.versions.prune(keep=1) == []  # incomplete, but a staged publish is writing it
     assert store.versions.count_user_keys(V2) == len(RANGES[0])
     time.sleep(0.7)  # every writer gone: the lease runs out
@@ -118,5 +118,25 @@ def test_a_writer_stops_once_its_version_is_staged_again(settings: Settings) -> 
         other.versions.write_user_range(V1, data, rows)
     other.versions.finish_version(data)
     assert store.versions.count_user_keys(V1) == N_USERS and store.versions.read_meta(V1) is not None
+    store.close()
+    other.close()
+
+
+def test_a_writer_that_runs_longer_than_the_lease_keeps_its_version_staged(settings: Settings) -> None:
+    store, other = _store(settings, publish_staging_ttl_s=0.6), _store(settings, publish_staging_ttl_s=0.6)
+    store.versions.batch_size = 1
+    data = tiny.version_data(V2, N_USERS)
+    store.versions.begin_version(data)
+    pruned: list[list[str]] = []
+
+    def slow(_: int) -> None:
+        time.sleep(0.2)  # 10 batches: 2 s, more than three leases
+        if len(pruned) < 8:
+            pruned.append(other.versions.prune(keep=1))  # someone prunes all along: the staged version stays
+
+    assert store.versions.write_user_range(V2, data, range(N_USERS), progress=slow) == N_USERS
+    assert pruned == [[]] * 8
+    store.versions.finish_version(data)
+    assert store.versions.count_user_keys(V2) == N_USERS and store.versions.read_meta(V2) is not None
     store.close()
     other.close()
