@@ -12,15 +12,19 @@ the seen sets (each user's rows depend on that user's history alone, see
    ``seen-<i>.npz`` (same arrays as the run's files, that range's rows; ``seen``'s ``indptr`` starts at
    0), each written to a temporary name and renamed. A killed shard leaves no file under its name; a
    rerun recomputes the same bytes.
-3. ``seal_run``: checks every shard is there, streams them into ``candidates.npz`` and ``seen.npz``
-   (byte-identical to the unsharded run's: ``artifacts.save_npz_concat``), deletes the shard files and
-   inputs, writes the manifest last and renames the directory to ``runs/date=D/``. The run directory,
-   its content hash and so the version id are those of ``run_batch`` on the same data and settings.
+3. ``seal_run``: checks every shard is there, builds ``runs/date=D/`` in a temporary directory (the
+   staged files hard-linked, the shards streamed into ``candidates.npz`` and ``seen.npz``, byte-identical
+   to the unsharded run's: ``artifacts.save_npz_concat``; the manifest last), renames it into place and
+   removes the staging directory. The run directory, its content hash and so the version id are those
+   of ``run_batch`` on the same data and settings.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import re
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -94,8 +98,19 @@ def _plan(staging: Path, shard: Shard | None = None) -> dict:
     return plan
 
 
-def shard_files(staging: Path, index: int) -> tuple[Path, Path]:
-    return staging / f"candidates-{index}.npz", staging / f"seen-{index}.npz"
+def shard_files(staging: Path, index: int) -> tuple[Path, Path, Path]:
+    """A shard's candidates, seen sets and report; the report is written last, so it marks the shard done."""
+    return staging / f"candidates-{index}.npz", staging / f"seen-{index}.npz", staging / f"shard-{index}.json"
+
+
+def _shard_work(name: str) -> bool:
+    """Files of the staging directory that the complete run does not keep: the plan, the shards' inputs
+    and outputs (merged into candidates.npz and seen.npz) and temporary files."""
+    return (
+        name in (PLAN_FILE, SHARD_HISTORY, SHARD_TOUCHES, SHARD_EASE)
+        or name.endswith(".tmp.npz")
+        or re.fullmatch(r"(candidates|seen)-\d+\.npz|shard-\d+\.json", name) is not None
+    )
 
 
 def build_shard(settings: Settings, partition: dt.date, shard: Shard) -> dict[str, float]:
@@ -129,16 +144,21 @@ def build_shard(settings: Settings, partition: dt.date, shard: Shard) -> dict[st
     start = time.perf_counter()
     seen = seen_from_touches(art.load_npz(staging / SHARD_TOUCHES, mmap=True), params["seen_max_items"], shard.rows)
     timings["seen"] = round(time.perf_counter() - start, 3)
-    cand_path, seen_path = shard_files(staging, shard.index)
+    cand_path, seen_path, report = shard_files(staging, shard.index)
     art.save_npz(cand_path, items=items, scores=scores)
     art.save_npz(seen_path, indptr=seen.indptr, items=seen.values)
-    art.write_json(staging / f"shard-{shard.index}.json", {"shard": shard.to_dict(), "timings_s": timings})
+    art.write_json(report, {"shard": shard.to_dict(), "timings_s": timings})
     return timings
 
 
 def seal_run(settings: Settings, partition: dt.date) -> Path:
-    """Step 3: the complete run directory from the staged run and its shards; returns its path. Sealed
-    already (no staging directory, a complete run): returns it, so a retried step converges."""
+    """Step 3: the complete run directory from the staged run and its shards; returns its path.
+
+    Built in a temporary directory (the staged files hard-linked, the merged ones written) and renamed
+    into place, then the staging directory is removed: killed before the rename, nothing changed and a
+    rerun starts over; killed after it, a rerun seals again (the same bytes). Sealed already (no staging
+    directory, a complete run): returns the run.
+    """
     staging = art.staging_dir_for(settings.runs_dir, partition)
     final = art.run_dir_for(settings.runs_dir, partition)
     if not staging.exists() and (final / "manifest.json").exists():
@@ -152,31 +172,39 @@ def seal_run(settings: Settings, partition: dt.date) -> Path:
             "map indexes of candidates_shard), then seal again"
         )
     start = time.perf_counter()
-    cands = [art.load_npz(shard_files(staging, s.index)[0], mmap=True) for s in shards]
-    seens = [art.load_npz(shard_files(staging, s.index)[1], mmap=True) for s in shards]
-    art.save_npz_concat(
-        staging / "candidates.npz", items=[c["items"] for c in cands], scores=[c["scores"] for c in cands]
-    )
-    offsets = np.cumsum([0] + [int(p["indptr"][-1]) for p in seens])
-    indptr = np.concatenate(
-        [np.zeros(1, np.int64)] + [p["indptr"][1:] + o for p, o in zip(seens, offsets, strict=False)]
-    )
-    art.save_npz_concat(staging / "seen.npz", indptr=[indptr], items=[p["items"] for p in seens])
-    del cands, seens
     manifest = plan["manifest"]
-    shard_timings = [art.read_json(staging / f"shard-{s.index}.json")["timings_s"] for s in shards]
-    for path in [staging / PLAN_FILE, *(staging / n for n in (SHARD_HISTORY, SHARD_TOUCHES, SHARD_EASE))]:
-        path.unlink(missing_ok=True)
-    for pattern in ("candidates-*.npz", "seen-*.npz", "shard-*.json", "*.tmp.npz"):
-        for path in staging.glob(pattern):
-            path.unlink()
-    manifest["shards"] = {"ranges": plan["shards"], "timings_s": shard_timings}
-    manifest["timings_s"]["seal"] = round(time.perf_counter() - start, 3)
-    manifest["content_hash"] = art.content_hash(staging)
-    art.write_json(staging / "manifest.json", manifest)
-    art.replace_dir(staging, final)
+    with art.atomic_dir(final) as out:
+        for path in staging.iterdir():
+            if not _shard_work(path.name):
+                _link(path, out / path.name)
+        cands = [art.load_npz(shard_files(staging, s.index)[0], mmap=True) for s in shards]
+        seens = [art.load_npz(shard_files(staging, s.index)[1], mmap=True) for s in shards]
+        art.save_npz_concat(
+            out / "candidates.npz", items=[c["items"] for c in cands], scores=[c["scores"] for c in cands]
+        )
+        offsets = np.cumsum([0] + [int(p["indptr"][-1]) for p in seens])
+        indptr = np.concatenate(
+            [np.zeros(1, np.int64)] + [p["indptr"][1:] + o for p, o in zip(seens, offsets, strict=False)]
+        )
+        art.save_npz_concat(out / "seen.npz", indptr=[indptr], items=[p["items"] for p in seens])
+        del cands, seens
+        reports = [art.read_json(shard_files(staging, s.index)[2])["timings_s"] for s in shards]
+        manifest["shards"] = {"ranges": plan["shards"], "timings_s": reports}
+        manifest["timings_s"]["seal"] = round(time.perf_counter() - start, 3)
+        manifest["content_hash"] = art.content_hash(out)
+        art.write_json(out / "manifest.json", manifest)
+    shutil.rmtree(staging, ignore_errors=True)
     write_families(
         settings.textfile_dir / "hybridrec_run_batch.prom",
         run_families(manifest, art.read_json(final / "metrics.json")),
     )
     return final
+
+
+def _link(src: Path, dst: Path) -> None:
+    """``dst`` as a hard link to ``src`` (a run's files are never changed in place, only replaced), or a copy
+    where the file system has no hard links."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)

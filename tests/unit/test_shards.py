@@ -81,6 +81,32 @@ def test_a_shard_that_died_is_caught_by_the_seal_and_its_rerun_converges(data_di
     assert shards.planned_shards(settings, DAY) == []
 
 
+def test_a_seal_killed_at_any_point_is_rerun_to_the_same_run(data_dir: Path, monkeypatch) -> None:
+    settings = get_settings(data_dir=data_dir, als_factors=8)
+    expected = _files(run_batch(settings, DAY))
+    ranges = shards.stage(settings, DAY, 2)
+    for shard in ranges:
+        shards.build_shard(settings, DAY, shard)
+    staging = art.staging_dir_for(settings.runs_dir, DAY)
+
+    def killed(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:  # killed while writing the merged files: nothing changed
+        m.setattr(art, "save_npz_concat", killed)
+        with pytest.raises(KeyboardInterrupt):
+            shards.seal_run(settings, DAY)
+    assert (
+        shards.planned_shards(settings, DAY) == ranges and _files(art.run_dir_for(settings.runs_dir, DAY)) == expected
+    )
+    with monkeypatch.context() as m:  # killed after the rename, before the staging directory is removed
+        m.setattr(shards.shutil, "rmtree", killed)
+        with pytest.raises(KeyboardInterrupt):
+            shards.seal_run(settings, DAY)
+    assert staging.exists()
+    assert _files(shards.seal_run(settings, DAY)) == expected and not staging.exists()
+
+
 def test_a_shard_must_be_a_range_of_the_staged_plan(data_dir: Path) -> None:
     settings = get_settings(data_dir=data_dir, als_factors=8)
     ranges = shards.stage(settings, DAY, 2)
