@@ -146,7 +146,43 @@ def scale_mode(args: argparse.Namespace) -> dict:
     }
     if shard_ns:
         result.update(sharded_run(args, data_dir, spec, n_users, shard_ns, manifest["content_hash"]))
+    if args.publish and shard_ns:
+        result["staged_publish"] = staged_publish(args, data_dir, spec, n_users, shard_ns)
     return result
+
+
+def staged_publish(args: argparse.Namespace, data_dir: Path, spec: DataSpec, n_users: int, shard_ns: list[int]) -> dict:
+    """The sharded publish of the run into one redis-server (embedded, no persistence): begin_publish,
+    N publish_shard children at once, publish (verify, meta, flip), for each N, each under its own key prefix."""
+    from feature_store.embedded import EmbeddedRedis
+
+    work, end, out = data_dir / "bench", spec.end_date, {}
+    with EmbeddedRedis() as server:
+        for n in shard_ns:
+            common = [str(data_dir), end, server.url, f"b{n}", str(n)]
+            begin = measured(
+                _child("begin", *common, "0", str(work / "begin.json")),
+                work / "begin.json",
+                args.timeout,
+                f"begin_publish ({n} ranges)",
+            )
+            outs = [work / f"publish-{n}-{i}.json" for i in range(n)]
+            cmds = [_child("publish", *common, str(i), str(o)) for i, o in enumerate(outs)]
+            group = measured_together(cmds, outs, args.timeout, f"{n} publish_shard task(s) at once")
+            finish = measured(
+                _child("finish", *common, "0", str(work / "finish.json")),
+                work / "finish.json",
+                args.timeout,
+                "publish (verify, meta, flip)",
+            )
+            write_s = max(c["write_s"] for c in group["children"])
+            out[n] = {
+                "begin": begin,
+                "shards": group,
+                "finish": finish,
+                "users_per_s_writing": round(n_users / write_s, 1),
+            }
+    return out
 
 
 def sharded_run(
@@ -232,6 +268,22 @@ def print_scale(r: dict) -> None:
     )
     console.print(s)
     console.print(f"sealed run == run_batch's run (content hash): {r['sealed_equals_run_batch']}")
+    if "staged_publish" not in r:
+        return
+    t = Table(title="Sharded publish into one redis-server (N publish_shard children at once on 2 cores)")
+    for col in ("N", "begin s", "load s (each)", "write s (each)", "users/s writing", "publish s"):
+        t.add_column(col, justify="right")
+    for k, x in r["staged_publish"].items():
+        kids = x["shards"]["children"]
+        t.add_row(
+            str(k),
+            f"{x['begin']['work_s']:.1f}",
+            ", ".join(f"{c['load_s']:.1f}" for c in kids),
+            ", ".join(f"{c['write_s']:.1f}" for c in kids),
+            f"{x['users_per_s_writing']:,.0f}",
+            f"{x['finish']['work_s']:.1f}",
+        )
+    console.print(t)
 
 
 # --- ALS cost ----------------------------------------------------------------------------------------
@@ -343,6 +395,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--shards", default="1,2", help="numbers of candidate shards to run at once, e.g. 1,2")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds before a child is killed")
     p.add_argument("--reuse", action="store_true", help="reuse the cached data set")
+    p.add_argument("--publish", action="store_true", help="also the sharded publish into an embedded redis-server")
     p.add_argument("--als-cost", action="store_true", help="measure ALS's cost per non-zero and per row instead")
     p.add_argument("--als-iterations", type=int, default=3)
     p.add_argument("--als-scale", type=float, default=1.0, help="multiply the ALS matrices' users (a smoke run: 0.01)")
