@@ -45,7 +45,7 @@ from batch.quality import GateInputs
 from batch.seen import last_touches, seen_items
 from batch.textfile import run_families, write_families
 from batch.train import AUTO, AlsParams, continue_als, refresh_users, train_als
-from batch.tuning_file import CandidateChoice, read_tuning
+from batch.tuning_file import CandidateChoice, Tuning, read_tuning
 from shared.config import Settings
 from shared.schemas import DATE_FORMAT, ITEM_COLUMNS
 
@@ -83,9 +83,10 @@ def partition_end(partition: dt.date) -> pd.Timestamp:
 
 def run_batch(settings: Settings, partition: dt.date, log: StepLog = _noop) -> Path:
     """Build the complete run directory for ``partition`` and return its path."""
+    tuning = read_tuning(settings.tuning_path)  # read first: a bad file fails before any work
     final = art.run_dir_for(settings.runs_dir, partition)
     with art.atomic_dir(final) as out:
-        manifest, metrics = _build(settings, partition, out, log, sharded=False)
+        manifest, metrics = _build(settings, partition, tuning, out, log, sharded=False)
         manifest["content_hash"] = art.content_hash(out)
         art.write_json(out / "manifest.json", manifest)
     # a sharded run of the same day staged earlier is obsolete now: never seal it over this one
@@ -99,16 +100,18 @@ def stage_run(settings: Settings, partition: dt.date, log: StepLog = _noop) -> t
     per-user candidate lists and seen sets, plus what building those takes (the users' histories, their
     last touches, a fitted EASE model), in the staging directory. Returns it and the run's manifest so
     far (no content hash: the run is not complete)."""
+    tuning = read_tuning(settings.tuning_path)  # read first: a bad file fails before any work
     with art.atomic_dir(art.staging_dir_for(settings.runs_dir, partition)) as out:
-        manifest, _ = _build(settings, partition, out, log, sharded=True)
+        manifest, _ = _build(settings, partition, tuning, out, log, sharded=True)
     return art.staging_dir_for(settings.runs_dir, partition), manifest
 
 
-def _build(settings: Settings, partition: dt.date, out: Path, log: StepLog, sharded: bool) -> tuple[dict, dict]:
+def _build(
+    settings: Settings, partition: dt.date, tuning: Tuning, out: Path, log: StepLog, sharded: bool
+) -> tuple[dict, dict]:
     """Every step of the run into ``out``; returns (manifest without its content hash, metrics). ``sharded``:
     per-user candidates and seen sets are left to ``batch.shards.build_shard``; their inputs are saved."""
     timings: dict[str, float] = {}
-    tuning = read_tuning(settings.tuning_path)  # read first: a bad file fails before any work
     params = tuning.als or AlsParams.from_settings(settings)
     blend, reranker = tuning.blend, tuning.reranker
     candidates = tuning.candidates or CandidateChoice.from_settings(settings)
