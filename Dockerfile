@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 #
-# One image for the hybridrec API and every Airflow component (api-server, scheduler, dag-processor).
+# One image for the hybridrec API and every Airflow component (api-server, scheduler, dag-processor, Celery worker).
 # The DAG tasks import batch.* from the same installed package that the API serves from, so the code
 # that publishes a version and the code that reads it cannot drift apart. Everything Python comes
 # from the committed uv.lock; nothing is resolved at build time.
@@ -29,15 +29,16 @@ WORKDIR /src
 # when pyproject.toml or uv.lock change, not on every source edit.
 COPY pyproject.toml uv.lock ./
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --extra airflow --no-install-project
+    uv sync --frozen --no-dev --extra airflow --extra celery --no-install-project
 
 # Then our code, installed as a wheel (--no-editable) so the runtime stage needs only the venv.
 COPY . .
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --extra airflow --no-editable
+    uv sync --frozen --no-dev --extra airflow --extra celery --no-editable
 
 # The `airflow` extra is apache-airflow[postgres], so the lock already carries the Postgres drivers
-# (psycopg2 for the metadata DB, asyncpg for Airflow 3's async engine).
+# (psycopg2 for the metadata DB, asyncpg for Airflow 3's async engine); `celery` is Airflow's Celery
+# provider, for docker-compose's `celery` profile (CeleryExecutor workers).
 
 # ---- runtime ------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -44,7 +44,9 @@ import json
 import math
 import os
 import shutil
+import struct
 import uuid
+import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +75,12 @@ def run_dir_for(runs_dir: Path, partition: dt.date) -> Path:
     return runs_dir / f"date={partition.strftime(DATE_FORMAT)}"
 
 
+def staging_dir_for(runs_dir: Path, partition: dt.date) -> Path:
+    """Where a sharded run is assembled (``batch.shards``) before ``seal_run`` renames it to ``run_dir_for``:
+    a dot name, so nothing that looks for ``date=...`` runs ever takes it for a run."""
+    return runs_dir / f".sharded-date={partition.strftime(DATE_FORMAT)}"
+
+
 @contextlib.contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield a fresh temporary directory; on success replace ``final`` with it, on error delete it."""
@@ -86,11 +94,16 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    replace_dir(tmp, final)
+
+
+def replace_dir(src: Path, final: Path) -> None:
+    """Rename the complete directory ``src`` to ``final``, replacing what was there (renames only)."""
     old = None
     if final.exists():
         old = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
         os.replace(final, old)
-    os.replace(tmp, final)
+    os.replace(src, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -126,11 +139,67 @@ def save_npz(path: Path, **arrays: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def load_npz(path: Path) -> dict[str, np.ndarray]:
+def load_npz(path: Path, mmap: bool = False) -> dict[str, np.ndarray]:
+    """The arrays of ``path``. ``mmap``: read-only memory maps of its members instead of copies (our
+    npz files are uncompressed), so a step that needs a few rows of a large array (one shard of users)
+    reads only those pages."""
     if not path.exists():
         raise ArtifactNotFound(f"{path} does not exist; run the step that produces it first")
+    if mmap:
+        return _mmap_npz(path)
     with np.load(path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
+
+
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # a zip member's local file header (30 bytes)
+
+
+def _mmap_npz(path: Path) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
+        for info in zf.infolist():
+            name = info.filename.removesuffix(".npy")
+            if info.compress_type != zipfile.ZIP_STORED:  # compressed (not ours): no pages to map
+                out[name] = load_npz(path)[name]
+                continue
+            fh.seek(info.header_offset)
+            fields = _LOCAL_HEADER.unpack(fh.read(_LOCAL_HEADER.size))
+            fh.seek(info.header_offset + _LOCAL_HEADER.size + fields[-2] + fields[-1])
+            major, _ = np.lib.format.read_magic(fh)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(fh)
+            if dtype.hasobject:
+                raise ModelError(f"{path}:{name} holds Python objects; artifacts never do (no pickle)")
+            if math.prod(shape) == 0:
+                out[name] = np.empty(shape, dtype=dtype)
+            else:
+                order = "F" if fortran else "C"
+                out[name] = np.memmap(path, dtype=dtype, mode="r", offset=fh.tell(), shape=shape, order=order)
+    return out
+
+
+def save_npz_concat(path: Path, **parts: list[np.ndarray]) -> None:
+    """Write ``path`` as ``save_npz(path, name=np.concatenate(parts[name]))`` would, byte for byte, without
+    ever holding a whole array: each part (rows of the array, in order) is streamed into the member.
+
+    The same zip calls as ``np.savez`` (stored members, zip64, the fixed default timestamp) and the same
+    npy header, so a sharded run's merged files are identical to the unsharded run's.
+    """
+    tmp = path.with_suffix(".tmp.npz")
+    with zipfile.ZipFile(tmp, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arrays in parts.items():
+            first = arrays[0]
+            if any(a.dtype != first.dtype or a.shape[1:] != first.shape[1:] for a in arrays):
+                raise ModelError(f"the parts of {path.name}:{name} differ in dtype or row shape")
+            shape = (sum(a.shape[0] for a in arrays), *first.shape[1:])
+            header = {"descr": np.lib.format.dtype_to_descr(first.dtype), "fortran_order": False, "shape": shape}
+            with zf.open(name + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array_header_1_0(member, header)
+                for a in arrays:
+                    rows = max(1, (16 << 20) // max(1, a[:1].nbytes))  # ~16 MiB at a time
+                    for start in range(0, a.shape[0], rows):
+                        member.write(np.ascontiguousarray(a[start : start + rows]).tobytes())
+    os.replace(tmp, path)
 
 
 def save_popular(path: Path, lists: Mapping[str, np.ndarray]) -> None:
@@ -181,7 +250,9 @@ class RunArtifacts:
     popular: dict[str, np.ndarray] | None  # name -> int32 item indices; None: the run predates popular.npz
 
     @classmethod
-    def load(cls, run_dir: Path) -> RunArtifacts:
+    def load(cls, run_dir: Path, mmap: bool = False) -> RunArtifacts:
+        """Load and validate the run in ``run_dir``; ``mmap`` maps the arrays instead of reading them (a
+        publish shard then reads only its users' rows; validation still reads every page once)."""
         if not (run_dir / "manifest.json").exists():
             date = run_dir.name.removeprefix("date=")
             raise ArtifactNotFound(f"no complete run in {run_dir}: run `hybridrec run-batch --date {date}` first")
@@ -195,7 +266,7 @@ class RunArtifacts:
             """A file the run lists (or a required one) must exist; an optional one the run predates may not."""
             if name not in files:
                 path = run_dir / name
-                files[name] = load_npz(path) if required or name in listed or path.exists() else None
+                files[name] = load_npz(path, mmap) if required or name in listed or path.exists() else None
             return files[name]
 
         user_arrays: dict[str, UserRows] = {}

@@ -21,7 +21,7 @@ import pandas as pd
 from scipy.sparse import csr_matrix
 from threadpoolctl import threadpool_limits
 
-from batch.ease import EaseParams, ease_top_n, train_ease
+from batch.ease import EaseModel, EaseParams, ease_top_n, train_ease
 from batch.fusion import fuse_candidates
 from batch.matrix import IdMaps
 from batch.train import AlsModel
@@ -336,9 +336,28 @@ def candidate_lists(
     """
     if kind not in CANDIDATE_MODELS:
         raise ModelError(f"unknown candidate model {kind!r}; choose one of {', '.join(CANDIDATE_MODELS)}")
+    ease_model = train_ease(matrix, ease) if kind != "als" else None
+    return fitted_candidate_lists(kind, model, matrix, n, ease_model, fusion_weight)
+
+
+def fitted_candidate_lists(
+    kind: str,
+    model: AlsModel,
+    matrix: csr_matrix,
+    n: int,
+    ease_model: EaseModel | None,
+    fusion_weight: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``candidate_lists`` with EASE already fitted (``ease_model``, needed unless ``kind`` is ``als``), for
+    any block of users: ``model.user_factors`` and ``matrix`` hold the same users' rows. Each user's list
+    depends only on their own row, so a shard of users gets exactly its rows of the whole result."""
+    if kind not in CANDIDATE_MODELS:
+        raise ModelError(f"unknown candidate model {kind!r}; choose one of {', '.join(CANDIDATE_MODELS)}")
     if kind == "als":
         return top_n_unseen(model, matrix, n)
-    ease_ids, ease_scores = ease_top_n(train_ease(matrix, ease), matrix, n)
+    if ease_model is None:
+        raise ModelError(f"candidate model {kind!r} needs the fitted EASE model")
+    ease_ids, ease_scores = ease_top_n(ease_model, matrix, n)
     if kind == "ease":
         return ease_ids, ease_scores
     als_ids, _ = top_n_unseen(model, matrix, n)

@@ -18,11 +18,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from batch.artifacts import read_json, run_dir_for, write_json
+from batch import shards
+from batch.artifacts import read_json, run_dir_for, staging_dir_for, write_json
 from batch.dataset import list_partitions
 from batch.ingest import ingest_interactions
 from batch.pipeline import is_complete, run_batch
-from batch.publish import PublishResult, publish_run
+from batch.publish import PublishResult, begin_publish, finish_publish, publish_run, publish_users
 from batch.quality import Comparison, QualityGateFailed, check_gate, compare_with_serving
 from batch.steplog import logged_step
 from feature_store.base import ProgressFn, VersionStore
@@ -60,9 +61,40 @@ def _ingest_day(settings: Settings, partition: dt.date) -> dict:
 
 
 def train_day(settings: Settings, partition: dt.date) -> str:
-    """Build the run for ``partition``; returns its directory (for the log; later steps find it by date)."""
+    """Build the run for ``partition``; returns its directory (for the log; later steps find it by date).
+
+    With ``settings.batch_shards`` > 1 only the shared part (``batch.shards``): the users' candidates and
+    seen sets are left to ``candidates_shard_day``, one range each, and ``seal_day`` completes the run.
+    """
     with logged_step(settings, "train", partition) as out:
-        out["run_dir"] = str(run_batch(settings, partition))
+        if settings.batch_shards > 1:
+            out["shards"] = len(shards.stage(settings, partition, settings.batch_shards))
+            out["run_dir"] = str(staging_dir_for(settings.runs_dir, partition))
+        else:
+            out["run_dir"] = str(run_batch(settings, partition))
+        return out["run_dir"]
+
+
+def shard_users_day(settings: Settings, partition: dt.date) -> list[dict[str, int]]:
+    """The user ranges of the staged run of ``partition`` ({index, start, stop} each, for Airflow's
+    ``expand``); [] when nothing is staged: an unsharded run, or a sharded one already sealed."""
+    return [s.to_dict() for s in shards.planned_shards(settings, partition)]
+
+
+def candidates_shard_day(settings: Settings, partition: dt.date, shard: dict[str, int]) -> dict[str, float]:
+    """Candidate lists and seen sets of one range of users of the staged run (idempotent); its timings."""
+    with logged_step(settings, "candidates_shard", partition) as out:
+        out.update(shard)
+        return shards.build_shard(settings, partition, shards.Shard(**shard))
+
+
+def seal_day(settings: Settings, partition: dt.date) -> str:
+    """Complete the staged run of ``partition`` from its shards (a no-op for a complete run); its directory."""
+    with logged_step(settings, "seal_run", partition) as out:
+        if staging_dir_for(settings.runs_dir, partition).exists():
+            out["run_dir"] = str(shards.seal_run(settings, partition))
+        else:
+            out["run_dir"] = str(_built_run(settings, partition))
         return out["run_dir"]
 
 
@@ -197,11 +229,55 @@ def publish_day(
     """
     with logged_step(settings, "publish", partition) as out, RedisStore.from_settings(settings) as store:
         run_dir = _built_run(settings, partition)
-        version, serving_day = _serving_partition(store.versions)
-        if version and serving_day and serving_day > partition and not force:
-            out.update(version=version, outcome="kept_later_day")
-            return PublishOutcome(partition, version, None)
+        if kept := _kept_back(store.versions, partition, force):
+            out.update(version=kept, outcome="kept_later_day")
+            return PublishOutcome(partition, kept, None)
         result = publish_run(run_dir, store.versions, settings, progress=progress, prune=prune)
+        out.update(version=result.version, outcome="published")
+        return PublishOutcome(partition, result.version, result)
+
+
+def _kept_back(store: VersionStore, partition: dt.date, force: bool) -> str | None:
+    """The serving version when it is from a later day than ``partition`` (and not ``force``): then the
+    run is not published, as ``publish_day`` says."""
+    version, serving_day = _serving_partition(store)
+    return version if version and serving_day and serving_day > partition and not force else None
+
+
+def begin_publish_day(settings: Settings, partition: dt.date, force: bool = False) -> list[dict[str, int]]:
+    """With ``settings.batch_shards`` > 1: stage the run's version in the store and return the user ranges
+    for ``publish_shard_day`` ({index, start, stop} each). [] when there is nothing to stage: unsharded
+    (``publish_day`` writes it all in one go) or kept back (a later day serves)."""
+    with logged_step(settings, "begin_publish", partition) as out, RedisStore.from_settings(settings) as store:
+        run_dir = _built_run(settings, partition)
+        if settings.batch_shards <= 1 or (kept := _kept_back(store.versions, partition, force)):
+            out["outcome"] = "unsharded" if settings.batch_shards <= 1 else f"kept_later_day {kept}"
+            return []
+        version, ranges = begin_publish(run_dir, store.versions, settings)
+        out.update(version=version, shards=len(ranges))
+        return [r.to_dict() for r in ranges]
+
+
+def publish_shard_day(settings: Settings, partition: dt.date, shard: dict[str, int]) -> int:
+    """Write one range of users into the staged version (idempotent: a retry rewrites the same bytes)."""
+    with logged_step(settings, "publish_shard", partition) as out, RedisStore.from_settings(settings) as store:
+        out.update(shard)
+        out["users"] = publish_users(_built_run(settings, partition), store.versions, shards.Shard(**shard))
+        return out["users"]
+
+
+def finish_publish_day(settings: Settings, partition: dt.date, force: bool, staged: bool) -> PublishOutcome:
+    """The publish step after ``begin_publish_day``: when it ``staged`` the version, verify that every
+    user record is there, write the meta and flip the pointer (PublishError naming what is missing
+    otherwise: the serving version stays); when it did not, ``publish_day`` (one go, or kept back)."""
+    if not staged:
+        return publish_day(settings, partition, force)
+    with logged_step(settings, "publish", partition) as out, RedisStore.from_settings(settings) as store:
+        run_dir = _built_run(settings, partition)
+        if kept := _kept_back(store.versions, partition, force):  # a later day went live meanwhile
+            out.update(version=kept, outcome="kept_later_day")
+            return PublishOutcome(partition, kept, None)
+        result = finish_publish(run_dir, store.versions)
         out.update(version=result.version, outcome="published")
         return PublishOutcome(partition, result.version, result)
 

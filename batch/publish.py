@@ -2,6 +2,12 @@
 
 Publishing is transport only: every value a version holds was computed and saved by the batch run
 (batch.pipeline), and is covered by the run's content hash, hence by the version id.
+
+``publish_run`` does it in one process. A sharded publish splits it into ``begin_publish`` (stage the
+version: item blobs, registration), ``publish_users`` for each user range, in parallel on several
+workers, and ``finish_publish`` (verify every user record is there, write the meta, flip the pointer):
+see ``feature_store.redis_versions`` for how the store keeps the stages safe. Each loads the run with
+memory maps, so a range's task reads its users' rows only.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batch.artifacts import POPULAR_FILE, RunArtifacts
+from batch.shards import Shard, user_ranges
 from feature_store.base import Catalogue, VersionData, VersionStore
 from feature_store.layout import ITEM_ARRAYS, user_layout
 from shared.config import Settings
@@ -105,6 +112,40 @@ def publish_run(
         version=data.version,
         previous=previous,
         pruned=pruned,
+        n_users=len(data.user_ids),
+        n_items=len(data.catalogue.item_ids),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def begin_publish(run_dir: Path, store: VersionStore, settings: Settings) -> tuple[str, list[Shard]]:
+    """Stage the version of ``run_dir`` (nothing to do if it is complete); returns its id and the user
+    ranges (``settings.batch_shards`` of them) for ``publish_users``."""
+    data = version_data(RunArtifacts.load(run_dir, mmap=True))
+    store.begin_version(data, keep=settings.keep_versions)
+    return data.version, user_ranges(len(data.user_ids), settings.batch_shards)
+
+
+def publish_users(
+    run_dir: Path, store: VersionStore, shard: Shard, progress: Callable[[int], None] | None = None
+) -> int:
+    """Write the records of the users of ``shard`` into the staged version (idempotent); returns how many."""
+    data = version_data(RunArtifacts.load(run_dir, mmap=True))
+    return store.write_user_range(data.version, data, shard.rows, progress)
+
+
+def finish_publish(run_dir: Path, store: VersionStore) -> PublishResult:
+    """Verify the staged version (PublishError naming what is missing: nothing becomes visible), write its
+    meta and activate it, under one hold of the publish lock. Idempotent."""
+    start = time.perf_counter()
+    data = version_data(RunArtifacts.load(run_dir, mmap=True))
+    with store.publishing():
+        store.finish_version(data)
+        previous = store.activate(data.version)
+    return PublishResult(
+        version=data.version,
+        previous=previous,
+        pruned=[],
         n_users=len(data.user_ids),
         n_items=len(data.catalogue.item_ids),
         seconds=time.perf_counter() - start,

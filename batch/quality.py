@@ -146,7 +146,11 @@ class _HeldOut(Mapping[int, np.ndarray]):
         self._users, self._indptr, self._items = users, indptr, items  # not .items: Mapping has items()
 
     def __getitem__(self, user: int) -> np.ndarray:
-        j = int(np.searchsorted(self._users, user))
+        if not 0 <= user <= np.iinfo(self._users.dtype).max:
+            raise KeyError(user)
+        # the key in the array's dtype: with a Python int numpy casts the whole (int32) array to int64 on
+        # every lookup, which made holdout_metrics quadratic in users (192 s for 590k users at 1M)
+        j = int(np.searchsorted(self._users, self._users.dtype.type(user)))
         if j >= len(self._users) or self._users[j] != user:
             raise KeyError(user)
         return self._items[self._indptr[j] : self._indptr[j + 1]]

@@ -24,9 +24,15 @@ def seen_items(interactions: pd.DataFrame, maps: IdMaps, cap: int) -> Ragged:
     """
     if cap < 0:
         raise ConfigError(f"the seen-set cap must be >= 0, got {cap}")
-    n_users = maps.n_users
     if cap == 0 or interactions.empty:
-        return Ragged.empty(n_users, "int32")
+        return Ragged.empty(maps.n_users, "int32")
+    return seen_from_touches(last_touches(interactions, maps), cap, range(maps.n_users))
+
+
+def last_touches(interactions: pd.DataFrame, maps: IdMaps) -> dict[str, np.ndarray]:
+    """Each (user, item) pair once, with its last touch: ``users``, ``items`` int64 and ``ts`` int64 (ns),
+    each (n_pairs,), sorted by user then item. All a seen set needs of the events, so a sharded run
+    (``batch.shards``) saves this and builds each user range's seen sets from its slice."""
     users = maps.user_codes(interactions["user_id"]).astype(np.int64)
     items = maps.item_codes(interactions["item_id"]).astype(np.int64)
     ts = pd.to_datetime(interactions["ts"]).astype("int64").to_numpy()
@@ -34,7 +40,20 @@ def seen_items(interactions: pd.DataFrame, maps: IdMaps, cap: int) -> Ragged:
     # last touch per (user, item): sort by pair then time, keep each pair's last row
     order = np.lexsort((ts, pair))
     last = np.r_[pair[order][1:] != pair[order][:-1], True]
-    pair_u, pair_i, pair_t = users[order][last], items[order][last], ts[order][last]
+    return {"users": users[order][last], "items": items[order][last], "ts": ts[order][last]}
+
+
+def seen_from_touches(touches: dict[str, np.ndarray], cap: int, rows: range) -> Ragged:
+    """The seen sets of users ``rows`` (a contiguous range of user indices) from ``last_touches``: ragged
+    rows (len(rows),), row r for user ``rows.start + r``. The same rows ``seen_items`` gives those users."""
+    if cap < 0:
+        raise ConfigError(f"the seen-set cap must be >= 0, got {cap}")
+    n_users = len(rows)
+    lo, hi = np.searchsorted(touches["users"], [rows.start, rows.stop])
+    if cap == 0 or hi == lo:
+        return Ragged.empty(n_users, "int32")
+    pair_u = np.asarray(touches["users"][lo:hi]) - rows.start
+    pair_i, pair_t = np.asarray(touches["items"][lo:hi]), np.asarray(touches["ts"][lo:hi])
     # per user, newest first (ties: lower item first), then the first ``cap`` of each user
     order = np.lexsort((pair_i, -pair_t, pair_u))
     pair_u, pair_i = pair_u[order], pair_i[order]

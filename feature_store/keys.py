@@ -9,6 +9,9 @@ Layout (``p`` = Settings.key_prefix, ``ver`` = a version id such as ``2026-11-27
     p:lock:publish            string   the publish lock: a token naming its holder (host:pid:start:random),
                                        with a TTL renewed while held (feature_store.redis_lock)
     p:v:ver:meta              string   JSON manifest, written LAST: its presence means "complete"
+    p:v:ver:staging           string   while a sharded publish stages the version: a token that its
+                                       shard writers fence on, with a TTL (the staging lease) renewed as
+                                       they write; prune keeps an incomplete version while it exists
     p:v:ver:items             string   JSON, columnar catalogue (see codecs.encode_catalogue)
     p:v:ver:<array>           string   one per item array of layout.ITEM_ARRAYS (item_factors, neighbours,
                                        neighbour_scores, covisit, covisit_scores, popularity, ...): the
@@ -143,6 +146,9 @@ class Keys:
 
     def meta(self, version: str) -> str:
         return f"{self._ctl}:v:{version}:meta"
+
+    def staging(self, version: str) -> str:
+        return f"{self._ctl}:v:{version}:staging"  # the control slot: fenced writes of blobs WATCH it
 
     def items(self, version: str) -> str:
         return f"{self._ctl}:v:{version}:items"

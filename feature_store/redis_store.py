@@ -64,12 +64,13 @@ class RedisStore:
         lock_ttl_s: float = 30.0,
         lock_wait_s: float = 60.0,
         events: Mapping[str, Any] | None = None,
+        staging_ttl_s: float = 3_600.0,
     ) -> None:
         """``events``: keyword arguments of :class:`RedisEventLog` beyond the session ones (dedup TTL,
         backlog cap and policy, seen-set cap)."""
         self.client = client
         self.keys = Keys(prefix, cluster=is_cluster(client))
-        self.versions = RedisVersionStore(client, self.keys, batch_size, lock_ttl_s, lock_wait_s)
+        self.versions = RedisVersionStore(client, self.keys, batch_size, lock_ttl_s, lock_wait_s, staging_ttl_s)
         self.events = RedisEventLog(
             client, self.keys, session_max_events=session_max_events, session_ttl_s=session_ttl_s, **(events or {})
         )
@@ -88,6 +89,7 @@ class RedisStore:
             session_ttl_s=settings.session_ttl_seconds,
             lock_ttl_s=settings.publish_lock_ttl_s,
             lock_wait_s=settings.publish_lock_wait_s,
+            staging_ttl_s=settings.publish_staging_ttl_s,
             events={
                 "session_seen_max_items": settings.session_seen_max_items,
                 "event_id_ttl_s": settings.event_id_ttl_s,

@@ -31,6 +31,18 @@ deletes a version another publisher is writing and two publishes never interleav
 complete version is a no-op, so a retried task converges on the same state. Which
 arrays a version holds, and how each is encoded, come from ``layout`` and ``codecs``: nothing here
 names an array.
+
+Staged (sharded) publishing splits steps 1-4 over processes that cannot hold one lock throughout
+(Airflow tasks): :meth:`begin_version` (1, item blobs, and a staging token ``p:v:ver:staging`` with a
+lease), any number of :meth:`write_user_range` calls for disjoint user ranges in parallel, without the
+lock (2), fenced by the staging token instead: each batch is a MULTI/MSET/EXEC under WATCH of the
+token key after checking it still holds the token, and each writer renews the lease every third of
+it; then :meth:`finish_version` (3-4, under the lock). Prune keeps an incomplete version while its
+lease runs; once the lease ran out (every writer died) the token key is gone, so no writer can write
+into the version again and prune deletes it as dead. A retried begin deletes the token first, so the
+writers of the earlier attempt stop. Version ids are content hashes: every writer of a version writes
+the same bytes for the same user, so a duplicated or retried range only rewrites identical values.
+:meth:`write_version` is the three stages under one hold of the lock (no token: the lock fences).
 """
 
 from __future__ import annotations
@@ -39,6 +51,7 @@ import contextlib
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -69,6 +82,17 @@ if cur then redis.call('SET', KEYS[2], cur) end
 redis.call('SET', KEYS[1], ARGV[1])
 return cur
 """
+# KEYS: publish lock, staging token. ARGV: lock token, staging token, lease ms. Sets the staging token,
+# fenced by the publish lock like every publish write.
+_STAGE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('LOCKLOST') end
+return redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+"""
+# KEYS: staging token. ARGV: token, lease ms. Renews the lease while the key still holds the token.
+_RENEW_STAGING = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
 # KEYS: current, previous. Swaps them; returns the new current.
 _ROLLBACK = """
 local cur = redis.call('GET', KEYS[1])
@@ -80,9 +104,32 @@ return prev
 """
 
 
-def _chunks(n: int, size: int) -> Iterator[range]:
-    for start in range(0, n, size):
-        yield range(start, min(n, start + size))
+class _StagingLease:
+    """The fence of a staged writer, used by ``_write`` as it uses the publish lock: ``check()`` before
+    each batch, the token compared under WATCH of ``key`` inside the transaction, ``lost`` set when the
+    key no longer holds it. ``check()`` also renews the lease once a third of it has run down.
+
+    A renewal changes the key, which aborts the transactions other writers have in flight under WATCH
+    of it (they retry), so writers renew rarely: not at their start unless the lease has already run
+    down by a third (N shard tasks start together right after begin_version), then every third of it.
+    """
+
+    def __init__(self, renew: Any, key: str, token: str, ttl_ms: int, remaining_ms: int, version: str) -> None:
+        self.key, self.token, self.ttl_ms, self.version = key, token, ttl_ms, version
+        self.lost = False
+        self._renew = renew
+        self._due = time.monotonic() + max(0, remaining_ms - 2 * ttl_ms // 3) / 1000
+
+    def check(self) -> None:
+        if not self.lost and time.monotonic() >= self._due:
+            self.lost = not self._renew(keys=[self.key], args=[self.token, self.ttl_ms])
+            self._due = time.monotonic() + self.ttl_ms / 3000
+        if self.lost:
+            raise PublishError(
+                f"version {self.version} is no longer staged by the publish this writer belongs to (it was staged "
+                "again, finished, or its staging lease ran out and prune deleted it): stopped; the current version "
+                "is unchanged. Run the publish again from its first step"
+            )
 
 
 class RedisVersionStore:
@@ -95,13 +142,17 @@ class RedisVersionStore:
         batch_size: int = 2_000,
         lock_ttl_s: float = 30.0,
         lock_wait_s: float = 60.0,
+        staging_ttl_s: float = 3_600.0,
     ) -> None:
         self.client = client
         self.keys = keys
         self.batch_size = batch_size
         self.lock_ttl_s = lock_ttl_s
         self.lock_wait_s = lock_wait_s
+        self.staging_ttl_ms = max(1, round(staging_ttl_s * 1000))
         self._activate = client.register_script(_ACTIVATE)
+        self._stage = client.register_script(_STAGE)
+        self._renew_staging = client.register_script(_RENEW_STAGING)
         self._rollback = client.register_script(_ROLLBACK)
         self._read = client.register_script(READ_SCRIPT)
         self._layouts: dict[str, codecs.UserLayout] = {}  # version -> user-record layout (immutable)
@@ -130,8 +181,9 @@ class RedisVersionStore:
     def write_version(
         self, data: VersionData, progress: ProgressFn | None = None, keep: int | None = None
     ) -> list[str]:
-        """Write ``data`` as a complete version (see the module docstring). Returns the versions pruned
-        first to make room.
+        """Write ``data`` as a complete version (see the module docstring): ``begin_version``,
+        ``write_user_range`` of every user and ``finish_version`` under one hold of the publish lock.
+        Returns the versions pruned first to make room.
 
         Before writing anything it checks that Redis has room (``maxmemory`` minus ``used_memory``)
         for the version's estimated size; when it does not and ``keep`` is given, it first prunes
@@ -139,34 +191,106 @@ class RedisVersionStore:
         current or previous version; still short, it refuses with PublishError saying how much it
         needs, instead of failing half-way.
         """
+        with self.publishing():
+            pruned = self.begin_version(data, keep, staged=False)
+            self.write_user_range(data.version, data, range(len(data.user_ids)), progress)
+            self.finish_version(data)
+        return pruned
+
+    def begin_version(self, data: VersionData, keep: int | None = None, staged: bool = True) -> list[str]:
+        """Stage 1, under the publish lock; a no-op for a complete version. Deletes what an earlier attempt
+        left, checks for room (pruning first when short and ``keep`` is given, as ``write_version`` says),
+        writes the item blobs and registers the version. Returns the versions pruned.
+
+        ``staged``: other processes will write the users (``write_user_range`` without the lock), so a new
+        staging token is set with a lease of ``staging_ttl_s``: prune keeps the incomplete version while it
+        runs, and writers of an earlier attempt stop. ``write_version`` holds the lock across all three
+        stages instead (``staged=False``: no token; the lock fences its writes).
+        """
         k, ver = self.keys, data.version
-        layout = codecs.user_layout_of(data.meta)
         with self.publishing() as lock, translate_errors(f"publishing {ver}"):
             if self.client.exists(k.meta(ver)):
                 return []  # complete already: publishing is idempotent
+            self.client.delete(k.staging(ver))  # first: an earlier attempt's writers stop before we clean up
             self._delete_version_keys(ver)  # leftovers of an earlier killed attempt
             blobs = self._item_blobs(data)
             pruned = self._make_room(ver, self.estimate_bytes(data, blobs), keep)
             self.client.zadd(k.versions, {ver: time.time()})
             self._write(lock, blobs)
-            n_users = len(data.user_ids)
+            if staged:
+                lock.check()
+                token = f"{lock.token}:{uuid.uuid4().hex[:8]}"
+                try:
+                    self._stage(keys=[lock.key, k.staging(ver)], args=[lock.token, token, self.staging_ttl_ms])
+                except rexc.ResponseError as exc:
+                    if str(exc).startswith(_LOCK_LOST):
+                        lock.lost = True
+                        lock.check()
+                    raise
+        return pruned
+
+    def write_user_range(self, version: str, data: VersionData, rows: range, progress: ProgressFn | None = None) -> int:
+        """Stage 2: write the records of users ``rows`` (a range of indices into ``data.user_ids``) in
+        batches of ``batch_size``. Idempotent (the same bytes again), so a retried or duplicated range
+        converges; a no-op for a complete version. Returns the number of users written.
+
+        Fenced like every publish write: by the publish lock when this thread holds it (``write_version``),
+        else by the version's staging token (``begin_version``): PublishError when there is none, and a
+        writer stops at its next batch once the token changed or is gone (see the module docstring).
+        """
+        k = self.keys
+        if data.version != version:
+            raise PublishError(f"write_user_range: the data is version {data.version}, not {version}")
+        layout = codecs.user_layout_of(data.meta)
+        with translate_errors(f"publishing {version}"):
+            if self.client.exists(k.meta(version)):
+                return 0
+            fence = self._fence(version)
             # Two stages: while Redis stores one batch (the client waits on the socket, GIL released),
             # this thread encodes the next.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hybridrec-publish") as writer:
                 pending: Future[None] | None = None
-                for rows in _chunks(n_users, self.batch_size):
-                    records = codecs.encode_users(data, layout, rows)
-                    batch = {k.user(ver, data.user_ids[i]): r for i, r in zip(rows, records, strict=True)}
+                for start in range(rows.start, rows.stop, self.batch_size):
+                    chunk = range(start, min(rows.stop, start + self.batch_size))
+                    records = codecs.encode_users(data, layout, chunk)
+                    batch = {k.user(version, data.user_ids[i]): r for i, r in zip(chunk, records, strict=True)}
                     if pending is not None:
                         pending.result()  # in order, and the first failure stops the publish
-                    pending = writer.submit(self._write_users, lock, batch)
+                    pending = writer.submit(self._write_users, fence, batch)
                     if progress:
-                        progress(len(rows))
+                        progress(len(chunk))
                 if pending is not None:
                     pending.result()
-            self._verify(ver, n_users, blobs)
+        return len(rows)
+
+    def _fence(self, version: str) -> RedisLock | _StagingLease:
+        """The publish lock if this thread holds it, else the version's staging lease (PublishError: none)."""
+        if self._held is not None and self._held_by == threading.get_ident():
+            return self._held
+        key = self.keys.staging(version)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(key)
+        pipe.pttl(key)
+        token, remaining_ms = pipe.execute()
+        if token is None:
+            raise PublishError(
+                f"version {version} is not being staged: run begin_version first (or its staging lease of "
+                f"{self.staging_ttl_ms / 1000:g}s ran out and it was pruned); publish again from the first step"
+            )
+        return _StagingLease(self._renew_staging, key, token.decode(), self.staging_ttl_ms, remaining_ms, version)
+
+    def finish_version(self, data: VersionData) -> None:
+        """Stage 3, under the publish lock; a no-op for a complete version. Verifies that every user key is
+        there and every item blob has its length (PublishError saying what is missing otherwise: nothing
+        changes, and the writes can be completed and this retried), then writes the meta last, which marks
+        the version complete, and drops the staging token (its writers stop)."""
+        k, ver = self.keys, data.version
+        with self.publishing() as lock, translate_errors(f"publishing {ver}"):
+            if self.client.exists(k.meta(ver)):
+                return
+            self._verify(ver, len(data.user_ids), self._item_blobs(data))
             self._write(lock, {k.meta(ver): codecs.encode_json(data.meta)})
-        return pruned
+            self.client.delete(k.staging(ver))
 
     def estimate_bytes(self, data: VersionData, blobs: dict[str, bytes] | None = None) -> int:
         """Redis memory that ``data`` will take once written (``redis_memory.version_bytes``)."""
@@ -286,13 +410,20 @@ class RedisVersionStore:
                 raise VersionNotFound(str(exc)) from exc
 
     def prune(self, keep: int) -> list[str]:
-        """Delete all versions but the newest ``keep`` complete ones (always keeping current and previous)."""
+        """Delete all versions but the newest ``keep`` complete ones (always keeping current and previous,
+        and versions a staged publish is writing: their staging lease runs)."""
         k = self.keys
         with self.publishing() as lock, translate_errors("pruning versions"):
-            # Under the lock no other publisher is writing, so an incomplete version is a dead one.
+            # Under the lock no other publisher is writing, so an incomplete version is a dead one, unless
+            # its staging token lives: then shards of a staged publish write it without the lock.
             infos = self.list_versions()
             complete = [v.version for v in infos if v.meta is not None]
-            protected = {v.version for v in infos if v.is_current or v.is_previous} | set(complete[-keep:])
+            staging = [v.version for v in infos if v.meta is None]
+            pipe = self.client.pipeline(transaction=False)
+            for ver in staging:
+                pipe.exists(k.staging(ver))
+            live = {ver for ver, n in zip(staging, pipe.execute() if staging else [], strict=True) if n}
+            protected = {v.version for v in infos if v.is_current or v.is_previous} | set(complete[-keep:]) | live
             doomed = [v.version for v in infos if v.version not in protected]
             for ver in doomed:
                 lock.check()

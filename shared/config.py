@@ -51,6 +51,13 @@ class Settings(BaseSettings):
         ge=0.0,
         description="How long a publish (or prune) waits for another one to finish before it refuses.",
     )
+    publish_staging_ttl_s: float = Field(
+        default=3_600.0,
+        gt=0.0,
+        le=7 * 86_400.0,
+        description="Lease of a version staged by a sharded publish (renewed while its shards write): prune "
+        "keeps the incomplete version that long after its last write, then treats it as dead.",
+    )
 
     # --- training (implicit ALS) ---------------------------------------------------------------
     als_factors: int = Field(default=64, ge=1, le=1024, description="ALS latent factors.")
@@ -69,6 +76,13 @@ class Settings(BaseSettings):
         default=0,
         ge=0,
         description="Days of interactions up to the run date; 0 = the whole log (a run says what a window leaves out).",
+    )
+    batch_shards: int = Field(
+        default=1,
+        ge=1,
+        le=1_024,
+        description="User ranges the daily DAG splits candidates, seen sets and publishing into (one mapped "
+        "Airflow task each); 1 = one task does all users. The run and the published version are the same bytes.",
     )
 
     # --- evaluation --------------------------------------------------------------------------

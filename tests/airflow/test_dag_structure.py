@@ -32,16 +32,29 @@ def test_daily_task_graph(dagbag) -> None:
     edges = {(t.task_id, d) for t in dag.tasks for d in t.downstream_task_ids}
     assert edges == {
         ("ingest", "train"),
-        ("train", "compare_with_serving"),
-        ("train", "publish"),
+        ("train", "shard_users"),
+        ("shard_users", "candidates_shard"),
+        ("candidates_shard", "seal_run"),
+        ("seal_run", "compare_with_serving"),
         ("compare_with_serving", "quality_gate"),
-        ("quality_gate", "publish"),
+        ("quality_gate", "begin_publish"),
+        ("begin_publish", "publish_shard"),
+        ("begin_publish", "publish"),
+        ("publish_shard", "publish"),
         ("publish", "prune"),
     }
     assert dag.max_active_runs == 1 and dag.doc_md
     assert all(t.doc_md for t in dag.tasks)
     assert dag.get_task("quality_gate").retries == 0
     assert dag.get_task("publish").retries >= 2 and dag.get_task("publish").retry_exponential_backoff
+    # the user-range tasks are mapped over the ranges their upstream returns (dynamic task mapping) ...
+    for mapped in ("candidates_shard", "publish_shard"):
+        task = dag.get_task(mapped)
+        assert task.is_mapped and "shard" in task.op_kwargs_expand_input.value, mapped
+        assert task.retries >= 2, mapped
+    # ... and what follows them also runs when the map is empty (unsharded: the mapped task is skipped)
+    assert dag.get_task("seal_run").trigger_rule == "none_failed"
+    assert dag.get_task("publish").trigger_rule == "none_failed"
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES)
@@ -63,3 +76,14 @@ def test_dag_file_does_no_heavy_work_at_import(dag_file: str) -> None:
     report = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"{dag_file}: module body took {report['seconds'] * 1000:.1f} ms, added {report['added']}")
     assert not HEAVY & set(report["added"]), f"{dag_file} imports {HEAVY & set(report['added'])} at module level"
+
+
+def test_the_celery_executor_loads_with_the_locked_celery(airflow_db) -> None:
+    """docker-compose's `celery` profile runs CeleryExecutor from the image's `celery` extra, so it must import
+    with the celery the lock holds (celery 5.7 removed what the provider imports from celery.backends.database)."""
+    pytest.importorskip("airflow.providers.celery", reason="the 'celery' extra: ./dev test installs it")
+    from airflow.providers.celery.executors import celery_executor
+    from airflow.providers.celery.executors.celery_executor import CeleryExecutor
+
+    assert CeleryExecutor.__name__ == "CeleryExecutor"
+    assert celery_executor.app.main  # the Celery app the workers run (`airflow celery worker`)

@@ -4,6 +4,8 @@ cannot write."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from feature_store.redis_lock import RedisLock
@@ -111,6 +113,10 @@ def test_a_publisher_that_lost_its_lease_cannot_write(store: RedisStore) -> None
     store.versions.batch_size = 1
 
     def lease_taken_over(_: int) -> None:
+        # progress runs once the first batch is handed to the writer thread: let it land first
+        deadline = time.monotonic() + 10
+        while store.versions.count_user_keys(V2) < 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
         store.client.set(store.keys.publish_lock, "someone-else")
 
     with pytest.raises(PublishError, match="lost the publish lock"):

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -40,9 +41,19 @@ COMPOSE: dict[str, Any] = yaml.load((ROOT / "docker-compose.yml").read_text(), L
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
-AIRFLOW_DAEMONS = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor")
+AIRFLOW_DAEMONS = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker")
 AIRFLOW = ("airflow-init", *AIRFLOW_DAEMONS)
-LONG_RUNNING = ("redis", "postgres", "api", *AIRFLOW_DAEMONS, "prometheus", "batch-metrics", "grafana")
+CELERY = ("airflow-broker", "airflow-worker")  # the `celery` profile
+LONG_RUNNING = (
+    "redis",
+    "postgres",
+    "api",
+    *AIRFLOW_DAEMONS,
+    "prometheus",
+    "batch-metrics",
+    "grafana",
+    "airflow-broker",
+)
 HYBRIDREC_ENV_NAMES = {f"HYBRIDREC_{name.upper()}" for name in Settings.model_fields}
 HEADER = "\n".join(line for line in (ROOT / "docker-compose.yml").read_text().splitlines() if line.startswith("#"))
 
@@ -193,7 +204,7 @@ def test_named_volumes_are_declared_and_used() -> None:
 @pytest.mark.parametrize("service", AIRFLOW)
 def test_airflow_uses_local_executor_and_postgres(service: str) -> None:
     e = env(service)
-    assert e["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert interpolate(e["AIRFLOW__CORE__EXECUTOR"], {}) == "LocalExecutor"  # unless compose.env says otherwise
     conn = e["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     assert conn.startswith("postgresql+psycopg2://") and "@postgres:5432/" in conn
     assert SERVICES[service]["image"] == SERVICES["api"]["image"], "one image for the API and Airflow"
@@ -212,6 +223,59 @@ def test_airflow_components_wait_for_init(service: str) -> None:
     deps = SERVICES[service]["depends_on"]
     assert deps["airflow-init"]["condition"] == "service_completed_successfully"
     assert deps["postgres"]["condition"] == "service_healthy"
+
+
+def test_only_the_celery_services_have_a_profile() -> None:
+    """`docker compose up` starts the LocalExecutor stack as before; `--profile celery` adds the broker and workers."""
+    assert {name: s.get("profiles") for name, s in SERVICES.items() if s.get("profiles")} == {
+        name: ["celery"] for name in CELERY
+    }
+
+
+@pytest.mark.parametrize("service", AIRFLOW)
+def test_with_the_celery_profile_every_airflow_component_uses_celery(service: str) -> None:
+    e = env(service)
+    made = compose_env_from_header() | {"AIRFLOW_EXECUTOR": "CeleryExecutor"}
+    assert interpolate(e["AIRFLOW__CORE__EXECUTOR"], made) == "CeleryExecutor"
+    broker = urlsplit(interpolate(e["AIRFLOW__CELERY__BROKER_URL"], made))
+    assert (broker.scheme, broker.hostname, broker.port) == ("redis", "airflow-broker", 6379)
+    backend = urlsplit(interpolate(e["AIRFLOW__CELERY__RESULT_BACKEND"], made))
+    metadata = urlsplit(interpolate(e["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], made))
+    assert backend.scheme == "db+postgresql" and backend.netloc == metadata.netloc  # results in the metadata DB
+    assert backend.path == metadata.path == "/airflow"
+    assert int(interpolate(e["AIRFLOW__CELERY__WORKER_CONCURRENCY"], made)) >= 1
+
+
+def test_the_celery_broker_is_not_the_feature_store() -> None:
+    broker = SERVICES["airflow-broker"]
+    assert broker["image"].startswith("redis:7") and "redis-cli ping" in " ".join(broker["healthcheck"]["test"])
+    assert not broker.get("ports"), "the broker is reached on the compose network only"
+    data = mounts("airflow-broker")["/data"][0]
+    assert data in COMPOSE["volumes"] and data != mounts("redis")["/data"][0]
+    assert urlsplit(env("api")["HYBRIDREC_REDIS_URL"]).hostname != "airflow-broker"
+    cmd = command("airflow-broker")
+    assert cmd[cmd.index("--maxmemory-policy") + 1] == "noeviction"  # a queue is never evicted
+
+
+def test_the_celery_worker_scales_and_waits_for_its_broker() -> None:
+    worker = SERVICES["airflow-worker"]
+    assert not {"container_name", "hostname", "ports"} & set(worker), "--scale airflow-worker=N needs none of these"
+    script = " ".join(command("airflow-worker"))
+    assert "exec airflow celery worker" in script
+    assert '"$${AIRFLOW__CORE__EXECUTOR}" != CeleryExecutor' in script and "exit 1" in script  # refuses without it
+    deps = worker["depends_on"]
+    assert deps["airflow-broker"]["condition"] == "service_healthy"
+    assert deps["airflow-apiserver"]["condition"] == "service_healthy"  # tasks report to its execution API
+    assert deps["redis"]["condition"] == "service_healthy"  # shards publish to the feature store
+    check = " ".join(worker["healthcheck"]["test"])
+    assert "inspect ping" in check and "celery@$${HOSTNAME}" in check
+    assert worker["image"] == SERVICES["airflow-scheduler"]["image"]
+    assert env("airflow-worker")["HYBRIDREC_BATCH_SHARDS"] == env("airflow-scheduler")["HYBRIDREC_BATCH_SHARDS"]
+
+
+def test_the_header_says_how_to_run_the_celery_profile() -> None:
+    assert "--profile celery" in HEADER and "--scale airflow-worker=" in HEADER
+    assert "AIRFLOW_EXECUTOR=CeleryExecutor" in HEADER
 
 
 def test_airflow_init_migrates_once_postgres_is_healthy() -> None:
@@ -323,6 +387,7 @@ def test_dockerfile_installs_exactly_the_lock() -> None:
     runs = [args for name, args in ins if name == "RUN"]
     syncs = [r for r in runs if "uv sync" in r]
     assert syncs and all("--frozen" in r and "--no-dev" in r and "--extra airflow" in r for r in syncs)
+    assert all("--extra celery" in r for r in syncs), "the Celery workers run this image"
     copies = [args for name, args in ins if name == "COPY"]
     lock_copy = next(i for i, c in enumerate(copies) if "uv.lock" in c and "pyproject.toml" in c)
     assert lock_copy < copies.index(". ."), "copy the lock before the source, for layer caching"
