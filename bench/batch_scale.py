@@ -370,7 +370,7 @@ def print_als(r: dict) -> None:
         title=f"implicit CPU ALS (64 factors, CG): {f['s_per_nnz_iter'] * 1e9:.1f} ns per non-zero + "
         f"{f['s_per_row_iter'] * 1e6:.2f} us per row (user or item), per iteration, on {f['cores']} cores",
     )
-    for col in ("users", "nnz", "s / iteration", "other cores busy"):
+    for col in ("users", "nnz", "s / iteration", "machine cores busy (ALS included)"):
         t.add_column(col, justify="right")
     for p in r["points"]:
         t.add_row(f"{p['users']:,}", f"{p['nnz']:,}", f"{p['s_per_iteration']:.2f}", f"{p['machine_busy_cores']:.2f}")
