@@ -14,6 +14,7 @@ from feature_store.redis_store import RedisStore
 from shared.config import Settings
 from shared.errors import PublishError
 from tests.support import tiny
+from tests.support.modes import both_modes, version_keys
 
 pytestmark = pytest.mark.integration
 V1, V2 = "2026-01-01.00000000a1", "2026-01-02.00000000a2"
@@ -140,3 +141,26 @@ def test_a_writer_that_runs_longer_than_the_lease_keeps_its_version_staged(setti
     assert store.versions.count_user_keys(V2) == N_USERS and store.versions.read_meta(V2) is not None
     store.close()
     other.close()
+
+
+def _values_in_any_mode(store: RedisStore, version: str) -> dict[str, bytes | None]:
+    """Every key of ``version`` on every node, by its name after ``:v:``, and its value."""
+    return {key.split(":v:", 1)[1]: store.client.get(key) for key in version_keys(store, version)}
+
+
+@both_modes
+def test_the_stages_publish_what_write_version_does_on_one_server_and_on_a_cluster(settings: Settings) -> None:
+    """On a cluster the shard writers' user batches go one MSET per slot, fenced by the staging token, and
+    the token lives in the control slot: the staged version must still equal write_version's, key for key."""
+    one_go, staged = _store(settings, "hr"), _store(settings, "hs")
+    data = tiny.version_data(V1, N_USERS)
+    one_go.versions.write_version(data)
+    staged.versions.begin_version(data)
+    for rows in RANGES:
+        assert staged.versions.write_user_range(V1, data, rows) == len(rows)
+    staged.versions.finish_version(data)
+    expected = _values_in_any_mode(one_go, V1)
+    assert len(expected) > N_USERS
+    assert _values_in_any_mode(staged, V1) == expected
+    one_go.close()
+    staged.close()
