@@ -75,16 +75,27 @@ class BlendParams:
         return replace(self, **tuned) if tuned else self
 
 
+def precomputed_weights(pool: Pool, params: BlendParams) -> tuple[np.ndarray, float]:
+    """The precomputed tier's own blend over ``Pool.features`` (and its bias, 0). Weights chosen for
+    session requests (where the session carries the signal) would otherwise reorder a user's batch list
+    by popularity."""
+    return _precomputed_weights(params), 0.0
+
+
+def blend_weights(pool: Pool, params: BlendParams) -> tuple[np.ndarray, float]:
+    """The hand-set blend of the pool's z-scored signals (module docstring) as one weight vector over
+    ``Pool.features`` (and its bias, 0); a signal the request lacks weighted 0."""
+    return _blend_weights(params, pool.user is not None, pool.s_vec is not None, bool(pool.seeds.size)), 0.0
+
+
 def precomputed_score(pool: Pool, params: BlendParams) -> np.ndarray:
-    """float32 (n,): the precomputed tier's own blend. Weights chosen for session requests (where the
-    session carries the signal) would otherwise reorder a user's batch list by popularity."""
-    return pool.score(_precomputed_weights(params))
+    """float32 (n,): every candidate's score under :func:`precomputed_weights`."""
+    return pool.score(*precomputed_weights(pool, params))
 
 
 def blend_score(pool: Pool, params: BlendParams) -> np.ndarray:
-    """float32 (n,) hand-set blend of the pool's z-scored signals (module docstring): one weight vector
-    over ``Pool.features``, a signal the request lacks weighted 0."""
-    return pool.score(_blend_weights(params, pool.user is not None, pool.s_vec is not None, bool(pool.seeds.size)))
+    """float32 (n,): every candidate's score under :func:`blend_weights`."""
+    return pool.score(*blend_weights(pool, params))
 
 
 @functools.lru_cache(maxsize=256)

@@ -43,6 +43,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numba import njit
 
 from feature_store.base import RequestFeatures, SessionEvent, UserRecord
 from shared.schemas import EVENT_WEIGHTS
@@ -67,6 +68,10 @@ COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
 FEATURES = frozenset(FEATURE_NAMES)  # what a re-ranker may name
 _Z_SRC = np.array([COLUMN[src] for src in Z_OF.values()])
 _Z_DST = np.array([COLUMN[name] for name in Z_OF])
+# the compiled kernels below read the z columns' raw rows as the first len(Z_OF) and their z columns last
+assert _Z_SRC.tolist() == list(range(len(Z_OF))) and _Z_DST.tolist() == list(
+    range(len(RAW_FEATURES), len(FEATURE_NAMES))
+)
 _EMPTY = np.empty(0, dtype=np.int64)
 _RANK_DISCOUNT = 1.0 / np.log2(2.0 + np.arange(2_000))  # candidate_rank of rank r (n_candidates <= 2,000)
 
@@ -116,27 +121,32 @@ class Pool:
         """float32 (n, len(names)) of the named features."""
         return self.features[:, [COLUMN[n] for n in names]]
 
-    def reasons(self, rows: np.ndarray) -> list[str]:
+    def top(self, weights: np.ndarray, bias: float, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ``k`` best candidates by :meth:`score` (best first; ties by position, so by item index: as a
+        stable sort), in one compiled pass: (rows int64 (<= k,) positions in ``items``, their float32
+        scores, and for :meth:`reasons` each one's first position in its seeds' lists, -1 for none)."""
+        return _top_kernel(
+            self.raw, self.z_mean, self.z_scale, weights, bias, k, self.items, self.seeds, self.model.seed_lists
+        )
+
+    def reasons(self, rows: np.ndarray, match: np.ndarray | None = None) -> list[str]:
         """Why each chosen candidate (``rows``: int (k,) positions in ``items``) is in the pool: the
         newest seed whose ALS, then co-visitation, neighbours hold it, else the user's list
         (``for_you``), else ``popular``; ``seen_before`` for a history item when exclusion is off.
-        Vectorised over the k items."""
+        ``match``: what :meth:`top` returned for these rows (worked out here when not given)."""
         model = self.model
         chosen = self.items[rows]
-        k = len(chosen)
-        out = ["popular"] * k
-        for i in np.flatnonzero(self.raw[COLUMN["in_candidates"], rows]).tolist():
-            out[i] = "for_you"
-        if self.seeds.size and k:
-            # Each seed's row of seed_lists is its ALS neighbours then its co-visitors, newest seed first,
-            # so the first match in the flattened rows is the first in the order of precedence.
-            width = model.seed_lists.shape[1]
-            same = (model.seed_lists[self.seeds].ravel() == chosen[:, None]).view(np.uint8)  # (k, n_seeds * width)
-            first = same.argmax(axis=1)
-            found = same[np.arange(k), first].nonzero()[0].tolist()
-            for i, at in zip(found, first[found].tolist(), strict=True):
-                seed = model.bundle.item_ids[int(self.seeds[at // width])]
-                out[i] = f"{'similar_to' if at % width < model.n_neighbours else 'often_next_to'}:{seed}"
+        if match is None:
+            match = _first_match(chosen, self.seeds, model.seed_lists)
+        width, item_ids = model.seed_lists.shape[1], model.bundle.item_ids
+        mine = self.raw[_IN_CANDS, rows].tolist()
+        out = []
+        for i, at in enumerate(match.tolist()):
+            if at >= 0:
+                kind = "similar_to" if at % width < model.n_neighbours else "often_next_to"
+                out.append(f"{kind}:{item_ids[int(self.seeds[at // width])]}")
+            else:
+                out.append("for_you" if mine[i] else "popular")
         if self.history_reason and self.user is not None and self.user.seen.size:
             seen = np.sort(self.user.seen)
             pos = np.minimum(np.searchsorted(seen, chosen), seen.size - 1)
@@ -145,54 +155,39 @@ class Pool:
         return out
 
 
-def z_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and inverse standard deviation (0 for a constant, or empty, row) of each row of (m, n)
-    values (m signals over n candidates), in float64: ``(x - mean) * scale`` are the z-scores.
-    Written out (sum, not ``mean``/``std``): numpy's reductions cost more in call overhead than in
-    arithmetic here."""
-    n = x.shape[1]
-    if n == 0:
-        return np.zeros(x.shape[0]), np.zeros(x.shape[0])
-    d = x.astype(np.float64)
-    mean = d.sum(axis=1) / n
-    d -= mean[:, None]
-    std = np.sqrt(np.einsum("ij,ij->i", d, d) / n)
-    return mean, np.divide(1.0, std, out=np.zeros_like(std), where=std >= 1e-9)
-
-
 def _session(
     model: LoadedModel, events: list[SessionEvent], half_life: float, limit: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Known session events as (item indices int64, weights float32) and the seeds: the ``limit`` most
-    recent distinct known items, newest first, with their recency decay ``0.5 ** (age / half_life)``."""
+    recent distinct known items, newest first, with their recency decay ``0.5 ** (age / half_life)``.
+    Plain Python: a session is a few events, fewer than numpy's per-call cost would pay for."""
     index = model.bundle.item_index
-    n = len(events)
+    last = len(events) - 1
     idx: list[int] = []
-    ages: list[int] = []
-    kinds: list[float] = []
+    decay: list[float] = []
+    weights: list[float] = []
     for pos, ev in enumerate(events):
         j = index.get(ev.item_id)
         if j is not None:
+            d = 0.5 ** ((last - pos) / half_life)
             idx.append(j)
-            ages.append(n - 1 - pos)
-            kinds.append(EVENT_WEIGHTS.get(ev.event_type, 1.0))
+            decay.append(d)
+            weights.append(EVENT_WEIGHTS.get(ev.event_type, 1.0) * d)
     if not idx:
-        return _EMPTY, np.empty(0, np.float32), _EMPTY, np.empty(0, np.float32)
-    decay = 0.5 ** (np.asarray(ages, dtype=np.float64) / half_life)
-    weights = (np.asarray(kinds) * decay).astype(np.float32)
+        return _EMPTY, _NO_VECTOR, _EMPTY, _NO_VECTOR
     seeds: list[int] = []
     seed_decay: list[float] = []
-    for j, d in zip(reversed(idx), reversed(decay.tolist()), strict=True):
-        if j not in seeds:
-            seeds.append(j)
-            seed_decay.append(d)
+    for i in range(len(idx) - 1, -1, -1):
+        if idx[i] not in seeds:
+            seeds.append(idx[i])
+            seed_decay.append(decay[i])
             if len(seeds) == limit:
                 break
     return (
-        np.asarray(idx, dtype=np.int64),
-        weights,
-        np.asarray(seeds, dtype=np.int64),
-        np.asarray(seed_decay, np.float32),
+        np.array(idx, dtype=np.int64),
+        np.array(weights, dtype=np.float32),
+        np.array(seeds, dtype=np.int64),
+        np.array(seed_decay, dtype=np.float32),
     )
 
 
@@ -226,43 +221,46 @@ def build_pool(
     with ``exclude_seen``, every item of the user's training history (``user.seen``). Without
     ``exclude_seen`` (repeat-purchase domains) history items may come back, with reason ``seen_before``.
 
-    One pass: the candidate lists are concatenated and de-duplicated once (``np.unique`` with the
-    inverse, which places every list entry in the pool without a search), the raw features computed for
-    every distinct candidate, then the rows that may not be served dropped before the z-scores.
+    The session is read in Python (a few events); everything per candidate is one compiled pass,
+    :func:`_pool_kernel`.
     """
-    bundle = model.bundle
     user = features.user if features else None
     events = features.session if features else []
     session_idx, session_w, seeds, seed_decay = _session(model, events, half_life, seed_items)
-
     base = user.candidates if user is not None else model.popular(category)[:popular_pool]
-    lists = model.seed_lists[seeds].ravel() if seeds.size else _EMPTY  # seeds' neighbours, then co-visitors
-    items, where = _unique_inverse(np.concatenate([base, lists]))
-    s_vec = _unit_mean(model, session_idx, session_w)
-    raw = _raw_features(model, user, s_vec, items, where, len(base), seeds, seed_decay, session_idx, session_w)
-
-    # one flag per item of the version (n_items bytes, 20 KB at 20k items): cheaper than sorting the
-    # exclusions for a membership test, and what the popular fill reads too
-    blocked = ~model.available
-    blocked[session_idx] = True
     seen_ids = features.session_seen if features else ()
-    if seen_ids:
-        index = bundle.item_index
-        blocked[[index[i] for i in seen_ids if i in index]] = True
-    if exclude_seen and user is not None:
-        blocked[user.seen] = True
-    keep = ~blocked[items]
-    keep &= items >= 0  # -1 pads the neighbour lists (and read blocked's last flag)
-    if category:
-        keep &= model.category_codes[items] == model.category_index.get(category, -1)
-    items = items[keep]
-    raw = raw[:, keep]
-    z_mean, z_scale = z_stats(raw[_Z_SRC])
+    index = model.bundle.item_index
+    seen_idx = np.array([index[i] for i in seen_ids if i in index], dtype=np.int64) if seen_ids else _EMPTY
+    history = user.seen if exclude_seen and user is not None else _EMPTY
+    items, raw, z_mean, z_scale, blocked, s_vec = (
+        _pool_kernel(  # one dtype and layout per argument: one compiled version
+            _arg(base, np.int64),
+            user is not None,
+            seeds,
+            seed_decay,
+            model.seed_lists,
+            model.seed_scores,
+            model.unit_factors,
+            model.norms,
+            model.log_popularity,
+            model.category_codes,
+            model.n_categories,
+            (model.category_index.get(category, -1) if category else _NO_FILTER),
+            model.available,
+            session_idx,
+            seen_idx,
+            _arg(history, np.int64),
+            _arg(user.vector, np.float32) if user is not None else _NO_VECTOR,
+            session_w,
+            float(session_w.sum()),
+            _rank_discount(len(base)),
+        )
+    )
     return Pool(
         model=model,
         user=user,
         seeds=seeds,
-        s_vec=s_vec,
+        s_vec=s_vec if s_vec.size else None,
         items=items,
         blocked=blocked,
         raw=raw,
@@ -272,70 +270,197 @@ def build_pool(
     )
 
 
-def _raw_features(
-    model: LoadedModel,
-    user: UserRecord | None,
-    s_vec: np.ndarray | None,
-    items: np.ndarray,
-    where: np.ndarray,
-    n_base: int,
-    seeds: np.ndarray,
-    seed_decay: np.ndarray,
-    session_idx: np.ndarray,
-    session_w: np.ndarray,
-) -> np.ndarray:
-    """float32 (len(RAW_FEATURES), n), feature-major (each feature one contiguous row): the raw features
-    of every distinct candidate ``items`` (int64 (n,), ascending; -1 included when a list is padded).
-    ``where``: the position in ``items`` of each entry of the concatenated lists: the first ``n_base``
-    the user's candidates (or the popular head), then, per seed, its ALS neighbours and its co-visitors
-    (``LoadedModel.seed_lists``)."""
-    n = len(items)
-    raw = np.zeros((len(RAW_FEATURES), n), dtype=np.float32)
+def _arg(values: np.ndarray, dtype: type) -> np.ndarray:
+    """``values`` as a writable C-contiguous array of ``dtype`` (numba compiles a kernel once per
+    argument type, and read-only or strided arrays are types of their own)."""
+    return np.require(values, dtype, ("C", "W"))
+
+
+def compile_kernels(model: LoadedModel) -> None:
+    """Run the compiled kernels once on ``model``'s arrays. The first run in a process compiles them (about
+    10 s) or loads them from numba's cache (about 1 s, ``__pycache__`` or ``NUMBA_CACHE_DIR``), so the
+    model holder calls this before it serves a version: no request waits for it."""
+    ids = model.bundle.item_ids
+    events = [SessionEvent(item_id=ids[0], event_type="view", ts=0.0, event_id="warm-up")] if len(ids) else []
+    pool = build_pool(model, RequestFeatures(None, events), None, 1, 1.0, 10)
+    weights = np.zeros(len(FEATURE_NAMES), dtype=np.float32)
+    pool.top(weights, 0.0, 1)  # a re-ranker's weights
+    weights.flags.writeable = False
+    pool.top(weights, 0.0, 1)  # the blend's (cached, read-only)
+
+
+_NO_FILTER = -2  # the category code of "no category filter" (-1: a category the version lacks)
+_NO_VECTOR = np.empty(0, dtype=np.float32)
+_USER_DOT, _SESSION_COS, _LOG_POP, _COVISIT, _LAST_SIM, _CAT_SHARE, _CAND_RANK, _IN_CANDS = range(len(RAW_FEATURES))
+
+
+@njit(cache=True, nogil=True)
+def _unit_mean_kernel(unit, idx, weights):
+    """As :func:`_unit_mean`, compiled: float32 (f,), empty when there is no known item or the mean is 0."""
+    vec = np.zeros(unit.shape[1], dtype=np.float32)
+    for i in range(idx.shape[0]):
+        for f in range(unit.shape[1]):
+            vec[f] += weights[i] * unit[idx[i], f]
+    norm = 0.0
+    for f in range(vec.shape[0]):
+        norm += np.float64(vec[f]) * vec[f]
+    if idx.shape[0] == 0 or norm <= 0:
+        return vec[:0]
+    return vec / np.float32(np.sqrt(norm))
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _pool_kernel(
+    base, with_user, seeds, seed_decay, seed_lists, seed_scores, unit, norms, log_pop, codes, n_categories,
+    category, available, session_idx, seen_idx, history, user_vec, session_w, session_total, discount,
+):  # fmt: skip
+    """The pool of one request in one compiled pass (numba; about 20x fewer CPU cycles than the ~100 numpy
+    calls it replaces on a 200-candidate pool, bench/README.md). Returns (items int64 (n,) ascending, raw
+    float32 (len(RAW_FEATURES), n), z_mean, z_scale float64 (len(Z_OF),), blocked bool (n_items,), the unit
+    session vector float32 (f,), empty without one).
+
+    Candidates: ``base`` (the user's list or the popular head), then each seed's row of ``seed_lists``
+    (ALS neighbours, then co-visitors; -1 pads), minus the blocked items (unavailable, in the session or
+    its seen set, or in ``history``) and, with a ``category`` filter (not _NO_FILTER), items of other
+    categories. Raw features as the module docstring defines them; sums run in float64 in list order."""
+    s_vec = _unit_mean_kernel(unit, session_idx, session_w)
+    blocked = ~available
+    for j in session_idx:
+        blocked[j] = True
+    for j in seen_idx:
+        blocked[j] = True
+    for j in history:
+        blocked[j] = True
+    n_base, n_seeds, width = base.shape[0], seeds.shape[0], seed_lists.shape[1]
+    # the distinct servable entries of the lists, marked in `blocked` while they are collected (a
+    # flag per item of the version: no search), then sorted
+    items = np.empty(n_base + n_seeds * width, dtype=np.int64)
+    n = 0
+    for pos in range(n_base + n_seeds * width):
+        j = base[pos] if pos < n_base else seed_lists[seeds[(pos - n_base) // width], (pos - n_base) % width]
+        if j >= 0 and not blocked[j] and (category == _NO_FILTER or codes[j] == category):
+            blocked[j] = True
+            items[n] = j
+            n += 1
+    items = np.sort(items[:n])
+    at = np.empty(blocked.shape[0], dtype=np.int32)  # item -> its position in items (valid for items only)
+    for p in range(n):
+        blocked[items[p]] = False
+        at[items[p]] = p
+    raw = np.zeros((8, n), dtype=np.float32)
+    z_mean, z_scale = np.zeros(4), np.zeros(4)
     if n == 0:
-        return raw
-    queries, rows = [], []
-    if user is not None:
-        queries.append(user.vector)
-        rows.append(COLUMN["user_dot"])
-    if s_vec is not None:
-        queries.append(s_vec)
-        rows.append(COLUMN["session_cos"])
-    if seeds.size:
-        queries.append(model.unit_factors[seeds[0]])
-        rows.append(COLUMN["last_item_sim"])
-    if queries:
-        raw[rows] = np.stack(queries) @ model.unit_factors[items].T  # the one gather of item vectors
-        if user is not None:
-            raw[COLUMN["user_dot"]] *= model.norms[items]  # u . v_c = |v_c| (u . v_c / |v_c|)
-    raw[COLUMN["log_popularity"]] = model.log_popularity[items]
-    if seeds.size:
-        # sum over seeds s of decay_s * covis(s -> c): seed_scores is 0 outside the co-visitors' columns
-        weights = (model.seed_scores[seeds] * seed_decay[:, None]).ravel()
-        raw[COLUMN["covisit"]] = np.bincount(where[n_base:], weights=weights, minlength=n)
-        total = float(session_w.sum())
-        if total > 0:
-            codes = model.category_codes
-            per_category = np.bincount(codes[session_idx], weights=session_w, minlength=model.n_categories)
-            raw[COLUMN["category_share"]] = per_category[codes[items]] / total
-    if user is not None and n_base:
-        at = where[:n_base]
-        raw[COLUMN["candidate_rank"], at] = _rank_discount(n_base)
-        raw[COLUMN["in_candidates"], at] = 1.0
-    return raw
-
-
-def _unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(values, return_inverse=True)`` for a 1-D int64 array, without its generality."""
-    order = values.argsort(kind="stable")
-    ordered = values[order]
-    first = np.empty(len(values), dtype=bool)
-    first[:1] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-    where = np.empty(len(values), dtype=np.int64)
-    where[order] = np.cumsum(first) - 1
-    return ordered[first], where
+        return items, raw, z_mean, z_scale, blocked, s_vec
+    has_user, has_session, has_seeds = user_vec.shape[0] > 0, s_vec.shape[0] > 0, n_seeds > 0
+    queries = np.zeros((3, unit.shape[1]), dtype=np.float32)  # user, session, last item (zero if absent)
+    if has_user:
+        queries[0] = user_vec
+    if has_session:
+        queries[1] = s_vec
+    if has_seeds:
+        queries[2] = unit[seeds[0]]
+    for p in range(n):  # the three dot products with each candidate's unit vector, in one pass over it
+        j = items[p]
+        du, ds, dl = np.float32(0.0), np.float32(0.0), np.float32(0.0)
+        for f in range(unit.shape[1]):
+            x = unit[j, f]
+            du += x * queries[0, f]
+            ds += x * queries[1, f]
+            dl += x * queries[2, f]
+        if has_user:
+            raw[_USER_DOT, p] = du * norms[j]  # u . v_c = |v_c| (u . v_c / |v_c|)
+        raw[_SESSION_COS, p] = ds
+        raw[_LAST_SIM, p] = dl
+        raw[_LOG_POP, p] = log_pop[j]
+    if has_seeds:
+        covisit = np.zeros(n)
+        for s in range(n_seeds):
+            for w in range(width):
+                j = seed_lists[seeds[s], w]
+                if (
+                    seed_scores[seeds[s], w] != 0
+                    and not blocked[j]
+                    and (category == _NO_FILTER or codes[j] == category)
+                ):
+                    covisit[at[j]] += seed_scores[seeds[s], w] * seed_decay[s]  # float32 product, float64 sum
+        for p in range(n):
+            raw[_COVISIT, p] = covisit[p]
+        if session_total > 0:
+            per_category = np.zeros(n_categories)
+            for i in range(session_idx.shape[0]):
+                per_category[codes[session_idx[i]]] += session_w[i]
+            for p in range(n):
+                raw[_CAT_SHARE, p] = per_category[codes[items[p]]] / session_total
+    if with_user:
+        for r in range(n_base):
+            j = base[r]
+            if not blocked[j] and (category == _NO_FILTER or codes[j] == category):
+                raw[_CAND_RANK, at[j]] = discount[r]
+                raw[_IN_CANDS, at[j]] = 1.0
+    for z in range(4):  # _Z_SRC: the first four raw rows
+        total = 0.0
+        for p in range(n):
+            total += raw[z, p]
+        mean = total / n
+        var = 0.0
+        for p in range(n):
+            d = raw[z, p] - mean
+            var += d * d
+        std = np.sqrt(var / n)
+        z_mean[z] = mean
+        z_scale[z] = 1.0 / std if std >= 1e-9 else 0.0
+    return items, raw, z_mean, z_scale, blocked, s_vec
 
 
 def _rank_discount(n: int) -> np.ndarray:
     """1 / log2(2 + r) for ranks r = 0..n-1."""
     return _RANK_DISCOUNT[:n] if n <= _RANK_DISCOUNT.size else 1.0 / np.log2(2.0 + np.arange(n))
+
+
+@njit(cache=True, nogil=True)
+def _first_match(chosen, seeds, seed_lists):
+    """Per chosen item, its first position in the seeds' rows of ``seed_lists`` read one after another
+    (newest seed first; ALS neighbours, then co-visitors), -1 if none holds it."""
+    width = seed_lists.shape[1]
+    match = np.full(chosen.shape[0], -1, dtype=np.int64)
+    for i in range(chosen.shape[0]):
+        for at in range(seeds.shape[0] * width):
+            if seed_lists[seeds[at // width], at % width] == chosen[i]:
+                match[i] = at
+                break
+    return match
+
+
+@njit(cache=True, nogil=True)
+def _top_kernel(raw, z_mean, z_scale, weights, bias, k, items, seeds, seed_lists):
+    """:meth:`Pool.score` folded as there (a z column's weight w: w / std on its raw row, -w * mean / std
+    in the bias), the top ``k`` by an insertion into a k-slot list (stable), and :func:`_first_match`."""
+    n_raw, n = raw.shape
+    w = np.empty(n_raw)
+    for i in range(n_raw):
+        w[i] = weights[i]
+    shift = 0.0
+    for z in range(z_mean.shape[0]):  # _Z_SRC[z] == z, _Z_DST[z] == n_raw + z
+        wz = np.float64(weights[n_raw + z]) * z_scale[z]
+        w[z] += wz
+        shift += wz * z_mean[z]
+    shift = bias - shift
+    scores = np.empty(n, dtype=np.float32)
+    for p in range(n):
+        total = 0.0
+        for i in range(n_raw):
+            total += w[i] * raw[i, p]
+        scores[p] = total + shift
+    m = min(k, n)
+    top = np.empty(m, dtype=np.int64)
+    filled = 0
+    for p in range(n):
+        if filled == m and not scores[p] > scores[top[m - 1]]:
+            continue
+        q = filled if filled < m else m - 1
+        while q > 0 and scores[top[q - 1]] < scores[p]:
+            top[q] = top[q - 1]
+            q -= 1
+        top[q] = p
+        filled = min(filled + 1, m)
+    return top, scores[top], _first_match(items[top], seeds, seed_lists)

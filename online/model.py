@@ -22,6 +22,7 @@ from feature_store.base import ItemBundle, VersionStore
 from feature_store.keys import ALL_CATEGORIES
 from online.blend import BlendParams
 from online.embedding_map import EmbeddingMap, pca_2d
+from online.features import compile_kernels
 from online.periodic import Periodic
 from online.reranker import LinearReranker, RerankerFormatError
 from shared.errors import StoreError
@@ -156,6 +157,7 @@ class ModelHolder:
                     self._failed_version = None
                     return False
                 model = LoadedModel.from_bundle(self.store.read_item_bundle(version), self.defaults)
+                compile_kernels(model)  # the ranking's compiled code, before the first request needs it
             except Exception as exc:  # any failure: keep serving what we have and retry at the next tick
                 self._failed(version, exc)
                 return False

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from feature_store.base import RequestFeatures
-from online.blend import BlendParams, blend_score, precomputed_score
+from online.blend import BlendParams, blend_weights, precomputed_weights
 from online.features import Pool, build_pool, session_vector
 from online.model import LoadedModel
 from online.reranker import LinearReranker
@@ -47,11 +47,12 @@ class Ranked:
 
 @dataclass(frozen=True)
 class Tier:
-    """One routing tier: when it serves a request (given the pool and the re-ranker on offer) and how it scores."""
+    """One routing tier: when it serves a request (given the pool and the re-ranker on offer) and how it
+    scores: its weights over ``Pool.features`` and its bias (a linear score, :meth:`Pool.top`)."""
 
     name: str
     serves: Callable[[Pool, LinearReranker | None], bool]
-    score: Callable[[Pool, BlendParams, LinearReranker | None], np.ndarray]
+    weights: Callable[[Pool, BlendParams, LinearReranker | None], tuple[np.ndarray, float]]
 
 
 def _has_session(p: Pool) -> bool:
@@ -59,11 +60,11 @@ def _has_session(p: Pool) -> bool:
 
 
 TIERS: tuple[Tier, ...] = (
-    Tier("reranked", lambda p, r: _has_session(p) and r is not None, lambda p, _, r: r.score(p)),  # type: ignore[union-attr]
-    Tier("hybrid", lambda p, _: _has_session(p) and p.user is not None, lambda p, w, _: blend_score(p, w)),
-    Tier("session", lambda p, _: _has_session(p), lambda p, w, _: blend_score(p, w)),
-    Tier("precomputed", lambda p, _: p.user is not None, lambda p, w, _: precomputed_score(p, w)),
-    Tier("popular", lambda p, _: True, lambda p, w, _: blend_score(p, w)),
+    Tier("reranked", lambda p, r: _has_session(p) and r is not None, lambda p, _, r: r.weights_for(p)),  # type: ignore[union-attr]
+    Tier("hybrid", lambda p, _: _has_session(p) and p.user is not None, lambda p, w, _: blend_weights(p, w)),
+    Tier("session", lambda p, _: _has_session(p), lambda p, w, _: blend_weights(p, w)),
+    Tier("precomputed", lambda p, _: p.user is not None, lambda p, w, _: precomputed_weights(p, w)),
+    Tier("popular", lambda p, _: True, lambda p, w, _: blend_weights(p, w)),
 )
 
 
@@ -83,11 +84,10 @@ def rank(
         model, features, category, params.seed_items, params.session_half_life, params.popular_pool, params.exclude_seen
     )
     tier = next(t for t in TIERS if t.serves(pool, reranker))
-    score = tier.score(pool, params, reranker)
-    order = np.argsort(-score, kind="stable")[:k]  # best score first, ties by index (items ascend): deterministic
+    order, top_scores, match = pool.top(*tier.weights(pool, params, reranker), k)
     chosen = pool.items[order].tolist()
-    scores = score[order].tolist()
-    why = pool.reasons(order)
+    scores = top_scores.tolist()
+    why = pool.reasons(order, match)
     flags = []
     if len(chosen) < k:
         _fill_popular(model, category, k, chosen, scores, why, pool.blocked)

@@ -72,5 +72,11 @@ class LinearReranker:
         """float32 (n,) scores of the pool's candidates: one matrix-vector product."""
         return pool.score(self._full, self.bias)
 
+    def weights_for(self, pool: Pool) -> tuple[np.ndarray, float]:
+        """Its weights over ``Pool.features`` (float32 (len(FEATURE_NAMES),)) and its bias."""
+        return self._full, self.bias
+
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_full", self.full_weights)
+        full = self.full_weights
+        full.flags.writeable = False  # shared by every request, as the blend's weights are
+        object.__setattr__(self, "_full", full)

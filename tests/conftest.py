@@ -16,6 +16,18 @@ from shared.config import Settings, get_settings
 from tests.support.auth import auth_overrides
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compiled_kernels() -> None:
+    """The ranking's numba kernels compiled (or loaded from numba's cache) once, first: an API that a test
+    starts in this process then finds them ready, and one in a subprocess loads them from the cache,
+    well inside the tests' start-up deadlines."""
+    from online.features import compile_kernels
+    from online.model import LoadedModel
+    from tests.support import tiny
+
+    compile_kernels(LoadedModel.from_bundle(tiny.bundle()))
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[EmbeddedRedis]:
     with EmbeddedRedis() as server:
