@@ -31,6 +31,7 @@ session_id, item_id, event_type (str, '' for a missing id), ts (repr of float un
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 from collections.abc import Mapping, Sequence
@@ -189,20 +190,32 @@ def decode_user(raw: bytes, layout: UserLayout) -> UserRecord:
 
 
 def _decode_user(raw: bytes, layout: UserLayout) -> UserRecord:
-    header = struct.Struct(f"<B{len(layout)}H")
+    header, arrays_of = _user_decoder(layout if isinstance(layout, tuple) else tuple(map(tuple, layout)))
     if len(raw) < header.size:
         raise StoreError(f"corrupt user record ({len(raw)} bytes, shorter than its {header.size}-byte header)")
     fmt, *counts = header.unpack_from(raw)
-    sizes = [np.dtype(wire).itemsize * n for (_, wire), n in zip(layout, counts, strict=True)]
-    if fmt != _USER_FORMAT or len(raw) != header.size + sum(sizes):
+    if fmt != _USER_FORMAT or len(raw) != header.size + sum(
+        n * size for (_, _, _, size), n in zip(arrays_of, counts, strict=True)
+    ):
         raise StoreError(f"corrupt user record (format {fmt}, {len(raw)} bytes for counts {counts})")
     arrays, offset = {}, header.size
-    for (name, wire), n, size in zip(layout, counts, sizes, strict=True):
-        arrays[name] = np.frombuffer(raw, dtype=wire, count=n, offset=offset).astype(
-            USER_ARRAY[name].memory, copy=False
-        )
-        offset += size
+    for (name, wire, memory, size), n in zip(arrays_of, counts, strict=True):
+        arrays[name] = np.frombuffer(raw, dtype=wire, count=n, offset=offset).astype(memory, copy=False)
+        offset += n * size
     return UserRecord(**arrays)
+
+
+@functools.lru_cache(maxsize=64)
+def _user_decoder(
+    layout: tuple[tuple[str, ...], ...],
+) -> tuple[struct.Struct, list[tuple[str, np.dtype, np.dtype, int]]]:
+    """The header and the (name, wire dtype, memory dtype, item size) of each array of a layout: worked out
+    once per layout, not per record (a request decodes one record)."""
+    arrays = []
+    for name, wire in layout:
+        wire_dtype = np.dtype(wire)
+        arrays.append((name, wire_dtype, np.dtype(USER_ARRAY[name].memory), wire_dtype.itemsize))
+    return struct.Struct(f"<B{len(layout)}H"), arrays
 
 
 # --- item side of a version -----------------------------------------------------------------------

@@ -273,7 +273,9 @@ def build_pool(
 def _arg(values: np.ndarray, dtype: type) -> np.ndarray:
     """``values`` as a writable C-contiguous array of ``dtype`` (numba compiles a kernel once per
     argument type, and read-only or strided arrays are types of their own)."""
-    return np.require(values, dtype, ("C", "W"))
+    if values.dtype == dtype and values.flags.c_contiguous and values.flags.writeable:
+        return values
+    return np.array(values, dtype=dtype)
 
 
 def compile_kernels(model: LoadedModel) -> None:

@@ -73,7 +73,7 @@ class LoadedModel:
             n_categories=len(names),
             params=(defaults or BlendParams()).for_version(bundle.meta),
             reranker=reranker,
-            user_layout=codecs.user_layout_of(bundle.meta),
+            user_layout=tuple(map(tuple, codecs.user_layout_of(bundle.meta))),  # hashable: decoders are cached by it
             popular_lists={cat: idx.astype(np.int64) for cat, idx in bundle.popular.items()},
             category_index={str(name): i for i, name in enumerate(names)},
             seed_lists=np.concatenate([bundle.neighbours, bundle.covisit], axis=1).astype(np.int64),

@@ -270,3 +270,15 @@ def test_with_auth_off_anyone_may_write_with_their_own_session_ids(
         assert r.status_code == 415  # the input limits stay on
         assert "securitySchemes" not in api.get("/openapi.json").json()["components"]
     assert any("AUTH IS OFF" in rec.message for rec in caplog.records)
+
+
+def test_a_too_long_user_id_is_a_422_naming_the_path_field(api: httpx.Client) -> None:
+    # the recommendations route checks its own path parameter (routes.LeanRoute), as FastAPI would
+    fields = _field_errors(api.get("/recommendations/" + "u" * 129))
+    assert list(fields) == ["path.user_id"] and "128" in fields["path.user_id"]
+    assert api.get("/recommendations/" + "u" * 128).status_code == 200  # at the limit: an unknown user, served
+
+
+def test_a_read_with_an_unknown_key_is_a_401_before_its_parameters_are_checked(base: str) -> None:
+    r = httpx.get(base + "/recommendations/" + "u" * 129, headers={"Authorization": "Bearer not-a-key"})
+    assert r.status_code == 401, r.text
