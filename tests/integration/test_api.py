@@ -51,6 +51,17 @@ def test_a_posted_event_changes_the_very_next_response(api: httpx.Client) -> Non
 
 
 @both_modes
+def test_a_server_that_lost_its_scripts_still_serves_the_session(api: httpx.Client, store: RedisStore) -> None:
+    # The read script runs as a plain EVALSHA; a server without it (restarted, SCRIPT FLUSH) gets it loaded
+    session = new_session(api, "u0")
+    assert api.post("/events", json={"session_id": session, "item_id": "b0", "user_id": "u0"}).status_code == 202
+    store.client.script_flush()
+    body = api.get("/recommendations/u0", params={"k": 3, "session_id": session}).json()
+    assert body["strategy"] == "hybrid" and body["flags"] == []
+    assert any(i["reason"] == "similar_to:b0" for i in body["items"])
+
+
+@both_modes
 def test_unknown_user_gets_popular_with_a_flag(api: httpx.Client) -> None:
     body = api.get("/recommendations/stranger", params={"k": 2}).json()
     assert body["strategy"] == "popular" and "unknown_user" in body["flags"]
