@@ -62,6 +62,14 @@ ENV PATH="/app/.venv/bin:${PATH}" \
     AIRFLOW_HOME=/opt/airflow \
     HYBRIDREC_DATA_DIR=/data/hybridrec
 
+# The ranking's numba kernels, compiled once into the image: a container would otherwise compile them at
+# start (~10 s per worker). A host whose CPU differs from the build machine's recompiles them into the same
+# cache, which the app user may write.
+ENV NUMBA_CACHE_DIR=/app/numba-cache
+RUN mkdir -p /app/numba-cache \
+    && python -c "from online.model import compile_ranking; compile_ranking()" \
+    && chown -R hybridrec:hybridrec /app/numba-cache
+
 # No .env here: Settings would read one from the working directory.
 WORKDIR /app
 USER hybridrec

@@ -28,11 +28,14 @@ signal gives 0::
     candidate_rank  1 / log2(2 + r), r = c's 0-based rank in that list (0 if absent)
     log_popularity  log(1 + popularity_c), not standardised (absolute popularity)
 
-All features of a request are computed in one vectorised pass into one float32 (n, n_features)
-matrix (``Pool.features``, columns in ``FEATURE_NAMES`` order): one gather of the candidates' unit
-vectors, one small matrix product for the three dot products, one pass for the four z-scores. The
-blend (``online.blend``) and the learned re-ranker (``online.reranker``) are each one weight vector
-over those columns. Reasons are worked out for the served top-k only.
+The session is read in plain Python (a few events); everything per candidate runs in two compiled
+passes (numba, ``cache=True``): :func:`_pool_kernel` builds the pool and its raw features
+(feature-major, ``Pool.raw``) with the z statistics, and :func:`_top_kernel` scores it with one
+weight vector over ``Pool.features`` (the blend's, ``online.blend``, or the learned re-ranker's,
+``online.reranker``) and picks the top k. ``Pool.features`` (the (n, n_features) matrix, columns in
+``FEATURE_NAMES`` order) is built only when asked for (the lab trains on it). Reasons are worked out
+for the served top-k only. The first call in a process compiles the kernels or loads them from
+numba's cache (:func:`compile_kernels`, which the model holder runs before it serves a version).
 """
 
 from __future__ import annotations

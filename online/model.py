@@ -102,6 +102,27 @@ class LoadedModel:
         return self.popular_lists.get(category or ALL_CATEGORIES, _NO_ITEMS)
 
 
+def compile_ranking() -> None:
+    """Compile the ranking's numba kernels (or load them from numba's cache) on a two-item model, with the
+    argument types of every real one: the image build runs this so that containers start with them
+    cached (Dockerfile), and the test session runs it first."""
+    pairs = np.array([[1], [0]], dtype=np.int32)
+    ones = np.ones((2, 1), dtype=np.float32)
+    arrays = {"item_factors": np.eye(2, 4, dtype=np.float32), "neighbours": pairs, "neighbour_scores": ones}
+    arrays |= {"covisit": pairs, "covisit_scores": ones, "popularity": np.ones(2, dtype=np.float32)}
+    bundle = ItemBundle(
+        version="compile",
+        meta={},
+        item_ids=["a", "b"],
+        categories=np.array(["c", "c"], dtype=object),
+        titles=["a", "b"],
+        available=np.array([True, True]),
+        arrays=arrays,
+        popular={ALL_CATEGORIES: np.array([0, 1], dtype=np.int32)},
+    )
+    compile_kernels(LoadedModel.from_bundle(bundle))
+
+
 def _seed_scores(bundle: ItemBundle) -> np.ndarray:
     """float32 (n_items, n_neighbours + n_covisit): 0 for the ALS neighbours and the padding, the
     co-visitation score for each co-visitor (see ``LoadedModel.seed_scores``)."""

@@ -21,11 +21,9 @@ def compiled_kernels() -> None:
     """The ranking's numba kernels compiled (or loaded from numba's cache) once, first: an API that a test
     starts in this process then finds them ready, and one in a subprocess loads them from the cache,
     well inside the tests' start-up deadlines."""
-    from online.features import compile_kernels
-    from online.model import LoadedModel
-    from tests.support import tiny
+    from online.model import compile_ranking
 
-    compile_kernels(LoadedModel.from_bundle(tiny.bundle()))
+    compile_ranking()
 
 
 @pytest.fixture(scope="session")
