@@ -40,7 +40,9 @@ numba's cache (:func:`compile_kernels`, which the model holder runs before it se
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -53,6 +55,8 @@ from shared.schemas import EVENT_WEIGHTS
 
 if TYPE_CHECKING:  # the model imports the re-ranker, which names these features
     from online.model import LoadedModel
+
+log = logging.getLogger("hybridrec.online")
 
 # Column order of Pool.features. The z columns standardise the raw column Z_OF names.
 RAW_FEATURES = (
@@ -285,6 +289,10 @@ def compile_kernels(model: LoadedModel) -> None:
     """Run the compiled kernels once on ``model``'s arrays. The first run in a process compiles them (about
     10 s) or loads them from numba's cache (about 1 s, ``__pycache__`` or ``NUMBA_CACHE_DIR``), so the
     model holder calls this before it serves a version: no request waits for it."""
+    first = not _pool_kernel.signatures  # nothing compiled or loaded in this process yet
+    if first:
+        log.info("loading the ranking's compiled kernels (the first start on a machine compiles them: ~10 s)")
+    start = time.perf_counter()
     ids = model.bundle.item_ids
     events = [SessionEvent(item_id=ids[0], event_type="view", ts=0.0, event_id="warm-up")] if len(ids) else []
     pool = build_pool(model, RequestFeatures(None, events), None, 1, 1.0, 10)
@@ -292,6 +300,8 @@ def compile_kernels(model: LoadedModel) -> None:
     pool.top(weights, 0.0, 1)  # a re-ranker's weights
     weights.flags.writeable = False
     pool.top(weights, 0.0, 1)  # the blend's (cached, read-only)
+    if first:
+        log.info("ranking kernels ready in %.1f s", time.perf_counter() - start)
 
 
 _NO_FILTER = -2  # the category code of "no category filter" (-1: a category the version lacks)
