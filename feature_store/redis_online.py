@@ -157,6 +157,16 @@ class RedisOnline:
             return self.script.sessions_missed(result, events, reply, exc)
         return result
 
+    async def connect(self) -> None:
+        """Open a connection now (on a cluster, read its slot map and connect to each node), so that the
+        first request does not pay for it within its ``store_timeout_ms``. Raises StoreError; the app
+        starts anyway (a store that is down is reported by ``/ready`` and flagged on each answer)."""
+        with translate_errors("connecting to Redis"):
+            if self.keys.cluster:
+                await self.client.initialize()
+            else:
+                await self.client.ping()
+
     async def current_version(self) -> str | None:
         with translate_errors("reading the version pointer"):
             raw = await self.client.get(self.keys.current)

@@ -46,6 +46,10 @@ def create_app(settings: Settings) -> FastAPI:
         # requests use the asyncio store on this event loop; model reload and counters use the blocking
         # one from their background threads
         online = RedisOnline.from_settings(settings)
+        try:
+            await online.connect()  # the first request should not pay for the connection (or a cluster's slot map)
+        except StoreError as exc:
+            log.warning("Redis is not reachable at start (%s); requests are served degraded until it is", exc)
         store = RedisStore.from_settings(settings, online=True)
         window = WindowCounters(store.counters, settings.reload_interval_s) if settings.metrics_enabled else None
         telemetry.attach(window)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from feature_store.embedded import EmbeddedRedis
+from feature_store.embedded import EmbeddedRedis, free_port
 from feature_store.redis_store import RedisStore
 from shared.config import Settings
 from tests.support import auth, tiny
@@ -25,7 +25,9 @@ V1, V2 = "2026-01-01.00000000a1", "2026-01-02.00000000a2"
 def api(settings: Settings, store: RedisStore) -> Iterator[httpx.Client]:
     store.versions.write_version(tiny.version_data(V1))
     store.versions.activate(V1)
-    with serve(settings.model_copy(update={"reload_interval_s": 0.05})) as base, auth.client(base) as client:
+    # a generous store timeout: these tests are about answers, and a busy machine must not degrade them
+    patient = {"reload_interval_s": 0.05, "store_timeout_ms": 2_000}
+    with serve(settings.model_copy(update=patient)) as base, auth.client(base) as client:
         yield client
 
 
@@ -193,3 +195,18 @@ def test_metrics_count_requests_per_routing_tier(api: httpx.Client) -> None:
     assert 'hybridrec_requests_total{strategy="popular"} 1' in text
     assert 'hybridrec_request_flags_total{flag="unknown_user"} 1' in text
     assert f'hybridrec_model_info{{version="{V1}"}} 1' in text
+
+
+def test_the_api_starts_without_a_store_and_says_so(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
+    # the connection the app opens at start (RedisOnline.connect) is best effort. (A Redis Cluster
+    # that cannot be reached at start still stops the API: redis-py's blocking cluster client, which
+    # the model holder uses, connects in its constructor.)
+    settings = Settings(
+        redis_url=f"redis://127.0.0.1:{free_port()}/0", data_dir=tmp_path, store_timeout_ms=200, **auth.auth_overrides()
+    )
+    with caplog.at_level("WARNING", logger="hybridrec.online"), serve(settings) as base, auth.client(base) as api:
+        assert api.get("/health").status_code == 200
+        ready = api.get("/ready")
+        assert ready.status_code == 503
+        assert api.get("/recommendations/u0").status_code == 503  # no model loaded yet: version_not_found
+    assert any("not reachable at start" in r.getMessage() for r in caplog.records)
