@@ -41,7 +41,6 @@ numba's cache (:func:`compile_kernels`, which the model holder runs before it se
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -199,17 +198,11 @@ def _session(
 
 
 def session_vector(model: LoadedModel, events: list[SessionEvent], half_life: float) -> np.ndarray | None:
-    """Recency-weighted mean of the unit vectors of the session's known items (f,), unit-normalised."""
+    """Recency-weighted mean of the unit vectors of the session's known items (f,), unit-normalised
+    (None without a known item): the pool's ``s_vec``, by the same compiled function."""
     idx, weights, _, _ = _session(model, events, half_life, 1)
-    return _unit_mean(model, idx, weights)
-
-
-def _unit_mean(model: LoadedModel, idx: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
-    if idx.size == 0:
-        return None
-    vec = weights @ model.unit_factors[idx]
-    norm = math.sqrt(float(vec @ vec))
-    return (vec / norm).astype(np.float32) if norm > 0 else None
+    vec = _unit_mean_kernel(model.unit_factors, idx, weights)
+    return vec if vec.size else None
 
 
 def build_pool(
@@ -311,7 +304,8 @@ _USER_DOT, _SESSION_COS, _LOG_POP, _COVISIT, _LAST_SIM, _CAT_SHARE, _CAND_RANK, 
 
 @njit(cache=True, nogil=True)
 def _unit_mean_kernel(unit, idx, weights):
-    """As :func:`_unit_mean`, compiled: float32 (f,), empty when there is no known item or the mean is 0."""
+    """The unit mean of the rows ``idx`` of ``unit`` weighted by ``weights``: float32 (f,), empty when there
+    is no row or the mean is 0."""
     vec = np.zeros(unit.shape[1], dtype=np.float32)
     for i in range(idx.shape[0]):
         for f in range(unit.shape[1]):
