@@ -1,4 +1,4 @@
-"""The hand-set blend: its parameters (configured, or tuned per version) and its scores.
+"""The hand-set blend: its parameters (configured, or tuned per version) and its weights over the pool's features.
 
 The precomputed tier (a known user without a session) ranks their batch list by
 ``user_z + precomputed_weight_popularity * popularity_z`` (a version whose list comes from EASE or the
@@ -86,16 +86,6 @@ def blend_weights(pool: Pool, params: BlendParams) -> tuple[np.ndarray, float]:
     """The hand-set blend of the pool's z-scored signals (module docstring) as one weight vector over
     ``Pool.features`` (and its bias, 0); a signal the request lacks weighted 0."""
     return _blend_weights(params, pool.user is not None, pool.s_vec is not None, bool(pool.seeds.size)), 0.0
-
-
-def precomputed_score(pool: Pool, params: BlendParams) -> np.ndarray:
-    """float32 (n,): every candidate's score under :func:`precomputed_weights`."""
-    return pool.score(*precomputed_weights(pool, params))
-
-
-def blend_score(pool: Pool, params: BlendParams) -> np.ndarray:
-    """float32 (n,): every candidate's score under :func:`blend_weights`."""
-    return pool.score(*blend_weights(pool, params))
 
 
 @functools.lru_cache(maxsize=256)

@@ -68,12 +68,9 @@ class LinearReranker:
         spec = (meta.get("params") or {}).get("reranker")
         return None if spec is None else cls.from_dict(spec)
 
-    def score(self, pool: Pool) -> np.ndarray:
-        """float32 (n,) scores of the pool's candidates: one matrix-vector product."""
-        return pool.score(self._full, self.bias)
-
     def weights_for(self, pool: Pool) -> tuple[np.ndarray, float]:
-        """Its weights over ``Pool.features`` (float32 (len(FEATURE_NAMES),)) and its bias."""
+        """Its weights over ``Pool.features`` (float32 (len(FEATURE_NAMES),)) and its bias: what
+        :meth:`Pool.top` (the API) and :meth:`Pool.score` (every candidate's score) take."""
         return self._full, self.bias
 
     def __post_init__(self) -> None:
