@@ -12,24 +12,17 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from batch.ingest import ingest_interactions, ingest_items
-from batch.synthetic.generate import generate, write_synthetic
-from feature_store.embedded import EmbeddedRedis
+from tests.airflow.conftest import LAST_DAY, generated_data
 from tests.airflow.test_daily_run import _run
 
 pytestmark = pytest.mark.airflow
-LAST_DAY = dt.date(2026, 3, 6)
 DAY = LAST_DAY - dt.timedelta(days=1)
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, airflow_db) -> Iterator[dict]:
-    data = tmp_path_factory.mktemp("sharded")
-    raw = write_synthetic(generate(900, 300, 6, 7, LAST_DAY), data / "raw")
-    ingest_items(raw["items"], data / "items/items.parquet")
-    ingest_interactions(raw["interactions"], "parquet", data / "interactions", data / "quarantine")
-    with EmbeddedRedis() as server:
-        yield {"data": data, "redis": server.url}
+    with generated_data(tmp_path_factory.mktemp("sharded")) as env:
+        yield env
 
 
 @pytest.fixture()
