@@ -41,7 +41,7 @@ import numpy as np
 
 import replay_http
 import replay_summary
-from common import CACHE_DIR, RESULTS_DIR, console, interrupt_on_signals, machine_info, step, write_json
+from common import CACHE_DIR, RESULTS_DIR, console, interrupt_on_signals, machine_info, run_header, step, write_json
 from online_env import HOST, stop_server, wait_ready
 
 SERVE_BIN = Path(sys.executable).parent / "hybridrec"
@@ -235,11 +235,7 @@ def build_payload(args: argparse.Namespace, prep: dict, served: dict, label: str
     }
     stage, plan = prep["stage"], prep["plan"]
     return {
-        "benchmark": "api_replay",
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": " ".join([".venv/bin/python", "bench/api_replay.py", *sys.argv[1:]]),
-        "machine": {**machine, "loadavg_at_end": os.getloadavg()},
-        "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        **run_header("api_replay", args, {**machine, "loadavg_at_end": os.getloadavg()}),
         "hybridrec_env": {k: v for k, v in os.environ.items() if k.startswith("HYBRIDREC_")},
         "label": args.label,
         "tuning_label": label,

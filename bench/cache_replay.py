@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import online_env
-from common import CACHE_DIR, RESULTS_DIR, DataSpec, console, interrupt_on_signals, machine_info, step, write_json
+from common import CACHE_DIR, RESULTS_DIR, DataSpec, console, interrupt_on_signals, run_header, step, write_json
 from online_reranker import replay_frame
 
 
@@ -65,11 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(
         args.out,
         {
-            "benchmark": "cache_replay",
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "command": " ".join([".venv/bin/python", "bench/cache_replay.py", *sys.argv[1:]]),
-            "machine": machine_info(),
-            "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            **run_header("cache_replay", args),
             "model": {
                 "version_day": str(day_before),
                 "replayed_day": spec.end_date,

@@ -48,7 +48,7 @@ from common import (
     console,
     group_cpu_s,
     interrupt_on_signals,
-    machine_info,
+    run_header,
     write_json,
 )
 
@@ -162,11 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(
         args.out,
         {
-            "benchmark": "cluster_publish",
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "command": " ".join([".venv/bin/python", "bench/cluster_publish.py", *sys.argv[1:]]),
-            "machine": machine_info(),
-            "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            **run_header("cluster_publish", args),
             "version": {k: data.meta[k] for k in ("n_users", "n_items", "n_factors", "n_candidates")},  # type: ignore[attr-defined]
             "results_median": medians,
             "cluster_over_single": ratios,

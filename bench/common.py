@@ -7,6 +7,7 @@ like any hybridrec data dir (``raw/``, ``interactions/``, ``items/``, ``runs/``)
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import datetime as dt
@@ -132,6 +133,18 @@ def build_dataset(spec: DataSpec, data_dir: Path, reuse: bool) -> dict:
     }
     write_json(marker, info)
     return info
+
+
+def run_header(script: str, args: argparse.Namespace, machine: dict[str, object] | None = None) -> dict[str, object]:
+    """What every result file starts with: the benchmark's name, when, the command line that reproduces
+    it, the machine (``machine_info()`` unless given) and the parsed arguments."""
+    return {
+        "benchmark": script,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": " ".join([".venv/bin/python", f"bench/{script}.py", *sys.argv[1:]]),
+        "machine": machine if machine is not None else machine_info(),
+        "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    }
 
 
 def write_json(path: Path, payload: dict) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 import online_env
-from common import CACHE_DIR, RESULTS_DIR, DataSpec, console, machine_info, write_json
+from common import CACHE_DIR, RESULTS_DIR, DataSpec, console, run_header, write_json
 
 
 class Batcher:
@@ -164,11 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(
         args.out,
         {
-            "benchmark": "microbatch",
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "command": " ".join([".venv/bin/python", "bench/microbatch.py", *sys.argv[1:]]),
-            "machine": machine_info(),
-            "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            **run_header("microbatch", args),
             "results_median": results,
             "runs": runs,
         },

@@ -31,14 +31,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import timeit
 from pathlib import Path
 
 import numpy as np
 
 import online_env
-from common import CACHE_DIR, RESULTS_DIR, DataSpec, build_dataset, console, fmt_ms, machine_info, run_child, write_json
+from common import CACHE_DIR, RESULTS_DIR, DataSpec, build_dataset, console, fmt_ms, run_child, run_header, write_json
 from online_report import percentiles
 
 CONFIGS = {
@@ -216,11 +215,7 @@ def run(args: argparse.Namespace) -> dict:
             r[f"{q}_delta_median_of_rounds_ms"] = round(float(np.median(deltas)), 3)
         r["rounds"] = rounds[name]
     return {
-        "benchmark": "observability",
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": " ".join([".venv/bin/python", "bench/observability.py", *sys.argv[1:]]),
-        "machine": machine_info(),
-        "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        **run_header("observability", args),
         "published": published,
         "configs": CONFIGS,
         "http": results,

@@ -49,6 +49,7 @@ from common import (
     machine_busy_s,
     machine_info,
     run_child,
+    run_header,
     write_json,
 )
 from online_env import Auth, BenchSession
@@ -337,11 +338,7 @@ def run(args: argparse.Namespace) -> dict:
     cpu_rate = f"{min(args.rates, key=lambda r: abs(r - 500)):g}"
     online_report.add_ratios(results, args.rates)
     return {
-        "benchmark": "online_latency",
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": " ".join([".venv/bin/python", "bench/online_latency.py", *sys.argv[1:]]),
-        "machine": machine,
-        "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        **run_header("online_latency", args, machine),
         "auth": auth.describe(),
         "caches": f"{args.caches} ({cache_env(args.caches) or 'this product has no cache settings'})",
         "dataset": {**info, "cache_dir": str(data_dir)},

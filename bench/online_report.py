@@ -51,11 +51,16 @@ def _opt(xs: list[float | None]) -> np.ndarray:
     return np.array([np.nan if x is None else x for x in xs], dtype=float)
 
 
-def slice_p99(raw: dict) -> float | None:
-    """p99 latency from the scheduled time (ms) of one slice (unanswered requests left out)."""
+def percentiles(raw: dict) -> dict[str, float | None]:
+    """p50 and p99 latency from the scheduled time (ms) of one slice (unanswered requests left out)."""
     done, due = _opt(raw["done"]), np.array(raw["due"])
     ok = ~np.isnan(done)
-    return _pct((done - due)[ok] * 1000, ("p99",))["p99"]
+    return _pct((done - due)[ok] * 1000, ("p50", "p99"))
+
+
+def slice_p99(raw: dict) -> float | None:
+    """p99 latency from the scheduled time (ms) of one slice (unanswered requests left out)."""
+    return percentiles(raw)["p99"]
 
 
 def summarise_rate(slices: list[dict], rate: float) -> dict:

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 import online_env
-from common import CACHE_DIR, RESULTS_DIR, DataSpec, console, interrupt_on_signals, machine_info, write_json
+from common import CACHE_DIR, RESULTS_DIR, DataSpec, console, interrupt_on_signals, run_header, write_json
 
 LEGACY = [["vector", "<f4"], ["candidates", "<i4"], ["seen", "<i4"]]
 
@@ -160,11 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(
         args.out,
         {
-            "benchmark": "publish_speed",
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "command": " ".join([".venv/bin/python", "bench/publish_speed.py", *sys.argv[1:]]),
-            "machine": machine_info(),
-            "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            **run_header("publish_speed", args),
             "version": {k: compact.meta[k] for k in ("n_users", "n_items", "n_factors", "n_candidates")},
             "layouts": {"compact": compact.meta["user_record"], "legacy": LEGACY},
             "results_median": results,

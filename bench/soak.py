@@ -53,6 +53,7 @@ from common import (
     machine_busy_s,
     machine_info,
     run_child,
+    run_header,
     write_json,
 )
 from online_env import Auth, BenchSession
@@ -304,11 +305,7 @@ def run(args: argparse.Namespace) -> dict:
         busy_cores = (machine_busy_s() - busy0) / (time.perf_counter() - wall0)
     summary = summarise(minutes, sampler.samples, marks)
     return {
-        "benchmark": "soak",
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": " ".join([".venv/bin/python", "bench/soak.py", *sys.argv[1:]]),
-        "machine": machine,
-        "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        **run_header("soak", args, machine),
         "auth": auth.describe(),
         "mix": dict(MIX),
         "dataset": {**info, "cache_dir": str(data_dir)},
