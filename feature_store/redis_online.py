@@ -34,8 +34,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from redis import exceptions as rexc
 from redis.crc import key_slot
-from redis.exceptions import NoScriptError
 
 from feature_store.base import AppendResult, SessionEvent, StoredRequest
 from feature_store.keys import Keys
@@ -122,12 +122,22 @@ class RedisOnline:
             return StoredRequest(None, [], [])
         calls = request_reads(self.keys, version, user_id, session_id)
         with translate_errors("reading request features"):
-            if len(calls) == 1 and not self.keys.cluster:
-                replies = [await self._read_one(*calls[0])]
-            elif len(calls) == 1:
+            if self.keys.cluster and len(calls) == 1:  # redis-py's cluster client reconnects and retries itself
                 replies = [await self._read(keys=calls[0][0], args=calls[0][1])]
-            else:
+            elif self.keys.cluster:
                 replies = await asyncio.gather(*(self._read(keys=keys, args=args) for keys, args in calls))
+            else:
+                try:
+                    replies = [await self._read_one(*calls[0])]
+                except rexc.ConnectionError:
+                    # The pool's idle connections outlive a Redis restart or failover, and the first
+                    # command on each fails at once ("Connection closed by server"): without this, one
+                    # request per pooled connection would be served degraded although Redis is back. A
+                    # read is safe to repeat: drop the idle connections (as stale as this one) and read
+                    # once more on a new one. A timeout is not repeated (the budget is spent), nor is
+                    # an append (a lost reply leaves its outcome unknown: the client retries with ids).
+                    await self.client.connection_pool.disconnect(inuse_connections=False)
+                    replies = [await self._read_one(*calls[0])]
         return stored_request(replies)
 
     async def _read_one(self, keys: list[str], args: list[str]) -> Any:
@@ -135,7 +145,7 @@ class RedisOnline:
         more of client CPU a request, bench/README.md); loaded by the Script if the server lacks it."""
         try:
             return await self.client.execute_command("EVALSHA", self._read.sha, len(keys), *keys, *args)
-        except NoScriptError:
+        except rexc.NoScriptError:
             return await self._read(keys=keys, args=args)
 
     async def append(self, events: Sequence[SessionEvent], dedupe: Sequence[bool] | None = None) -> AppendResult:

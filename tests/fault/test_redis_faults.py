@@ -173,9 +173,13 @@ def test_redis_restarted_empty_makes_the_api_unready_until_a_publish(
         shutil.rmtree(server.data_dir)  # the data is gone: a new volume, a flushed instance
         os.makedirs(server.data_dir)
         server.start()
-        wait_for(lambda: probe.get("/ready").status_code == 503, "/ready to notice the empty store")
-        problems = probe.get("/ready").json()["problems"]
-        assert any("no published version" in p for p in problems), problems
+        # /ready reports the model holder's last refresh: first the outage ("cannot reach Redis"), then,
+        # at its next tick against the restarted server, the empty store
+        wait_for(
+            lambda: any("no published version" in p for p in probe.get("/ready").json()["problems"]),
+            "/ready to notice the empty store",
+        )
+        assert probe.get("/ready").status_code == 503
         # the answer the worker computed for this request before is still the loaded version's answer
         # (its user records are immutable), so the response cache serves it without reading the store;
         # a request it has not seen reads the empty store: served, and says the user is unknown

@@ -1,0 +1,52 @@
+"""The API's asyncio store after a Redis restart: the connections its pool kept are dead, and the first
+command on each fails at once. A read must not be served degraded for that once Redis is back."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from feature_store.embedded import EmbeddedRedis
+from feature_store.redis_online import RedisOnline
+from shared.config import Settings
+from shared.errors import StoreUnavailable
+
+pytestmark = pytest.mark.fault
+
+
+def test_reads_after_a_restart_reconnect_instead_of_failing_on_each_stale_connection(server: EmbeddedRedis) -> None:
+    async def scenario() -> list[object]:
+        online = RedisOnline.from_settings(Settings(redis_url=server.url, store_timeout_ms=2000))
+        try:
+            # four concurrent reads leave four connections in the pool
+            await asyncio.gather(*(online.read_request("v1", f"u{n}", f"s{n}") for n in range(4)))
+            assert len(online.client.connection_pool._available_connections) == 4
+            server.stop()
+            server.start()  # same port: every pooled connection is now closed by the server
+            outcomes: list[object] = []
+            for n in range(4):  # one after another: each would take a stale connection from the pool
+                try:
+                    outcomes.append(await online.read_request("v1", f"u{n}", None))
+                except StoreUnavailable as exc:
+                    outcomes.append(exc)
+            return outcomes
+        finally:
+            await online.aclose()
+
+    outcomes = asyncio.run(scenario())
+    assert [getattr(o, "user", o) for o in outcomes] == [None] * 4
+
+
+def test_reads_while_redis_is_down_still_fail_fast(server: EmbeddedRedis) -> None:
+    async def scenario() -> None:
+        online = RedisOnline.from_settings(Settings(redis_url=server.url, store_timeout_ms=2000))
+        try:
+            await online.read_request("v1", "u1", None)
+            server.stop()
+            with pytest.raises(StoreUnavailable, match="reading request features: cannot reach Redis"):
+                await online.read_request("v1", "u1", None)
+        finally:
+            await online.aclose()
+
+    asyncio.run(scenario())
