@@ -3,8 +3,9 @@
     .venv/bin/python bench/observability.py [--users 20000 --items 5000 --events 300000 --rate 150
                                              --duration 20 --rounds 4 --reuse]
 
-Three API servers (one uvicorn worker each, auth off as in every bench) on one fresh redis-server and the
-same published version differ only in their observability settings:
+Three API servers (one uvicorn worker each, auth off: ``online_env.Auth``, as this bench measures what
+observability adds, not what auth costs) on one fresh redis-server and the same published version differ
+only in their observability settings:
 
 * ``off``: ``HYBRIDREC_METRICS_ENABLED=false``, ``HYBRIDREC_LOG_FORMAT=text`` (no per-request work at all);
 * ``metrics``: metrics on, in prometheus_client's multiprocess mode as ``hybridrec serve`` runs them
@@ -182,8 +183,9 @@ def run(args: argparse.Namespace) -> dict:
         published = online_env.publish(run_dir, data_dir, redis.url, {})
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hybridrec-obs-")))
         ports = {}
+        auth = online_env.Auth.make("off")
         for name, extra in CONFIGS.items():
-            env = dict(extra)
+            env = {**auth.env(), **extra}
             if name in MULTIPROCESS:
                 (tmp / name).mkdir()
                 env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp / name)
@@ -217,6 +219,7 @@ def run(args: argparse.Namespace) -> dict:
     return {
         **run_header("observability", args),
         "published": published,
+        "auth": online_env.Auth.make("off").describe(),
         "configs": CONFIGS,
         "http": results,
         "json_log_lines_written": log_lines,
