@@ -129,16 +129,19 @@ class RedisOnline:
             else:
                 try:
                     replies = [await self._read_one(*calls[0])]
-                except rexc.ConnectionError:
-                    # The pool's idle connections outlive a Redis restart or failover, and the first
-                    # command on each fails at once ("Connection closed by server"): without this, one
-                    # request per pooled connection would be served degraded although Redis is back. A
-                    # read is safe to repeat: drop the idle connections (as stale as this one) and read
-                    # once more on a new one. A timeout is not repeated (the budget is spent), nor is
-                    # an append (a lost reply leaves its outcome unknown: the client retries with ids).
-                    await self.client.connection_pool.disconnect(inuse_connections=False)
+                except rexc.ConnectionError:  # a read is safe to repeat: once, on a new connection
+                    await self._drop_idle_connections()
                     replies = [await self._read_one(*calls[0])]
         return stored_request(replies)
+
+    async def _drop_idle_connections(self) -> None:
+        """After a command failed on a lost connection (one server). The pool's idle connections outlive a
+        Redis restart or failover, and the first command on each fails at once ("Connection closed by
+        server"; redis-py's retries are off): without this, one request per pooled connection would fail
+        although Redis is back. A read that failed so is repeated once, on a new connection; a timeout is
+        not (its budget is spent), nor is an append (a lost reply leaves its outcome unknown: the API
+        answers 503 and the client retries with the same event ids)."""
+        await self.client.connection_pool.disconnect(inuse_connections=False)
 
     async def _read_one(self, keys: list[str], args: list[str]) -> Any:
         """The read script on one server: EVALSHA as a plain command (redis-py's Script call costs ~12 us
@@ -155,7 +158,12 @@ class RedisOnline:
             return AppendResult()
         keys, args = self.script.call(events, dedupe)
         with translate_errors("appending session events"):
-            reply = await self._append(keys=keys, args=args)
+            try:
+                reply = await self._append(keys=keys, args=args)
+            except rexc.ConnectionError:  # not repeated: see _drop_idle_connections
+                if not self.keys.cluster:
+                    await self._drop_idle_connections()
+                raise
         result = self.script.result(reply, events)
         if not self.keys.cluster:
             return result

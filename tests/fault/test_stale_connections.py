@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from feature_store.base import SessionEvent
 from feature_store.embedded import EmbeddedRedis
 from feature_store.redis_online import RedisOnline
 from shared.config import Settings
@@ -50,3 +51,27 @@ def test_reads_while_redis_is_down_still_fail_fast(server: EmbeddedRedis) -> Non
             await online.aclose()
 
     asyncio.run(scenario())
+
+
+def test_an_append_on_a_stale_connection_fails_alone_and_drops_the_other_stale_ones(server: EmbeddedRedis) -> None:
+    """An append is not repeated (a lost reply leaves its outcome unknown: the client retries with the
+    same ids), but it is the only one to fail: the pool's other idle connections are dropped with it."""
+
+    def events(n: int) -> list[SessionEvent]:
+        return [SessionEvent(f"i{n}", "view", 1.7e9, f"e{n}", user_id=f"u{n}", session_id=f"s{n}")]
+
+    async def scenario() -> tuple[list[object], list[object]]:
+        online = RedisOnline.from_settings(Settings(redis_url=server.url, store_timeout_ms=2000))
+        try:
+            await asyncio.gather(*(online.read_request("v1", f"u{n}", f"s{n}") for n in range(4)))
+            server.stop()
+            server.start()
+            first = await asyncio.gather(online.append(events(0)), return_exceptions=True)
+            rest = await asyncio.gather(*(online.append(events(n)) for n in range(1, 5)), return_exceptions=True)
+            return first, rest
+        finally:
+            await online.aclose()
+
+    first, rest = asyncio.run(scenario())
+    assert isinstance(first[0], StoreUnavailable), first
+    assert [type(r).__name__ for r in rest] == ["AppendResult"] * 4, rest
