@@ -48,7 +48,7 @@ router = APIRouter()
 MAX_EVENTS_PER_POST = 1_000
 
 # What each kind of route needs (online.auth) and may answer besides its success.
-_READ, _WRITE, _ADMIN = Requires("read-recs"), Requires("write-events"), Requires("admin")
+_READ, _WRITE, _METRICS = Requires("read-recs"), Requires("write-events"), Requires("read-metrics")
 _error = {"model": ErrorBody}
 _GATED = {401: _error, 403: _error, 429: _error}
 _BODY = {413: _error, 415: _error, 422: _error}
@@ -282,7 +282,7 @@ _JSON_ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components
 @router.get(
     "/metrics",
     response_class=PlainTextResponse,
-    dependencies=[Depends(_ADMIN)],
+    dependencies=[Depends(_METRICS)],
     responses={status: _JSON_ERROR for status in (401, 403, 429)},
 )
 def metrics(telemetry: TelemetryDep, request: Request) -> PlainTextResponse:

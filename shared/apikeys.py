@@ -14,14 +14,17 @@ import secrets
 from dataclasses import dataclass
 from typing import Final
 
-SCOPES: Final[tuple[str, ...]] = ("write-events", "read-recs", "admin")
+SCOPES: Final[tuple[str, ...]] = ("write-events", "read-recs", "read-metrics", "admin")
+# A scope that grants others with it: admin reads the metrics too, so a monitoring system can be given
+# a key that reads /metrics and nothing else (read-metrics) without every admin key needing both.
+IMPLIED: Final[dict[str, frozenset[str]]] = {"admin": frozenset({"read-metrics"})}
 KEY_PREFIX: Final[str] = "hrk_"  # lets secret scanners and people recognise a hybridrec key
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
 class KeyEntry:
-    scopes: frozenset[str]
+    scopes: frozenset[str]  # what the entry names, and what those imply (IMPLIED)
     sha256: str  # 64 lower-case hex digits
 
     @property
@@ -66,7 +69,8 @@ def parse_key_entry(entry: str) -> KeyEntry:
             f"API key entry {shown!r}... is not `scope,scope:<64 hex digits of the key's sha256>` "
             "(configure the hash, never the key: `hybridrec keys new` prints both)"
         )
-    return KeyEntry(parse_scopes(scopes), digest.lower())
+    named = parse_scopes(scopes)
+    return KeyEntry(named.union(*(IMPLIED.get(s, frozenset()) for s in named)), digest.lower())
 
 
 def split_entries(text: str) -> list[str]:

@@ -113,6 +113,10 @@ def test_writes_need_a_key_with_the_write_scope(base: str, store: RedisStore) ->
         assert r.status_code == 403 and r.json()["error"] == "forbidden"
         assert reader.get("/metrics").status_code == 403
         assert reader.get("/recommendations/u0").status_code == 200
+    with auth.client(base, auth.SCRAPER) as scraper:  # what the monitoring system holds: /metrics alone
+        assert scraper.get("/metrics").status_code == 200
+        assert scraper.get("/ops/data").status_code == 403 and scraper.get("/demo/users").status_code == 403
+        assert scraper.post("/events", json=event).status_code == 403
     with httpx.Client(base_url=base, headers={"x-api-key": auth.WRITER}) as writer:  # the other header works too
         assert writer.post("/sessions", json={}).status_code == 201
     assert store.events.stream_length() == 0

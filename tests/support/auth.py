@@ -14,11 +14,13 @@ from shared.apikeys import key_entry
 KEY = "hrk_test-key-with-every-scope-000000000000000"
 WRITER = "hrk_test-key-write-events-only-0000000000000"
 READER = "hrk_test-key-read-recs-only-000000000000000"
+SCRAPER = "hrk_test-key-read-metrics-only-00000000000000"
 SESSION_SECRET = "test-session-secret-0123456789abcdef0123456789"
 API_KEYS = (
     key_entry(KEY, ["write-events", "read-recs", "admin"]),
     key_entry(WRITER, ["write-events"]),
     key_entry(READER, ["read-recs"]),
+    key_entry(SCRAPER, ["read-metrics"]),
 )
 
 

@@ -32,7 +32,7 @@ def test_every_route_is_gated_or_explicitly_open() -> None:
         "/items": "read-recs",
         "/events": "write-events",
         "/sessions": "write-events",
-        "/metrics": "admin",
+        "/metrics": "read-metrics",
         "/demo/users": "admin",
         "/ops/data": "admin",
         "/ops/embedding": "admin",
@@ -43,7 +43,9 @@ def test_a_key_entry_holds_the_hash_and_the_scopes() -> None:
     entry = key_entry("hrk_abc", ["admin", "write-events"])
     assert entry == f"write-events,admin:{hash_api_key('hrk_abc')}"
     parsed = parse_key_entry(entry)
-    assert parsed.scopes == {"write-events", "admin"} and parsed.sha256 == hash_api_key("hrk_abc")
+    # admin implies read-metrics (IMPLIED): an admin key reads /metrics; a read-metrics key reads only that
+    assert parsed.scopes == {"write-events", "admin", "read-metrics"} and parsed.sha256 == hash_api_key("hrk_abc")
+    assert parse_key_entry(f"read-metrics:{'c' * 64}").scopes == {"read-metrics"}
     assert split_entries(f"{entry}; admin:{'a' * 64}\n# a comment\nread-recs:{'b' * 64}  # trailing") == [
         entry,
         f"admin:{'a' * 64}",
@@ -62,7 +64,7 @@ def test_a_keys_file_adds_entries(tmp_path) -> None:
     path = tmp_path / "keys"
     path.write_text(f"# ops\n{key_entry('hrk_ops', ['admin'])}\n")
     gate = Gate(Settings(_env_file=None, api_keys_file=path, session_secret=auth.SESSION_SECRET))
-    assert gate.match("hrk_ops").scopes == {"admin"} and gate.match("hrk_other") is None
+    assert gate.match("hrk_ops").scopes == {"admin", "read-metrics"} and gate.match("hrk_other") is None
 
 
 def test_auth_on_without_a_key_or_a_secret_refuses_to_start() -> None:
@@ -79,7 +81,11 @@ def _gate(**overrides: object) -> Gate:
 
 def test_the_gate_checks_key_then_scope() -> None:
     gate = _gate()
-    assert gate.admit(auth.KEY, "1.2.3.4", "admin").key.scopes == {"write-events", "read-recs", "admin"}
+    assert gate.admit(auth.KEY, "1.2.3.4", "admin").key.scopes == {"write-events", "read-recs", "admin", "read-metrics"}
+    assert gate.admit(auth.SCRAPER, "1.2.3.4", "read-metrics").key.scopes == {"read-metrics"}
+    for scope in ("admin", "write-events"):
+        with pytest.raises(Forbidden, match=scope):
+            gate.admit(auth.SCRAPER, "1.2.3.4", scope)
     assert gate.admit(None, "1.2.3.4", "read-recs").key is None  # reads are open by default
     with pytest.raises(Unauthorized):
         gate.admit(None, "1.2.3.4", "write-events")

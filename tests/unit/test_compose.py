@@ -460,8 +460,9 @@ def test_prometheus_scrapes_the_api_with_its_key_from_a_secret() -> None:
     assert published("prometheus") == {9090: "127.0.0.1:9090"}
 
 
-def test_the_prometheus_key_is_an_admin_key_of_the_api() -> None:
-    """/metrics needs the admin scope: the recipe's PROMETHEUS_API_KEY must hash to an admin entry."""
+def test_the_prometheus_key_reads_the_metrics_and_nothing_else() -> None:
+    """/metrics needs the read-metrics scope: the recipe's PROMETHEUS_API_KEY must hash to an entry with
+    it, and with no other scope (a leaked monitoring config must not give writes or the admin pages)."""
     import hashlib
 
     from shared.apikeys import parse_key_entry
@@ -469,7 +470,7 @@ def test_the_prometheus_key_is_an_admin_key_of_the_api() -> None:
     made = compose_env_from_header()
     digest = hashlib.sha256(made["PROMETHEUS_API_KEY"].encode()).hexdigest()
     entries = [parse_key_entry(e) for e in made["HYBRIDREC_API_KEYS"].split(";")]
-    assert any(e.sha256 == digest and "admin" in e.scopes for e in entries)
+    assert [e.scopes for e in entries if e.sha256 == digest] == [frozenset({"read-metrics"})]
 
 
 def test_batch_textfiles_reach_prometheus() -> None:
