@@ -5,12 +5,16 @@ mode has each write its values to files in ``PROMETHEUS_MULTIPROC_DIR`` and ``/m
 a scrape sees the whole server whichever worker answers. The directory must be set before a worker
 imports prometheus_client (it is inherited from this process's environment) and must start empty:
 files of an earlier server would be counted again. So ``serve`` empties it at every start
-(``HYBRIDREC_METRICS_DIR``), or makes a new temporary one and removes it at exit.
+(``HYBRIDREC_METRICS_DIR``), or makes a new temporary one and removes it at exit. A configured directory
+is held with a lock (``flock`` on ``<dir>/serve.lock``, released when the server exits, however it exits):
+a second server given the same directory refuses to start instead of deleting the first one's live files
+and mixing both servers' metrics.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
@@ -18,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from shared.config import Settings
+from shared.errors import ConfigError
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -34,9 +39,22 @@ def metrics_dir(configured: Path | None) -> Iterator[Path]:
             shutil.rmtree(path, ignore_errors=True)
         return
     configured.mkdir(parents=True, exist_ok=True)
-    for stale in configured.glob("*.db"):
-        stale.unlink()
-    yield configured
+    with (configured / "serve.lock").open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise ConfigError(
+                f"HYBRIDREC_METRICS_DIR {configured} is in use by a running `hybridrec serve` ({holder}): "
+                "give each server its own directory (or leave it unset for a temporary one)"
+            ) from None
+        lock.truncate(0)
+        lock.write(f"pid {os.getpid()}\n")
+        lock.flush()
+        for stale in configured.glob("*.db"):
+            stale.unlink()
+        yield configured
 
 
 def run_server(settings: Settings, host: str, port: int, workers: int) -> None:

@@ -218,7 +218,8 @@ class Settings(BaseSettings):
     metrics_dir: Path | None = Field(
         default=None,
         description="Where `hybridrec serve` keeps prometheus_client's multiprocess files (PROMETHEUS_MULTIPROC_DIR), "
-        "emptied at every start; unset: a new temporary directory, removed at exit.",
+        "emptied at every start and locked while it serves (a second server given it refuses to start); unset: a new "
+        "temporary directory, removed at exit.",
     )
 
     # --- API security and limits (README "API security") -----------------------------------------

@@ -173,6 +173,14 @@ def test_serve_with_two_workers_sums_their_metrics_and_logs_json(
         assert count == [n]
         pids = {p.name.rsplit("_", 1)[1] for p in metrics_dir.glob("counter_*.db")}
         assert len(pids) >= 2 and "999999.db" not in pids, pids
+        # a second server given the same directory would delete these live files: it refuses to start
+        other = [str(HYBRIDREC), "serve", "--port", str(free_port())]
+        refused = subprocess.run(other, env=env, capture_output=True, text=True, timeout=60)
+        said = " ".join((refused.stdout + refused.stderr).split())  # the console wraps long lines
+        assert refused.returncode == 2, said
+        assert f"HYBRIDREC_METRICS_DIR {metrics_dir} is in use by a running `hybridrec serve` (pid {proc.pid})" in said
+        assert {p.name.rsplit("_", 1)[1] for p in metrics_dir.glob("counter_*.db")} >= pids
+        assert families(httpx.get(f"{base}/metrics", headers=auth.headers()).text)["hybridrec_requests"][0].value == n
     finally:
         proc.send_signal(2)
         proc.wait(20)
