@@ -267,7 +267,9 @@ def print_tables(payload: dict) -> None:
         row.append(f"{r['wrk']['server_cpu_ms_per_request']:.2f}" if r.get("wrk") else "-")
         d.add_row(*row)
     console.print(d)
-    s = Table(title=f"Search for the highest rate with p99 < {target:g} ms (open loop; each step one slice)")
+    s = Table(
+        title=f"Search for the highest rate with p99 < {target:g} ms (open loop; each step the median of its slices)"
+    )
     s.add_column("mix")
     s.add_column("steps: rate → p99 ms (held?)")
     s.add_column("max held", justify="right")
