@@ -10,7 +10,8 @@ keys' slot. :func:`is_cluster` tells the stores which key layout to use (``featu
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any, TypeAlias
 
 import redis
@@ -18,12 +19,56 @@ import redis.asyncio as aioredis
 from redis import exceptions as rexc
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
+from redis.commands.core import Script
+from redis.connection import Encoder
 
 from shared.config import cluster_url
 from shared.errors import ConfigError, StoreError, StoreFull, StoreTimeout, StoreUnavailable
 
+
+class DeferredCluster:
+    """redis-py's blocking :class:`RedisCluster`, made on first use instead of now.
+
+    That client reads the cluster's slot map in its constructor, so a cluster that is down when the API
+    starts would stop the API, where one server (whose client connects on first use) lets it start,
+    say so on ``/ready`` and serve degraded. The API's blocking stores (model reload, counters, operator
+    routes) get this instead: every attribute is the real client's, made at the first call that needs
+    it; until the cluster answers, each such call raises StoreUnavailable and the next one tries again.
+    ``register_script`` needs no connection (a script's sha is computed locally), so the stores can be
+    built while the cluster is down."""
+
+    def __init__(self, make: Callable[[], RedisCluster]) -> None:
+        self._make = make
+        self._client: RedisCluster | None = None
+        self._lock = threading.Lock()
+
+    def resolve(self) -> RedisCluster:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    with translate_errors("connecting to the Redis Cluster"):
+                        self._client = self._make()
+        return self._client
+
+    def register_script(self, script: str) -> Script:
+        return Script(self, script)  # its calls go through __getattr__ (evalsha, script_load)
+
+    def get_encoder(self) -> Encoder:
+        """What Script encodes its source with (redis-py's defaults, which connect() does not change)."""
+        if self._client is not None:
+            return self._client.get_encoder()
+        return Encoder(encoding="utf-8", encoding_errors="strict", decode_responses=False)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.resolve(), name)
+
+
 # What the blocking stores take: one server, or a cluster (same commands; see feature_store.keys).
-Client: TypeAlias = redis.Redis | RedisCluster
+Client: TypeAlias = redis.Redis | RedisCluster | DeferredCluster
 AsyncClient: TypeAlias = aioredis.Redis | AsyncRedisCluster
 
 
@@ -48,7 +93,7 @@ def translate_errors(what: str) -> Iterator[None]:
 
 def is_cluster(client: object) -> bool:
     """Whether ``client`` talks to a Redis Cluster (blocking or asyncio)."""
-    return isinstance(client, RedisCluster | AsyncRedisCluster)
+    return isinstance(client, RedisCluster | AsyncRedisCluster | DeferredCluster)
 
 
 def _url(url: str | None) -> tuple[str, bool]:
@@ -61,12 +106,13 @@ def _url(url: str | None) -> tuple[str, bool]:
     return (node, True) if node is not None else (url, False)
 
 
-def connect(url: str | None, timeout_s: float | None) -> Client:
+def connect(url: str | None, timeout_s: float | None, deferred: bool = False) -> Client:
     """A pooled client for ``url``. ``timeout_s`` bounds every call (the API's tight budget); None lets
     a batch pipeline wait as long as it needs.
 
     A cluster client asks its first node for the slot map as it is made, so an unreachable cluster is
-    StoreUnavailable here already (a single server's client connects on first use)."""
+    StoreUnavailable here already (a single server's client connects on first use), unless ``deferred``:
+    then it is a :class:`DeferredCluster`, made at its first call (the API's choice: start anyway)."""
     url, cluster = _url(url)
     options: dict[str, Any] = {
         "socket_timeout": timeout_s,
@@ -75,6 +121,8 @@ def connect(url: str | None, timeout_s: float | None) -> Client:
     }
     if not cluster:
         return redis.Redis.from_url(url, **options)
+    if deferred:
+        return DeferredCluster(lambda: RedisCluster.from_url(url, **options))
     with translate_errors("connecting to the Redis Cluster"):
         return RedisCluster.from_url(url, **options)
 
@@ -96,6 +144,8 @@ def connect_async(url: str | None, timeout_s: float) -> AsyncClient:
 def node_clients(client: Client) -> list[tuple[str, redis.Redis]]:
     """(name, client of that node alone) for each primary: what a per-node command (SCAN, INFO) runs on.
     One server is one node, named ""."""
+    if isinstance(client, DeferredCluster):
+        client = client.resolve()
     if isinstance(client, RedisCluster):
         return [(node.name, client.get_redis_connection(node)) for node in client.get_primaries()]
     return [("", client)]

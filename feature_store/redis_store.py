@@ -78,11 +78,12 @@ class RedisStore:
 
     @classmethod
     def from_settings(cls, settings: Settings, url: str | None = None, online: bool = False) -> RedisStore:
-        """Client for ``url`` (default: settings.redis_url). ``online`` applies the tight request timeout;
-        batch use waits as long as a large pipeline needs."""
+        """Client for ``url`` (default: settings.redis_url). ``online`` (the API) applies the tight request
+        timeout and makes a cluster's client on first use (the API starts while the cluster is down, as
+        with one server); batch use waits as long as a large pipeline needs and fails fast."""
         timeout = settings.store_timeout_ms / 1000 if online else None
         return cls(
-            connect(url or settings.redis_url, timeout),
+            connect(url or settings.redis_url, timeout, deferred=online),
             prefix=settings.key_prefix,
             batch_size=settings.publish_batch_size,
             session_max_events=settings.session_max_events,

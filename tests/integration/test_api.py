@@ -198,9 +198,8 @@ def test_metrics_count_requests_per_routing_tier(api: httpx.Client) -> None:
 
 
 def test_the_api_starts_without_a_store_and_says_so(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
-    # the connection the app opens at start (RedisOnline.connect) is best effort. (A Redis Cluster
-    # that cannot be reached at start still stops the API: redis-py's blocking cluster client, which
-    # the model holder uses, connects in its constructor.)
+    # the connection the app opens at start (RedisOnline.connect) is best effort; for a Redis Cluster
+    # see test_cluster.test_the_api_starts_while_the_cluster_is_down_and_serves_once_it_is_up
     settings = Settings(
         redis_url=f"redis://127.0.0.1:{free_port()}/0", data_dir=tmp_path, store_timeout_ms=200, **auth.auth_overrides()
     )

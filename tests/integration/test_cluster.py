@@ -33,6 +33,7 @@ from shared.config import Settings
 from shared.errors import ConfigError, PublishError, StoreUnavailable
 from tests.support import auth, tiny
 from tests.support.modes import all_keys, both_modes, node_of
+from tests.support.server import serve
 
 pytestmark = pytest.mark.integration
 V1, V2 = "2026-01-01.00000000c1", "2026-01-02.00000000c2"
@@ -346,3 +347,35 @@ def test_two_api_processes_on_the_cluster_answer_the_same_requests_identically(t
     assert strategies == ["precomputed", "hybrid", "hybrid", "session", "popular"], json.dumps(answers[0])
     own_items = {i["item_id"] for i in answers[0][1]["items"]}
     assert not own_items & {"b0", "b2"}  # both processes' events reached the one session
+
+
+def test_the_api_starts_while_the_cluster_is_down_and_serves_once_it_is_up(tmp_path: Path) -> None:
+    """As with one server: the API starts, says why it is not ready, and serves once the cluster answers
+    (its blocking cluster client is made on first use: feature_store.redis_client.DeferredCluster)."""
+    with EmbeddedCluster(n=1, data_dir=tmp_path / "cluster") as cluster:
+        node = cluster.nodes[0]
+        node.stop()  # its nodes.conf stays: restarted, it is the same one-master cluster
+        settings = Settings(
+            redis_url=cluster.url,
+            data_dir=tmp_path / "data",
+            store_timeout_ms=500,
+            reload_interval_s=0.1,
+            **auth.auth_overrides(),  # type: ignore[arg-type]
+        )
+        with serve(settings) as base, auth.client(base) as api:
+            assert api.get("/health").status_code == 200
+            ready = api.get("/ready")
+            assert ready.status_code == 503 and any("Redis Cluster" in p for p in ready.json()["problems"]), ready.text
+            r = api.get("/recommendations/u0")
+            assert r.status_code == 503 and r.json()["error"] == "version_not_found"  # no model loaded yet
+            node.start()
+            with RedisStore.from_settings(settings) as store:
+                store.versions.write_version(tiny.version_data(V1, n_users=3))
+                store.versions.activate(V1)
+            deadline = time.monotonic() + 30
+            while api.get("/ready").status_code != 200:
+                assert time.monotonic() < deadline, api.get("/ready").text
+                time.sleep(0.1)
+            body = api.get("/recommendations/u0", params={"k": 2}).json()
+            assert body["strategy"] == "precomputed" and body["model_version"] == V1, body
+            assert not {"store_unavailable", "store_timeout"} & set(body["flags"]), body
