@@ -186,8 +186,15 @@ class RedisOnline:
                 await self.client.ping()
 
     async def current_version(self) -> str | None:
+        """``/ready``'s read: repeated once on a lost connection, as a request's read is."""
         with translate_errors("reading the version pointer"):
-            raw = await self.client.get(self.keys.current)
+            try:
+                raw = await self.client.get(self.keys.current)
+            except rexc.ConnectionError:
+                if self.keys.cluster:
+                    raise
+                await self._drop_idle_connections()
+                raw = await self.client.get(self.keys.current)
         return raw.decode() if raw else None
 
     async def aclose(self) -> None:

@@ -39,6 +39,20 @@ def test_reads_after_a_restart_reconnect_instead_of_failing_on_each_stale_connec
     assert [getattr(o, "user", o) for o in outcomes] == [None] * 4
 
 
+def test_the_readiness_read_after_a_restart_reconnects_too(server: EmbeddedRedis) -> None:
+    async def scenario() -> list[object]:
+        online = RedisOnline.from_settings(Settings(redis_url=server.url, store_timeout_ms=2000))
+        try:
+            await asyncio.gather(*(online.current_version() for _ in range(4)))
+            server.stop()
+            server.start()
+            return list(await asyncio.gather(*(online.current_version() for _ in range(4)), return_exceptions=True))
+        finally:
+            await online.aclose()
+
+    assert asyncio.run(scenario()) == [None] * 4  # no version published: None, not StoreUnavailable
+
+
 def test_reads_while_redis_is_down_still_fail_fast(server: EmbeddedRedis) -> None:
     async def scenario() -> None:
         online = RedisOnline.from_settings(Settings(redis_url=server.url, store_timeout_ms=2000))
