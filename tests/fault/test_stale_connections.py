@@ -4,6 +4,8 @@ command on each fails at once. A read must not be served degraded for that once 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -16,10 +18,18 @@ from shared.errors import StoreUnavailable
 pytestmark = pytest.mark.fault
 
 
+@asynccontextmanager
+async def online_store(server: EmbeddedRedis) -> AsyncIterator[RedisOnline]:
+    online = RedisOnline.from_settings(Settings(redis_url=server.url, store_timeout_ms=2000))
+    try:
+        yield online
+    finally:
+        await online.aclose()
+
+
 def test_reads_after_a_restart_reconnect_instead_of_failing_on_each_stale_connection(server: EmbeddedRedis) -> None:
     async def scenario() -> list[object]:
-        online = RedisOnline.from_settings(Settings(redis_url=server.url, store_timeout_ms=2000))
-        try:
+        async with online_store(server) as online:
             # four concurrent reads leave four connections in the pool
             await asyncio.gather(*(online.read_request("v1", f"u{n}", f"s{n}") for n in range(4)))
             assert len(online.client.connection_pool._available_connections) == 4
@@ -32,8 +42,6 @@ def test_reads_after_a_restart_reconnect_instead_of_failing_on_each_stale_connec
                 except StoreUnavailable as exc:
                     outcomes.append(exc)
             return outcomes
-        finally:
-            await online.aclose()
 
     outcomes = asyncio.run(scenario())
     assert [getattr(o, "user", o) for o in outcomes] == [None] * 4
@@ -41,28 +49,22 @@ def test_reads_after_a_restart_reconnect_instead_of_failing_on_each_stale_connec
 
 def test_the_readiness_read_after_a_restart_reconnects_too(server: EmbeddedRedis) -> None:
     async def scenario() -> list[object]:
-        online = RedisOnline.from_settings(Settings(redis_url=server.url, store_timeout_ms=2000))
-        try:
+        async with online_store(server) as online:
             await asyncio.gather(*(online.current_version() for _ in range(4)))
             server.stop()
             server.start()
             return list(await asyncio.gather(*(online.current_version() for _ in range(4)), return_exceptions=True))
-        finally:
-            await online.aclose()
 
     assert asyncio.run(scenario()) == [None] * 4  # no version published: None, not StoreUnavailable
 
 
 def test_reads_while_redis_is_down_still_fail_fast(server: EmbeddedRedis) -> None:
     async def scenario() -> None:
-        online = RedisOnline.from_settings(Settings(redis_url=server.url, store_timeout_ms=2000))
-        try:
+        async with online_store(server) as online:
             await online.read_request("v1", "u1", None)
             server.stop()
             with pytest.raises(StoreUnavailable, match="reading request features: cannot reach Redis"):
                 await online.read_request("v1", "u1", None)
-        finally:
-            await online.aclose()
 
     asyncio.run(scenario())
 
@@ -75,16 +77,13 @@ def test_an_append_on_a_stale_connection_fails_alone_and_drops_the_other_stale_o
         return [SessionEvent(f"i{n}", "view", 1.7e9, f"e{n}", user_id=f"u{n}", session_id=f"s{n}")]
 
     async def scenario() -> tuple[list[object], list[object]]:
-        online = RedisOnline.from_settings(Settings(redis_url=server.url, store_timeout_ms=2000))
-        try:
+        async with online_store(server) as online:
             await asyncio.gather(*(online.read_request("v1", f"u{n}", f"s{n}") for n in range(4)))
             server.stop()
             server.start()
             first = await asyncio.gather(online.append(events(0)), return_exceptions=True)
             rest = await asyncio.gather(*(online.append(events(n)) for n in range(1, 5)), return_exceptions=True)
             return first, rest
-        finally:
-            await online.aclose()
 
     first, rest = asyncio.run(scenario())
     assert isinstance(first[0], StoreUnavailable), first
