@@ -119,6 +119,13 @@ class Keys:
     def events_stream(self) -> str:
         return f"{{{self.prefix}:events}}" if self.cluster else f"{self.prefix}:events"
 
+    @property
+    def replication_fence(self) -> str:
+        """Written by every append that waits for replicas (one server): WAIT counts the replicas that have
+        its connection's last write, and a retry whose events were all stored before writes nothing else
+        (Redis 7.0 counts such a connection from the server's offset anyway; the fence does not rely on it)."""
+        return f"{self._ctl}:replication-fence"
+
     def stats_minute(self, minute: int) -> str:
         """The per-minute stats hash of ``minute`` (unix seconds // 60)."""
         return f"{self.prefix}:stats:m:{minute}"

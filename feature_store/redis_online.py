@@ -42,7 +42,7 @@ from feature_store.keys import Keys
 from feature_store.redis_client import AsyncClient, connect_async, is_cluster, translate_errors
 from feature_store.redis_events import AppendScript
 from shared.config import Settings
-from shared.errors import StoreError
+from shared.errors import ConfigError, ReplicationTimeout, StoreError
 
 # ARGV[1]: what to read, 'u' the user record, 's' the session, 'us' both. KEYS: the user record (with
 # 'u'), then the session list and seen set (with 's'). Returns {user record or false, list elements, seen
@@ -91,10 +91,26 @@ def stored_request(replies: Sequence[Sequence[Any]]) -> StoredRequest:
 class RedisOnline:
     """The API's asyncio store: create it inside the event loop that uses it, ``aclose()`` it there."""
 
-    def __init__(self, client: AsyncClient, keys: Keys, script: AppendScript) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        keys: Keys,
+        script: AppendScript,
+        min_replicas: int = 0,
+        replicas_timeout_ms: int = 25,
+    ) -> None:
+        """``min_replicas``: an append returns only once that many replicas have it (WAIT, at most
+        ``replicas_timeout_ms``), else raises ReplicationTimeout; one server only."""
+        if min_replicas and keys.cluster:
+            raise ConfigError(
+                "HYBRIDREC_EVENTS_MIN_REPLICAS is not supported on a Redis Cluster (WAIT must follow the append on "
+                "the same connection to the same node); set it to 0"
+            )
         self.client = client
         self.keys = keys
         self.script = script
+        self.min_replicas = min_replicas
+        self.replicas_timeout_ms = replicas_timeout_ms
         self._append = client.register_script(AppendScript.source)
         self._sessions = client.register_script(AppendScript.sessions_source)
         self._read = client.register_script(READ_SCRIPT)
@@ -113,7 +129,7 @@ class RedisOnline:
             backlog_max=settings.events_backlog_max,
             backlog_policy=settings.events_backlog_policy,
         )
-        return cls(client, keys, script)
+        return cls(client, keys, script, settings.events_min_replicas, settings.events_replicas_timeout_ms)
 
     async def read_request(self, version: str, user_id: str | None, session_id: str | None) -> StoredRequest:
         """User record, session list and seen set in ONE round trip (one script; on a cluster, two
@@ -159,7 +175,10 @@ class RedisOnline:
         keys, args = self.script.call(events, dedupe)
         with translate_errors("appending session events"):
             try:
-                reply = await self._append(keys=keys, args=args)
+                if self.min_replicas:
+                    reply = await self._append_replicated(keys, args)
+                else:
+                    reply = await self._append(keys=keys, args=args)
             except rexc.ConnectionError:  # not repeated: see _drop_idle_connections
                 if not self.keys.cluster:
                     await self._drop_idle_connections()
@@ -174,6 +193,33 @@ class RedisOnline:
         except StoreError as exc:
             return self.script.sessions_missed(result, events, reply, exc)
         return result
+
+    async def _append_replicated(self, keys: list[str], args: list[str]) -> Any:
+        """The append script, a write of the replication fence and ``WAIT``, in one pipeline: one
+        connection, so WAIT counts the replicas that have this append (and, through the fence, whatever
+        was stored before it: a retry whose events are all duplicates writes nothing else). Raises
+        ReplicationTimeout when fewer than ``min_replicas`` confirmed in time: the events are on the
+        primary (a retry with the same ids is acknowledged as duplicates once the replicas have them)."""
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.evalsha(self._append.sha, len(keys), *keys, *args)
+            pipe.set(self.keys.replication_fence, b"1")
+            pipe.execute_command("WAIT", self.min_replicas, self.replicas_timeout_ms)
+            try:
+                reply, _, confirmed = await pipe.execute()
+            except rexc.NoScriptError:  # not run, so nothing was written: load it and run the pipeline again
+                if attempt == 2:
+                    raise
+                self._append.sha = await self.client.script_load(self._append.script)
+                continue
+            if int(confirmed) < self.min_replicas:
+                raise ReplicationTimeout(
+                    f"appending session events: stored on the Redis primary, but {int(confirmed)} of the "
+                    f"{self.min_replicas} replica(s) HYBRIDREC_EVENTS_MIN_REPLICAS requires confirmed it within "
+                    f"{self.replicas_timeout_ms} ms"
+                )
+            return reply
+        raise AssertionError("unreachable")
 
     async def connect(self) -> None:
         """Open a connection now (on a cluster, read its slot map and connect to each node), so that the

@@ -37,6 +37,7 @@ from shared.config import Settings
 from shared.errors import (
     EventsBacklogFull,
     NotFound,
+    ReplicationTimeout,
     StoreError,
     StoreFull,
     StoreTimeout,
@@ -48,6 +49,12 @@ log = logging.getLogger("hybridrec.online")
 
 
 RETRY_SAME_IDS = "retry later with the same event_id values (an event sent without one cannot be de-duplicated)"
+UNREPLICATED = (
+    "the events are stored on the Redis primary, but not yet confirmed by the replicas "
+    "HYBRIDREC_EVENTS_MIN_REPLICAS requires, so a failover now could lose them; retry with the same event_id "
+    "values (what is stored is acknowledged as a duplicate once the replicas have it; an event sent without one "
+    "cannot be de-duplicated)"
+)
 OUTCOME_UNKNOWN = (
     "the store did not answer in time: these events may or may not have been stored; retry with the same "
     "event_id values, and each is stored once (an event sent without one cannot be de-duplicated)"
@@ -208,7 +215,8 @@ class RecommendationService:
         """Append to sessions and the durable stream, each client event_id once (see ``Recorded``).
 
         Raises StoreError (-> 503): EventsBacklogFull and StoreFull mean nothing was stored; a
-        timeout or a lost connection means the outcome is unknown, and says to retry with the same ids.
+        timeout or a lost connection means the outcome is unknown, and says to retry with the same ids;
+        ReplicationTimeout means stored on the primary but not yet on the replicas required (retry too).
         """
         now = time.time()
         records = [
@@ -228,6 +236,9 @@ class RecommendationService:
         except StoreTimeout as exc:
             self.telemetry.store_error("write", "timeout")
             raise StoreTimeout(str(exc), public=OUTCOME_UNKNOWN) from exc
+        except ReplicationTimeout as exc:
+            self.telemetry.store_error("write", "unreplicated")
+            raise ReplicationTimeout(str(exc), public=UNREPLICATED) from exc
         except StoreUnavailable as exc:
             self.telemetry.store_error("write", "unavailable")
             raise StoreUnavailable(str(exc), public=f"the store is unreachable; {RETRY_SAME_IDS}") from exc

@@ -79,7 +79,7 @@ class Telemetry:
         self.store_errors = Counter(
             "hybridrec_store_errors",
             "Store errors the API degraded through (read: served from memory with a flag) or answered 503 "
-            "(write), by kind: timeout, unavailable, full, backlog_full.",
+            "(write), by kind: timeout, unavailable, full, backlog_full, unreplicated.",
             ["operation", "kind"],
             registry=reg,
         )

@@ -154,6 +154,22 @@ class Settings(BaseSettings):
         description="At the backlog cap: refuse new events with 503 (nothing is lost) or trim the oldest "
         "un-compacted ones (sessions stay live; the trimmed events never reach training).",
     )
+    events_min_replicas: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description="Answer 202 to POST /events only once this many replicas of the Redis primary confirmed the "
+        "append (Redis WAIT), so an acknowledged event survives a failover to a replica; fewer in time: 503 "
+        "`replication_timeout`, retry with the same event ids. 0: the primary's append-only file alone. One "
+        "server with replicas only (refused on a Redis Cluster).",
+    )
+    events_replicas_timeout_ms: int = Field(
+        default=25,
+        ge=1,
+        le=60_000,
+        description="How long an append waits for HYBRIDREC_EVENTS_MIN_REPLICAS confirmations; less than "
+        "HYBRIDREC_STORE_TIMEOUT_MS.",
+    )
     session_half_life_events: float = Field(default=3.0, gt=0.0, description="Recency decay of session items.")
     session_seed_items: int = Field(default=5, ge=1, le=50, description="Recent session items whose neighbours join.")
     weight_user: float = Field(default=0.25, ge=0.0, description="Blend weight of user-vector similarity.")
@@ -294,6 +310,11 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.n_candidates < self.eval_k:
             raise ValueError(f"n_candidates ({self.n_candidates}) must be >= eval_k ({self.eval_k})")
+        if self.events_min_replicas and self.events_replicas_timeout_ms >= self.store_timeout_ms:
+            raise ValueError(
+                f"events_replicas_timeout_ms ({self.events_replicas_timeout_ms}) must be less than store_timeout_ms "
+                f"({self.store_timeout_ms}): the wait for replicas is part of the append's call"
+            )
         return self
 
     # Derived paths: one place that knows the data layout.

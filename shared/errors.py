@@ -75,6 +75,13 @@ class StoreFull(StoreError):
     code = "store_full"
 
 
+class ReplicationTimeout(StoreError):
+    """A write reached the primary, but fewer replicas than required confirmed it in time: it may be
+    lost if the primary fails before they do."""
+
+    code = "replication_timeout"
+
+
 class EventsBacklogFull(StoreError):
     """The live-events stream holds as many un-compacted events as it may; the batch was not stored."""
 
