@@ -31,8 +31,8 @@ become ours (``translate_errors``), so the API decides what to degrade to.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from redis import exceptions as rexc
 from redis.crc import key_slot
@@ -61,6 +61,7 @@ end
 return {user, events, seen}
 """
 ReadCall = tuple[list[str], list[str]]  # (KEYS, ARGV) of one read script call
+T = TypeVar("T")
 
 
 def request_reads(keys: Keys, version: str, user_id: str | None, session_id: str | None) -> list[ReadCall]:
@@ -143,12 +144,19 @@ class RedisOnline:
             elif self.keys.cluster:
                 replies = await asyncio.gather(*(self._read(keys=keys, args=args) for keys, args in calls))
             else:
-                try:
-                    replies = [await self._read_one(*calls[0])]
-                except rexc.ConnectionError:  # a read is safe to repeat: once, on a new connection
-                    await self._drop_idle_connections()
-                    replies = [await self._read_one(*calls[0])]
+                replies = [await self._repeatable(lambda: self._read_one(*calls[0]))]
         return stored_request(replies)
+
+    async def _repeatable(self, read: Callable[[], Awaitable[T]]) -> T:
+        """``read()`` on one server, once more on a new connection if its connection was lost (a read is
+        safe to repeat; see _drop_idle_connections). A cluster's client reconnects and retries itself."""
+        try:
+            return await read()
+        except rexc.ConnectionError:
+            if self.keys.cluster:
+                raise
+            await self._drop_idle_connections()
+            return await read()
 
     async def _drop_idle_connections(self) -> None:
         """After a command failed on a lost connection (one server). The pool's idle connections outlive a
@@ -200,26 +208,26 @@ class RedisOnline:
         was stored before it: a retry whose events are all duplicates writes nothing else). Raises
         ReplicationTimeout when fewer than ``min_replicas`` confirmed in time: the events are on the
         primary (a retry with the same ids is acknowledged as duplicates once the replicas have them)."""
-        for attempt in (1, 2):
+
+        def pipeline() -> Any:
             pipe = self.client.pipeline(transaction=False)
             pipe.evalsha(self._append.sha, len(keys), *keys, *args)
             pipe.set(self.keys.replication_fence, b"1")
             pipe.execute_command("WAIT", self.min_replicas, self.replicas_timeout_ms)
-            try:
-                reply, _, confirmed = await pipe.execute()
-            except rexc.NoScriptError:  # not run, so nothing was written: load it and run the pipeline again
-                if attempt == 2:
-                    raise
-                self._append.sha = await self.client.script_load(self._append.script)
-                continue
-            if int(confirmed) < self.min_replicas:
-                raise ReplicationTimeout(
-                    f"appending session events: stored on the Redis primary, but {int(confirmed)} of the "
-                    f"{self.min_replicas} replica(s) HYBRIDREC_EVENTS_MIN_REPLICAS requires confirmed it within "
-                    f"{self.replicas_timeout_ms} ms"
-                )
-            return reply
-        raise AssertionError("unreachable")
+            return pipe.execute()
+
+        try:
+            reply, _, confirmed = await pipeline()
+        except rexc.NoScriptError:  # the script did not run, so nothing was written: load it, run again
+            self._append.sha = await self.client.script_load(self._append.script)
+            reply, _, confirmed = await pipeline()
+        if int(confirmed) < self.min_replicas:
+            raise ReplicationTimeout(
+                f"appending session events: stored on the Redis primary, but {int(confirmed)} of the "
+                f"{self.min_replicas} replica(s) HYBRIDREC_EVENTS_MIN_REPLICAS requires confirmed it within "
+                f"{self.replicas_timeout_ms} ms"
+            )
+        return reply
 
     async def connect(self) -> None:
         """Open a connection now (on a cluster, read its slot map and connect to each node), so that the
@@ -234,13 +242,7 @@ class RedisOnline:
     async def current_version(self) -> str | None:
         """``/ready``'s read: repeated once on a lost connection, as a request's read is."""
         with translate_errors("reading the version pointer"):
-            try:
-                raw = await self.client.get(self.keys.current)
-            except rexc.ConnectionError:
-                if self.keys.cluster:
-                    raise
-                await self._drop_idle_connections()
-                raw = await self.client.get(self.keys.current)
+            raw = await self._repeatable(lambda: self.client.get(self.keys.current))
         return raw.decode() if raw else None
 
     async def aclose(self) -> None:

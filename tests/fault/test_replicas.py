@@ -77,6 +77,12 @@ def test_a_202_means_the_replica_has_the_events_and_a_paused_replica_gets_a_503_
         batch = [{"session_id": session, "user_id": "u1", "item_id": f"i{n}", "event_id": f"a{n}"} for n in range(3)]
         assert api.post("/events", json=batch).status_code == 202
         assert _stream_ids(replica) == ["a0", "a1", "a2"]  # read at once: WAIT returned after the replica had them
+        flush = redis.Redis.from_url(primary.url)
+        flush.script_flush()  # as after a restart: the pipeline's EVALSHA fails unrun, the script is loaded, rerun
+        flush.close()
+        again = [{"session_id": session, "user_id": "u1", "item_id": "i9", "event_id": "a3"}]
+        assert api.post("/events", json=again).status_code == 202
+        assert _stream_ids(replica) == ["a0", "a1", "a2", "a3"]
 
         late = [{"session_id": session, "user_id": "u1", "item_id": f"j{n}", "event_id": f"b{n}"} for n in range(3)]
         with paused(replica):
@@ -88,7 +94,7 @@ def test_a_202_means_the_replica_has_the_events_and_a_paused_replica_gets_a_503_
             assert r.status_code == 503 and r.json()["error"] == "replication_timeout"
         r = api.post("/events", json=late)
         assert r.status_code == 202 and sorted(r.json()["duplicates"]) == ["b0", "b1", "b2"], r.text
-        assert _stream_ids(replica) == ["a0", "a1", "a2", "b0", "b1", "b2"]  # once each
+        assert _stream_ids(replica) == ["a0", "a1", "a2", "a3", "b0", "b1", "b2"]  # once each
 
 
 def test_a_retry_of_duplicates_alone_on_a_fresh_connection_waits_for_the_replica_too(
